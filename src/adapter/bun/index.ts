@@ -1,0 +1,26 @@
+/// <reference types="bun-types" />
+import type { Runtime, SignalName } from "../../runtime/types.ts";
+import { connect, listen } from "./tcp.ts";
+
+/** The Bun runtime: Bun.listen / Bun.connect and the process object. */
+export function createBunRuntime(): Runtime {
+  return {
+    name: "bun",
+    version: Bun.version,
+    listen,
+    connect,
+    onSignal(signal: SignalName, handler: () => void) {
+      process.on(signal, handler);
+      return () => void process.off(signal, handler);
+    },
+    exit(code: number): never {
+      process.exit(code);
+    },
+    env() {
+      return { ...Bun.env } as Record<string, string>;
+    },
+    args() {
+      return Bun.argv.slice(2);
+    },
+  };
+}

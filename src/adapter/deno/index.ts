@@ -1,0 +1,26 @@
+import type { Runtime, SignalName } from "../../runtime/types.ts";
+import { connect, listen } from "./tcp.ts";
+
+/** The Deno runtime: Deno.listen / Deno.connect and Deno's process functions. */
+export function createDenoRuntime(): Runtime {
+  return {
+    name: "deno",
+    version: Deno.version.deno,
+    listen,
+    connect,
+    onSignal(signal: SignalName, handler: () => void) {
+      // Deno's addSignalListener does not keep the event loop alive; the listeners do.
+      Deno.addSignalListener(signal, handler);
+      return () => Deno.removeSignalListener(signal, handler);
+    },
+    exit(code: number): never {
+      Deno.exit(code);
+    },
+    env() {
+      return Deno.env.toObject();
+    },
+    args() {
+      return [...Deno.args];
+    },
+  };
+}

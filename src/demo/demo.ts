@@ -1,0 +1,30 @@
+import { z } from "zod";
+import { defineService, type Implementation } from "../rpc/contract.ts";
+
+/** The demo service the reference binary hosts. */
+export const demo = defineService("demo", {
+  /** Returns its input unchanged. */
+  echo: { input: z.unknown(), output: z.unknown(), idempotent: true },
+  /** Waits `ms` milliseconds, or less when the call is aborted; returns how long it waited. */
+  sleep: {
+    input: z.object({ ms: z.number().int().min(0).max(3_600_000) }),
+    output: z.object({ sleptMs: z.number() }),
+    idempotent: true,
+  },
+});
+
+/** Handlers of the demo service. */
+export const demoHandlers: Implementation<typeof demo> = {
+  echo: (input) => input,
+  sleep: ({ ms }, ctx) =>
+    new Promise((resolve) => {
+      const started = Date.now();
+      const done = () => {
+        clearTimeout(timer);
+        ctx.signal.removeEventListener("abort", done);
+        resolve({ sleptMs: Date.now() - started });
+      };
+      const timer = setTimeout(done, ms);
+      ctx.signal.addEventListener("abort", done);
+    }),
+};

@@ -1,0 +1,11 @@
+/** ebb's public API. */
+export { createNode, VERSION, type EbbNode, type NodeOptions } from "./node.ts";
+export { defineService, type CallContext, type Handler, type Implementation, type InputOf, type MethodSpec, type OutputOf, type ServiceContract } from "./rpc/contract.ts";
+export { createClient, type ServiceClient } from "./rpc/client.ts";
+export { Channel, type CallOptions, type ChannelOptions, type Transport } from "./rpc/channel.ts";
+export { RpcError, type RpcErrorOptions } from "./rpc/errors.ts";
+export { ErrorCodes, type ErrorCode } from "./wire/codes.ts";
+export { loadConfig, ConfigError, type Config } from "./config/load.ts";
+export { createLogger, type Logger, type LogLevel } from "./log.ts";
+export { detectRuntime } from "./runtime/detect.ts";
+export type { Runtime, Socket, Listener } from "./runtime/types.ts";

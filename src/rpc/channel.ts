@@ -1,0 +1,247 @@
+import { type Logger, silentLogger } from "../log.ts";
+import type { Runtime, Socket } from "../runtime/types.ts";
+import { FrameError, MessageDecoder } from "../wire/decoder.ts";
+import { BatchWriter } from "../wire/encoder.ts";
+import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
+import { RpcError } from "./errors.ts";
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Milliseconds to wait for the answer. Sent to the server as the deadline, which aborts work past it. */
+  timeoutMs?: number;
+  /** Aborting it fails the call with CANCELLED and tells the server to stop the handler. */
+  signal?: AbortSignal;
+  /** Request id for idempotency and tracing, sent in `meta.id`. */
+  requestId?: string;
+}
+
+/** Anything that can carry a call: a single connection, or the cluster client. */
+export interface Transport {
+  call(method: string, input: unknown, options?: CallOptions): Promise<unknown>;
+}
+
+/** Options of `Channel.connect`. */
+export interface ChannelOptions {
+  host: string;
+  port: number;
+  /** Largest message accepted from the server. Default 8 MiB. */
+  maxMessageBytes?: number;
+  /** Timeout of calls that do not set one. Default 30 s. */
+  defaultTimeoutMs?: number;
+  log?: Logger;
+  /** Called for each notification from the server (after ebb's own `$goaway` handling). */
+  onNotification?(method: string, params: unknown[]): void;
+  /** Called once when the connection closes. */
+  onClose?(error?: Error): void;
+}
+
+/** Default of `ChannelOptions.defaultTimeoutMs`. */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** Default of `ChannelOptions.maxMessageBytes`. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: RpcError): void;
+  timer: ReturnType<typeof setTimeout>;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * One multiplexed msgpack-rpc connection to one node: many calls in flight,
+ * matched to answers by msgid, each with a deadline.
+ */
+export class Channel implements Transport {
+  private readonly pending = new Map<number, Pending>();
+  private readonly decoder: MessageDecoder;
+  private readonly writer: BatchWriter;
+  private readonly log: Logger;
+  private readonly defaultTimeoutMs: number;
+  private nextMsgid = 0;
+  private isClosed = false;
+  private goawayReason: string | undefined;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  private constructor(
+    private readonly socket: Socket,
+    readonly address: string,
+    private readonly options: ChannelOptions,
+  ) {
+    this.decoder = new MessageDecoder(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    this.writer = new BatchWriter(socket);
+    this.log = options.log ?? silentLogger;
+    this.defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Connects to a node. Rejects with UNAVAILABLE when it cannot be reached. */
+  static async connect(runtime: Runtime, options: ChannelOptions): Promise<Channel> {
+    const address = `${options.host}:${options.port}`;
+    let channel: Channel | undefined;
+    try {
+      await runtime.connect({
+        host: options.host,
+        port: options.port,
+        open: (socket) => {
+          channel = new Channel(socket, address, options);
+          socket.setNoDelay(true);
+          return {
+            data: (chunk) => channel!.receive(chunk),
+            end: () => channel!.peerEnded(),
+            close: (error) => channel!.onClosed(error),
+          };
+        },
+      });
+    } catch (error) {
+      throw new RpcError(`Cannot connect to ${address}: ${error instanceof Error ? error.message : String(error)}`, "UNAVAILABLE", {
+        cause: error,
+        processed: false,
+      });
+    }
+    return channel!;
+  }
+
+  /** Calls in flight on this connection. */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** True once the connection is closed. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** The reason the server gave in `$goaway`, once it sent one: new calls belong elsewhere. */
+  get goaway(): string | undefined {
+    return this.goawayReason;
+  }
+
+  /** Resolves when the connection has closed. */
+  whenClosed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /** Calls `method` with `input` as its one parameter. */
+  call(method: string, input: unknown, options?: CallOptions): Promise<unknown> {
+    return this.request(method, input === undefined ? [] : [input], options);
+  }
+
+  /** Sends a raw msgpack-rpc request with any params. */
+  request(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
+    if (this.isClosed) {
+      return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
+    }
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(new RpcError("Call cancelled before it was sent", "CANCELLED", { processed: false }));
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    const msgid = this.allocateMsgid();
+    const meta: RequestMeta = { deadline: timeoutMs };
+    if (options.requestId !== undefined) meta.id = options.requestId;
+    return new Promise<unknown>((resolve, reject) => {
+      const entry: Pending = {
+        resolve,
+        reject,
+        signal,
+        onAbort: undefined,
+        timer: setTimeout(() => {
+          this.settle(msgid)?.reject(new RpcError(`No answer from ${this.address} to "${method}" within ${timeoutMs} ms`, "DEADLINE_EXCEEDED"));
+        }, timeoutMs),
+      };
+      if (signal) {
+        entry.onAbort = () => {
+          if (!this.settle(msgid)) return;
+          this.notify("$cancel", [msgid]);
+          reject(new RpcError(`Call to "${method}" cancelled`, "CANCELLED", { cause: signal.reason }));
+        };
+        signal.addEventListener("abort", entry.onAbort, { once: true });
+      }
+      this.pending.set(msgid, entry);
+      this.writer.send([REQUEST, msgid, method, params, meta]);
+    });
+  }
+
+  /** Sends a notification. */
+  notify(method: string, params: unknown[]): void {
+    if (!this.isClosed) this.writer.send([NOTIFICATION, method, params]);
+  }
+
+  /** Closes the connection; calls in flight fail with UNAVAILABLE. Idempotent. */
+  close(): void {
+    this.socket.close();
+  }
+
+  private allocateMsgid(): number {
+    let msgid = this.nextMsgid;
+    while (this.pending.has(msgid)) msgid = (msgid + 1) >>> 0;
+    this.nextMsgid = (msgid + 1) >>> 0;
+    return msgid;
+  }
+
+  private settle(msgid: number): Pending | undefined {
+    const entry = this.pending.get(msgid);
+    if (!entry) return undefined;
+    this.pending.delete(msgid);
+    clearTimeout(entry.timer);
+    if (entry.onAbort) entry.signal!.removeEventListener("abort", entry.onAbort);
+    return entry;
+  }
+
+  private receive(chunk: Uint8Array): void {
+    let messages: unknown[];
+    try {
+      messages = this.decoder.push(chunk);
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error;
+      this.log.warn(`closing connection to ${this.address}: ${error.message}`);
+      this.socket.close();
+      return;
+    }
+    for (const message of messages) {
+      const parsed = parseMessage(message);
+      if (parsed.kind === "response") {
+        const entry = this.settle(parsed.msgid);
+        if (!entry) continue; // Answer to a call that already timed out or was cancelled.
+        if (parsed.error === null || parsed.error === undefined) entry.resolve(parsed.result);
+        else entry.reject(RpcError.fromWire(parsed.error));
+      } else if (parsed.kind === "notification") {
+        if (parsed.method === "$goaway") this.onGoaway(parsed.params[0]);
+        this.options.onNotification?.(parsed.method, parsed.params);
+      } else if (parsed.kind === "malformed") {
+        this.log.warn(`closing connection to ${this.address}: not a msgpack-rpc message: ${parsed.reason}`);
+        this.socket.close();
+        return;
+      }
+    }
+  }
+
+  private onGoaway(info: unknown): void {
+    const { reason, final } = (typeof info === "object" && info !== null ? info : {}) as { reason?: unknown; final?: unknown };
+    this.goawayReason ??= typeof reason === "string" ? reason : "draining";
+    if (final !== true) return;
+    // A final $goaway is the server's last message: it answered everything it
+    // read before it, so whatever is still pending was never read and no handler ran.
+    this.failAll(new RpcError(`${this.address} closed the connection before reading the call`, "UNAVAILABLE", { processed: false }));
+    this.socket.end();
+  }
+
+  // A FIN without a final $goaway may be a crash: pending calls stay pending
+  // until the close, which fails them with the outcome unknown.
+  private peerEnded(): void {
+    this.socket.end();
+  }
+
+  private onClosed(error?: Error): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    const detail = error ? `: ${error.message}` : "";
+    this.failAll(new RpcError(`Connection to ${this.address} lost with the call in flight; outcome unknown${detail}`, "UNAVAILABLE"));
+    this.resolveClosed();
+    this.options.onClose?.(error);
+  }
+
+  private failAll(error: RpcError): void {
+    for (const msgid of [...this.pending.keys()]) this.settle(msgid)?.reject(error);
+  }
+}

@@ -1,0 +1,236 @@
+import type { Logger } from "../log.ts";
+import type { RequestMeta } from "../wire/messages.ts";
+import type { CallContext } from "./contract.ts";
+import { RpcError } from "./errors.ts";
+import type { Route, Router } from "./router.ts";
+
+/** One call as any transport hands it to the dispatcher. */
+export interface IncomingCall {
+  readonly method: string;
+  /** msgpack-rpc params; the method's input is `params[0]`. */
+  readonly params: unknown[];
+  readonly meta: RequestMeta | undefined;
+  readonly peer: string;
+}
+
+/** Receives the single answer to a call. */
+export type Reply = (error: RpcError | null, result?: unknown) => void;
+
+/** Points where the lifecycle plugs into dispatch. */
+export interface DispatchHooks {
+  /** Asked before a handler is chosen; an error answers the call and no handler runs. */
+  admit?(method: string): RpcError | undefined;
+  /** A handler is about to run. */
+  enter?(): void;
+  /** A handler has settled (returned, thrown, or been abandoned after abort). */
+  leave?(): void;
+}
+
+/** Built-in `$` methods: answered by ebb itself, never by a service. */
+export type BuiltinMethod = (input: unknown, peer: string) => unknown | Promise<unknown>;
+
+/** Options of a `Dispatcher`. */
+export interface DispatcherOptions {
+  router: Router;
+  log: Logger;
+  hooks?: DispatchHooks;
+  builtins?: Record<string, BuiltinMethod>;
+}
+
+/** A call that reached its handler and has not settled yet. */
+export class ActiveCall implements CallContext {
+  readonly method: string;
+  readonly requestId: string | undefined;
+  readonly deadlineAt: number | undefined;
+  readonly peer: string;
+  private controller: AbortController | undefined;
+  private abortReason: RpcError | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private reply: Reply | undefined;
+
+  constructor(
+    route: Route,
+    call: IncomingCall,
+    reply: Reply,
+    private readonly owner: Dispatcher,
+  ) {
+    this.method = route.name;
+    this.peer = call.peer;
+    this.requestId = call.meta?.id;
+    this.reply = reply;
+    const deadline = call.meta?.deadline;
+    if (deadline !== undefined) {
+      this.deadlineAt = Date.now() + deadline;
+      this.timer = setTimeout(() => this.abort(new RpcError(`Deadline of ${deadline} ms exceeded in ${route.name}`, "DEADLINE_EXCEEDED")), deadline);
+    }
+  }
+
+  // The AbortController is made on first use: most handlers never look at it.
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** True once the caller has its answer. */
+  get answered(): boolean {
+    return this.reply === undefined;
+  }
+
+  /** Answers the caller with `reason` now and tells the handler to stop. */
+  abort(reason: RpcError): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.answer(reason, undefined);
+    this.controller?.abort(reason);
+  }
+
+  /** Sends the answer, once; a late result after abort is dropped. */
+  answer(error: RpcError | null, result: unknown): void {
+    const reply = this.reply;
+    if (!reply) return;
+    this.reply = undefined;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    reply(error, result);
+  }
+
+  /** The handler settled: answer if not answered yet, and leave. */
+  settle(error: RpcError | null, result: unknown): void {
+    this.answer(error, result);
+    this.owner.settled(this);
+  }
+}
+
+/**
+ * Runs calls against a router: admission (the baffle), lookup, input
+ * validation, deadline, the handler, output validation. Transport-agnostic:
+ * the TCP server and the HTTP gateway both call it.
+ */
+export class Dispatcher {
+  readonly router: Router;
+  private readonly log: Logger;
+  private readonly hooks: DispatchHooks;
+  private readonly builtins: Record<string, BuiltinMethod>;
+  private readonly active = new Set<ActiveCall>();
+
+  constructor(options: DispatcherOptions) {
+    this.router = options.router;
+    this.log = options.log;
+    this.hooks = options.hooks ?? {};
+    this.builtins = options.builtins ?? {};
+  }
+
+  /** Calls whose handler is running. */
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Runs `call`; `reply` is called exactly once. Returns the running call, or undefined if answered at once. */
+  dispatch(call: IncomingCall, reply: Reply): ActiveCall | undefined {
+    const { method, params } = call;
+    if (method.charCodeAt(0) === 36 /* $ */) {
+      this.builtin(call, reply);
+      return undefined;
+    }
+    const refused = this.hooks.admit?.(method);
+    if (refused) {
+      reply(refused);
+      return undefined;
+    }
+    const route = this.router.route(method);
+    if (!route) {
+      reply(new RpcError(`Unknown method "${method}"`, "METHOD_NOT_FOUND"));
+      return undefined;
+    }
+    if (params.length > 1) {
+      reply(new RpcError(`Method "${method}" takes one parameter, got ${params.length}`, "INVALID_PARAMS"));
+      return undefined;
+    }
+    const deadline = call.meta?.deadline;
+    if (deadline !== undefined && deadline <= 0) {
+      reply(new RpcError(`Deadline passed before "${method}" started`, "DEADLINE_EXCEEDED"));
+      return undefined;
+    }
+    const parsed = route.spec.input.safeParse(params[0]);
+    if (!parsed.success) {
+      reply(new RpcError(`Invalid input for "${method}": ${summarize(parsed.error.issues)}`, "INVALID_PARAMS", { data: parsed.error.issues }));
+      return undefined;
+    }
+    const active = new ActiveCall(route, call, reply, this);
+    this.active.add(active);
+    this.hooks.enter?.();
+    let result: unknown;
+    try {
+      result = route.handler(parsed.data, active);
+    } catch (error) {
+      active.settle(this.failure(route, error), undefined);
+      return undefined;
+    }
+    if (isThenable(result)) {
+      result.then(
+        (value) => this.finish(route, active, value),
+        (error) => active.settle(this.failure(route, error), undefined),
+      );
+      return active;
+    }
+    this.finish(route, active, result);
+    return undefined;
+  }
+
+  /** Aborts every running call with `reason`: each caller is answered now, each handler sees its signal. */
+  abortAll(reason: RpcError): void {
+    for (const call of this.active) call.abort(reason);
+  }
+
+  /** @internal Called by an ActiveCall whose handler settled. */
+  settled(call: ActiveCall): void {
+    if (this.active.delete(call)) this.hooks.leave?.();
+  }
+
+  private finish(route: Route, active: ActiveCall, value: unknown): void {
+    const checked = route.spec.output.safeParse(value);
+    if (checked.success) {
+      active.settle(null, checked.data);
+      return;
+    }
+    this.log.error("handler returned a result its contract rejects", { method: route.name, issues: checked.error.issues });
+    active.settle(new RpcError(`Handler of "${route.name}" returned an invalid result`, "INTERNAL"), undefined);
+  }
+
+  private failure(route: Route, error: unknown): RpcError {
+    if (error instanceof RpcError) return error;
+    const rpcError = RpcError.from(error, "INTERNAL");
+    if (rpcError.code === "INTERNAL") this.log.error("handler threw", { method: route.name, error });
+    return rpcError;
+  }
+
+  private builtin(call: IncomingCall, reply: Reply): void {
+    const fn = this.builtins[call.method];
+    if (!fn) {
+      reply(new RpcError(`Unknown method "${call.method}"`, "METHOD_NOT_FOUND"));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = fn(call.params[0], call.peer);
+    } catch (error) {
+      reply(RpcError.from(error));
+      return;
+    }
+    if (isThenable(result)) result.then((value) => reply(null, value), (error) => reply(RpcError.from(error)));
+    else reply(null, result);
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+function summarize(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues
+    .slice(0, 3)
+    .map((issue) => (issue.path.length ? `${issue.path.map(String).join(".")}: ${issue.message}` : issue.message))
+    .join("; ");
+}

@@ -1,0 +1,222 @@
+import type { Logger } from "../log.ts";
+import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
+import { FrameError, MessageDecoder } from "../wire/decoder.ts";
+import { BatchWriter } from "../wire/encoder.ts";
+import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
+import type { ActiveCall, Dispatcher } from "./dispatch.ts";
+import { RpcError } from "./errors.ts";
+
+/** Options of an `RpcServer`. */
+export interface RpcServerOptions {
+  dispatcher: Dispatcher;
+  log: Logger;
+  /** Largest message accepted; a larger one closes its connection. */
+  maxMessageBytes: number;
+  /** Bytes queued to one connection above which we stop reading its requests. */
+  highWaterBytes?: number;
+}
+
+/** Default for `highWaterBytes`: reads pause while a connection owes this much unread reply. */
+export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
+
+/** The msgpack-rpc TCP server: accepts connections and hands their requests to a dispatcher. */
+export class RpcServer {
+  readonly connections = new Set<ServerConnection>();
+  private readonly listeners: Listener[] = [];
+
+  constructor(
+    private readonly runtime: Runtime,
+    readonly options: RpcServerOptions,
+  ) {}
+
+  /** Starts accepting on `host:port` (0 picks a free port). */
+  async listen(host: string, port: number): Promise<Listener> {
+    const listener = await this.runtime.listen({
+      host,
+      port,
+      accept: (socket) => new ServerConnection(this, socket).handlers,
+    });
+    this.listeners.push(listener);
+    return listener;
+  }
+
+  /** Sends a notification to every open connection. */
+  broadcast(method: string, params: unknown[]): void {
+    for (const connection of this.connections) connection.notify(method, params);
+  }
+
+  /** Stops accepting connections; open ones stay open. */
+  async stopAccepting(): Promise<void> {
+    await Promise.all(this.listeners.map((listener) => listener.stop()));
+  }
+
+  /** Half-closes every connection once its answers are written; idle ones at once. */
+  endAll(): void {
+    for (const connection of this.connections) connection.endWhenIdle();
+  }
+
+  /** Closes every connection now. */
+  closeAll(): void {
+    for (const connection of this.connections) connection.close();
+  }
+}
+
+/** One accepted connection: decodes requests, dispatches them, batches the answers. */
+export class ServerConnection {
+  readonly handlers: SocketHandlers;
+  private readonly decoder: MessageDecoder;
+  private readonly writer: BatchWriter;
+  private readonly calls = new Map<number, ActiveCall>();
+  private readonly log: Logger;
+  private readonly highWaterBytes: number;
+  private paused = false;
+  private ending = false;
+  /** Our write side is closed: requests that still arrive are dropped unread. */
+  private finished = false;
+  private closed = false;
+
+  constructor(
+    private readonly server: RpcServer,
+    private readonly socket: Socket,
+  ) {
+    const { options } = server;
+    this.log = options.log;
+    this.highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    this.decoder = new MessageDecoder(options.maxMessageBytes);
+    this.writer = new BatchWriter(socket, () => this.afterFlush());
+    socket.setNoDelay(true);
+    server.connections.add(this);
+    this.handlers = {
+      data: (chunk) => this.receive(chunk),
+      drain: () => this.drained(),
+      end: () => this.endWhenIdle(),
+      close: (error) => this.onClosed(error),
+    };
+  }
+
+  /** `host:port` of the peer. */
+  get peer(): string {
+    return this.socket.remote;
+  }
+
+  /** Calls on this connection whose handler is still running. */
+  get inflight(): number {
+    return this.calls.size;
+  }
+
+  /** Sends a notification on this connection. */
+  notify(method: string, params: unknown[]): void {
+    if (this.closed) return;
+    this.writer.send([NOTIFICATION, method, params]);
+  }
+
+  /**
+   * Half-closes once every call on this connection has been answered. The last
+   * message is a final `$goaway`: a call the peer sees unanswered after it was
+   * never read, and never will be, so it is safe to send anywhere else.
+   */
+  endWhenIdle(): void {
+    this.ending = true;
+    if (this.calls.size > 0 || this.finished || this.closed) return;
+    this.finished = true;
+    this.writer.send([NOTIFICATION, "$goaway", [{ reason: "closing", final: true }]]);
+    this.writer.flush();
+    this.socket.end();
+  }
+
+  /** Closes now, dropping anything unwritten. */
+  close(): void {
+    this.socket.close();
+  }
+
+  private receive(chunk: Uint8Array): void {
+    let messages: unknown[];
+    try {
+      messages = this.decoder.push(chunk);
+    } catch (error) {
+      if (error instanceof FrameError) return this.reject(error.message);
+      throw error;
+    }
+    for (const message of messages) {
+      if (this.closed || this.finished) return;
+      this.handle(message);
+    }
+  }
+
+  private handle(message: unknown): void {
+    const parsed = parseMessage(message);
+    switch (parsed.kind) {
+      case "request": {
+        const { msgid } = parsed;
+        if (this.calls.has(msgid)) {
+          this.respond(msgid, new RpcError(`msgid ${msgid} is already in flight on this connection`, "INVALID_REQUEST"), undefined);
+          return;
+        }
+        const active = this.server.options.dispatcher.dispatch(
+          { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote },
+          (error, result) => {
+            if (this.calls.get(msgid) === active) this.calls.delete(msgid);
+            this.respond(msgid, error, result);
+          },
+        );
+        if (active && !active.answered) this.calls.set(msgid, active);
+        return;
+      }
+      case "notification":
+        if (parsed.method === "$cancel") this.cancel(parsed.params[0]);
+        return;
+      case "invalid-request":
+        this.respond(parsed.msgid, new RpcError(parsed.reason, "INVALID_REQUEST"), undefined);
+        return;
+      case "response":
+        // Servers do not call clients; a stray response is dropped.
+        this.log.debug("dropped a response sent to the server", { peer: this.peer, msgid: parsed.msgid });
+        return;
+      case "malformed":
+        this.reject(`Not a msgpack-rpc message: ${parsed.reason}`);
+        return;
+    }
+  }
+
+  private respond(msgid: number, error: RpcError | null, result: unknown): void {
+    if (this.closed) return;
+    this.writer.send([RESPONSE, msgid, error ? error.toWire() : null, error ? null : (result ?? null)]);
+    if (this.ending && this.calls.size === 0) this.endWhenIdle();
+  }
+
+  private cancel(msgid: unknown): void {
+    const active = typeof msgid === "number" ? this.calls.get(msgid) : undefined;
+    active?.abort(new RpcError("Cancelled by the caller", "CANCELLED"));
+  }
+
+  private reject(reason: string): void {
+    if (this.closed) return;
+    this.log.warn(`closing connection from ${this.peer}: ${reason}`, { peer: this.peer });
+    this.socket.close();
+  }
+
+  private afterFlush(): void {
+    if (!this.paused && this.socket.bufferedBytes > this.highWaterBytes) {
+      // The peer reads slower than it asks: stop taking requests until it catches up.
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private drained(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onClosed(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.server.connections.delete(this);
+    if (error) this.log.debug("connection closed with an error", { peer: this.peer, error: error.message });
+    const gone = new RpcError("The caller disconnected", "CANCELLED");
+    for (const active of this.calls.values()) active.abort(gone);
+    this.calls.clear();
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The runtime seam: everything the core knows about Bun or Deno.
+ *
+ * Adapters (src/adapter/bun, src/adapter/deno) fill this in and decide nothing;
+ * every protocol decision lives in the core.
+ */
+
+/** Callbacks a socket owner receives; the model is Bun's (`data`, `drain`, `end`, `close`). */
+export interface SocketHandlers {
+  /** Bytes from the peer. The chunk is owned by the callee; it is not reused by the adapter. */
+  data(chunk: Uint8Array): void;
+  /** Everything queued by `write` has been handed to the kernel. */
+  drain?(): void;
+  /** The peer half-closed (sent FIN): no more data will arrive, but we may still write. */
+  end?(): void;
+  /** The socket is fully closed; called exactly once. */
+  close(error?: Error): void;
+}
+
+/** A TCP connection with queued writes and read flow control. */
+export interface Socket {
+  /** `host:port` of the peer. */
+  readonly remote: string;
+  /** Bytes accepted by `write` and not yet taken by the kernel. */
+  readonly bufferedBytes: number;
+  /** Queues bytes; never drops them. Returns true when they were all taken at once. */
+  write(bytes: Uint8Array): boolean;
+  /** Half-closes after every queued byte is flushed; reads go on until the peer closes. */
+  end(): void;
+  /** Closes at once, dropping whatever is queued. Idempotent. */
+  close(): void;
+  /** Stops delivering `data` until `resume`. */
+  pause(): void;
+  /** Delivers `data` again after `pause`. */
+  resume(): void;
+  /** Disables (true) or enables Nagle's algorithm. */
+  setNoDelay(noDelay: boolean): void;
+}
+
+/** Options for accepting TCP connections. */
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port; read the chosen one from `Listener.port`. */
+  port: number;
+  /** Called for every accepted connection; returns that connection's handlers. */
+  accept(socket: Socket): SocketHandlers;
+}
+
+/** Options for opening a TCP connection. */
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  /** Called once the socket exists, before any data arrives. */
+  open(socket: Socket): SocketHandlers;
+}
+
+/** A bound TCP listener. */
+export interface Listener {
+  readonly host: string;
+  readonly port: number;
+  /** Stops accepting; connections already open stay open. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** The signals ebb reacts to. */
+export type SignalName = "SIGTERM" | "SIGINT";
+
+/** The runtime interface the core is written against. */
+export interface Runtime {
+  /** `bun` or `deno`: for logs and `$info`, never for branching in the core. */
+  readonly name: "bun" | "deno";
+  /** The runtime's own version string. */
+  readonly version: string;
+  listen(options: ListenOptions): Promise<Listener>;
+  /** Resolves once connected; rejects when the connection cannot be made. */
+  connect(options: ConnectOptions): Promise<Socket>;
+  /** Calls `handler` on each delivery of `signal`; returns a function that removes it. */
+  onSignal(signal: SignalName, handler: () => void): () => void;
+  /** Ends the process with `code`. */
+  exit(code: number): never;
+  /** A snapshot of the environment variables. */
+  env(): Record<string, string>;
+  /** Command-line arguments after the script (or the compiled binary). */
+  args(): string[];
+}
