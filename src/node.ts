@@ -27,6 +27,8 @@ export interface EbbNode {
   start(): Promise<void>;
   /** The bound RPC address; available after `start`. */
   readonly rpcAddress: { host: string; port: number };
+  /** Connection counters: accepted, rejected for bad input, reads paused for a slow peer. */
+  readonly stats: Readonly<RpcServer["stats"]>;
   /** Stops accepting, ends every connection once answered, and resolves when done. Idempotent. */
   shutdown(): Promise<void>;
 }
@@ -67,6 +69,9 @@ export function createNode(options: NodeOptions): EbbNode {
       runtime ??= await detectRuntime();
       server = new RpcServer(runtime, { dispatcher, log, maxMessageBytes: config.maxMessageBytes });
       listener = await server.listen(config.host, config.rpcPort);
+    },
+    get stats() {
+      return server?.stats ?? { accepted: 0, rejected: 0, pausedReads: 0 };
     },
     get rpcAddress() {
       if (!listener) throw new Error("The node has not started");

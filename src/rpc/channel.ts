@@ -40,6 +40,9 @@ export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** Default of `ChannelOptions.maxMessageBytes`. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
+/** How long `close()` waits for the server to close its side before dropping the connection. */
+const CLOSE_GRACE_MS = 5_000;
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: RpcError): void;
@@ -60,6 +63,8 @@ export class Channel implements Transport {
   private readonly defaultTimeoutMs: number;
   private nextMsgid = 0;
   private isClosed = false;
+  private closing = false;
+  private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private goawayReason: string | undefined;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
@@ -130,7 +135,7 @@ export class Channel implements Transport {
 
   /** Sends a raw msgpack-rpc request with any params. */
   request(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
-    if (this.isClosed) {
+    if (this.isClosed || this.closing) {
       return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
     }
     const { signal } = options;
@@ -167,9 +172,19 @@ export class Channel implements Transport {
     if (!this.isClosed) this.writer.send([NOTIFICATION, method, params]);
   }
 
-  /** Closes the connection; calls in flight fail with UNAVAILABLE. Idempotent. */
+  /**
+   * Closes the connection: calls in flight fail CANCELLED here, and the server
+   * is told (`$cancel`) so their handlers stop. Idempotent.
+   */
   close(): void {
-    this.socket.close();
+    if (this.isClosed || this.closing) return;
+    this.closing = true;
+    for (const msgid of this.pending.keys()) this.notify("$cancel", [msgid]);
+    this.failAll(new RpcError(`Connection to ${this.address} closed by the caller with the call in flight`, "CANCELLED"));
+    this.writer.flush();
+    this.socket.end();
+    // The server closes its side once it has read the cancels; if it never does, stop waiting.
+    this.closeTimer = setTimeout(() => this.socket.close(), CLOSE_GRACE_MS);
   }
 
   private allocateMsgid(): number {
@@ -235,6 +250,7 @@ export class Channel implements Transport {
   private onClosed(error?: Error): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
     const detail = error ? `: ${error.message}` : "";
     this.failAll(new RpcError(`Connection to ${this.address} lost with the call in flight; outcome unknown${detail}`, "UNAVAILABLE"));
     this.resolveClosed();

@@ -22,6 +22,8 @@ export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
 /** The msgpack-rpc TCP server: accepts connections and hands their requests to a dispatcher. */
 export class RpcServer {
   readonly connections = new Set<ServerConnection>();
+  /** Counters for metrics and tests. */
+  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0 };
   private readonly listeners: Listener[] = [];
 
   constructor(
@@ -86,6 +88,7 @@ export class ServerConnection {
     this.writer = new BatchWriter(socket, () => this.afterFlush());
     socket.setNoDelay(true);
     server.connections.add(this);
+    server.stats.accepted++;
     this.handlers = {
       data: (chunk) => this.receive(chunk),
       drain: () => this.drained(),
@@ -137,9 +140,15 @@ export class ServerConnection {
       if (error instanceof FrameError) return this.reject(error.message);
       throw error;
     }
-    for (const message of messages) {
-      if (this.closed || this.finished) return;
-      this.handle(message);
+    try {
+      for (const message of messages) {
+        if (this.closed || this.finished) return;
+        this.handle(message);
+      }
+    } catch (error) {
+      // A bug of ours, not the peer's: say so loudly, and keep the process up.
+      this.log.error("failed to handle a message; closing the connection", { peer: this.peer, error });
+      this.socket.close();
     }
   }
 
@@ -152,7 +161,9 @@ export class ServerConnection {
           this.respond(msgid, new RpcError(`msgid ${msgid} is already in flight on this connection`, "INVALID_REQUEST"), undefined);
           return;
         }
-        const active = this.server.options.dispatcher.dispatch(
+        // Declared first: a call answered at once replies before dispatch returns.
+        let active: ActiveCall | undefined;
+        active = this.server.options.dispatcher.dispatch(
           { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote },
           (error, result) => {
             if (this.calls.get(msgid) === active) this.calls.delete(msgid);
@@ -192,6 +203,7 @@ export class ServerConnection {
   private reject(reason: string): void {
     if (this.closed) return;
     this.log.warn(`closing connection from ${this.peer}: ${reason}`, { peer: this.peer });
+    this.server.stats.rejected++;
     this.socket.close();
   }
 
@@ -199,6 +211,7 @@ export class ServerConnection {
     if (!this.paused && this.socket.bufferedBytes > this.highWaterBytes) {
       // The peer reads slower than it asks: stop taking requests until it catches up.
       this.paused = true;
+      this.server.stats.pausedReads++;
       this.socket.pause();
     }
   }

@@ -94,6 +94,7 @@ export class MessageDecoder {
         }
         pending = 1;
       }
+      if (pos >= end) break;
       const header = headerSize(buf, pos, end);
       if (header < 0) break;
       const payload = payloadOut;

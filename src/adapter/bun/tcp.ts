@@ -76,7 +76,7 @@ class BunTcpSocket implements Socket {
     if (this.closed) return;
     this.closed = true;
     this.queue.clear();
-    this.raw.end();
+    this.raw.terminate();
   }
 
   closedByRuntime(error?: Error): void {

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// `npm test`: type-checks with tsc (Bun's types) and deno check, then runs the
+// same test files under `bun test` and `deno test`, and prints one summary line.
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const args = process.argv.slice(2);
+const checkOnly = args.includes("--check-only");
+const only = args.filter((a) => !a.startsWith("--"));
+const targets = only.length > 0 ? only : ["tests/"];
+
+// A hung suite must not hang CI: each runner gets a bound (deno test has no per-test timeout).
+const RUNNER_LIMIT_MS = Number(process.env.EBB_TEST_RUNNER_LIMIT_S ?? 900) * 1000;
+
+function run(label, command, commandArgs) {
+  return new Promise((resolve) => {
+    console.log(`\n== ${label}: ${[command.replace(root + "/", ""), ...commandArgs].join(" ")}`);
+    const child = spawn(command, commandArgs, {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const tee = (stream, sink) =>
+      stream.on("data", (chunk) => {
+        output += chunk;
+        sink.write(chunk);
+      });
+    tee(child.stdout, process.stdout);
+    tee(child.stderr, process.stderr);
+    const limit = setTimeout(() => {
+      console.log(`\n${label} ran past ${RUNNER_LIMIT_MS / 1000} s: killed`);
+      child.kill("SIGKILL");
+    }, RUNNER_LIMIT_MS);
+    child.on("close", (code, signal) => {
+      clearTimeout(limit);
+      resolve({ code: code ?? (signal ? 128 : 1), output });
+    });
+  });
+}
+
+const results = [];
+let failed = false;
+
+const tsc = await run("types (tsc, Bun)", bin("tsc"), ["-p", "."]);
+const denoCheck = await run("types (deno check)", bin("deno"), ["check", "src/", "tests/", "scripts/"]);
+if (tsc.code !== 0 || denoCheck.code !== 0) {
+  console.log("\ntype check failed");
+  failed = true;
+}
+
+if (!checkOnly) {
+  const bun = await run("bun test", bin("bun"), ["test", "--timeout", "60000", ...targets]);
+  const bunPass = Number(/^\s*(\d+) pass\s*$/m.exec(bun.output)?.[1] ?? 0);
+  const bunFail = Number(/^\s*(\d+) fail\s*$/m.exec(bun.output)?.[1] ?? (bun.code === 0 ? 0 : 1));
+  results.push(["bun", bunPass, bunFail, bun.code]);
+
+  const deno = await run("deno test", bin("deno"), ["test", "--allow-all", ...targets]);
+  // Tests are flat test() calls (no describe), so Deno's top-level count is the test count.
+  const m = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(deno.output);
+  const denoPass = Number(m?.[1] ?? 0);
+  const denoFail = Number(m?.[2] ?? (deno.code === 0 ? 0 : 1));
+  results.push(["deno", denoPass, denoFail, deno.code]);
+
+  console.log("");
+  let passed = 0;
+  let failures = 0;
+  for (const [name, pass, fail, code] of results) {
+    console.log(`${name}: ${pass} passed, ${fail} failed${code !== 0 && fail === 0 ? ` (exit code ${code})` : ""}`);
+    passed += pass;
+    failures += fail;
+    if (code !== 0) failed = true;
+  }
+  if (failed && failures === 0) failures = 1;
+  console.log(`\ntotal: ${passed} passed, ${failures} failed`);
+}
+process.exit(failed ? 1 : 0);

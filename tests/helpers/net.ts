@@ -1,0 +1,105 @@
+import { createNode, type EbbNode } from "../../src/node.ts";
+import type { Config } from "../../src/config/load.ts";
+import { Channel, type ChannelOptions } from "../../src/rpc/channel.ts";
+import { detectRuntime } from "../../src/runtime/detect.ts";
+import type { Runtime, Socket } from "../../src/runtime/types.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
+
+/** The runtime the test runs on. */
+export const runtime: Runtime = await detectRuntime();
+
+/** Log lines a test node wrote, for assertions. */
+export class LogCapture {
+  readonly lines: Record<string, unknown>[] = [];
+  private waiters: { match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
+
+  readonly logger: Logger = createLogger({
+    node: "test",
+    level: "debug",
+    write: (text) => {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((w) => (w.match(line) ? (w.resolve(line), false) : true));
+    },
+  });
+
+  /** Resolves with the first line (already written or to come) that matches. */
+  next(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    const seen = this.lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.waiters.push({ match, resolve }));
+  }
+}
+
+/** A node listening on a free loopback port, for in-process tests. */
+export async function startTestNode(
+  setup: (node: EbbNode) => void,
+  overrides: Partial<Config> = {},
+): Promise<{ node: EbbNode; port: number; logs: LogCapture; close(): Promise<void> }> {
+  const logs = new LogCapture();
+  const node = createNode({
+    config: { nodeId: "test-node", host: "127.0.0.1", rpcPort: 0, maxMessageBytes: 8 * 1024 * 1024, ...overrides },
+    log: logs.logger,
+    runtime,
+  });
+  setup(node);
+  await node.start();
+  return { node, port: node.rpcAddress.port, logs, close: () => node.shutdown() };
+}
+
+/** Connects an ebb channel to a loopback port. */
+export function connectChannel(port: number, options: Partial<ChannelOptions> = {}): Promise<Channel> {
+  return Channel.connect(runtime, { host: "127.0.0.1", port, ...options });
+}
+
+/** A raw TCP connection that records what arrives, for feeding a server bad bytes. */
+export interface RawConnection {
+  socket: Socket;
+  /** Every byte received so far. */
+  received(): Uint8Array;
+  /** Resolves once at least `bytes` bytes have arrived. */
+  waitForBytes(bytes: number): Promise<Uint8Array>;
+  /** Resolves when the connection is closed (by either side). */
+  closed: Promise<void>;
+}
+
+/** Opens a raw connection to a loopback port. */
+export async function connectRaw(port: number): Promise<RawConnection> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let waiters: { bytes: number; resolve: (all: Uint8Array) => void }[] = [];
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+  const received = () => {
+    const all = new Uint8Array(total);
+    let offset = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    return all;
+  };
+  const socket = await runtime.connect({
+    host: "127.0.0.1",
+    port,
+    open: () => ({
+      data(chunk) {
+        chunks.push(chunk);
+        total += chunk.byteLength;
+        const ready = waiters.filter((w) => w.bytes <= total);
+        waiters = waiters.filter((w) => w.bytes > total);
+        for (const w of ready) w.resolve(received());
+      },
+      close: () => resolveClosed(),
+    }),
+  });
+  return {
+    socket,
+    received,
+    waitForBytes(bytes) {
+      if (total >= bytes) return Promise.resolve(received());
+      return new Promise((resolve) => waiters.push({ bytes, resolve }));
+    },
+    closed,
+  };
+}

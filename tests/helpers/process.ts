@@ -1,0 +1,100 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** How to start the reference node on each runtime. */
+export const RUNNERS = {
+  bun: { command: `${ROOT}node_modules/.bin/bun`, args: ["src/main.ts"] },
+  deno: { command: `${ROOT}node_modules/.bin/deno`, args: ["run", "--allow-net", "--allow-env", "src/main.ts"] },
+} as const;
+
+export type RunnerName = keyof typeof RUNNERS;
+
+/** A reference node running in its own process. */
+export interface NodeProcess {
+  child: ChildProcess;
+  /** JSON log lines from standard output. */
+  lines: Record<string, unknown>[];
+  stderr(): string;
+  /** Resolves with the first log line that matches, or rejects if the process exits first. */
+  waitForLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code (or 128 + signal number when killed). */
+  exited: Promise<number>;
+  /** The RPC port from the "listening" line. */
+  port: number;
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+
+/** Spawns `src/main.ts` on a runtime with extra environment, and waits for its listening line. */
+export async function startNodeProcess(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): Promise<NodeProcess> {
+  const proc = spawnNode(runner, { EBB_RPC_PORT: "0", ...env }, args);
+  const listening = await proc.waitForLine((line) => typeof line.rpc === "string");
+  proc.port = Number(String(listening.rpc).split(":").pop());
+  return proc;
+}
+
+/** Spawns `src/main.ts` on a runtime without waiting for anything. */
+export function spawnNode(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): NodeProcess {
+  const { command, args: base } = RUNNERS[runner];
+  const child = spawn(command, [...base, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = "";
+  let waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
+  let buffered = "";
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (text: string) => {
+    buffered += text;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const raw = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(raw);
+      } catch {
+        line = { msg: raw, unparsed: true };
+      }
+      lines.push(line);
+      waiters = waiters.filter((w) => (w.match(line) ? (w.resolve(line), false) : true));
+    }
+  });
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (text: string) => (stderr += text));
+  const exited = new Promise<number>((resolve) => {
+    child.on("exit", (code, signal) => {
+      for (const w of waiters) w.reject(new Error(`${runner} node exited (${code ?? signal}) before the awaited line; stderr: ${stderr}`));
+      waiters = [];
+      resolve(code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0));
+    });
+  });
+  const proc: NodeProcess = {
+    child,
+    lines,
+    stderr: () => stderr,
+    exited,
+    port: 0,
+    waitForLine(match) {
+      const seen = lines.find(match);
+      if (seen) return Promise.resolve(seen);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        return Promise.reject(new Error(`${runner} node already exited; stderr: ${stderr}`));
+      }
+      return new Promise((resolve, reject) => waiters.push({ match, resolve, reject }));
+    },
+  };
+  return proc;
+}
+
+/** Kills a process if it is still running; for `finally` blocks. */
+export async function stopProcess(proc: NodeProcess | undefined): Promise<void> {
+  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill("SIGKILL");
+  await proc.exited;
+}

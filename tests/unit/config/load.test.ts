@@ -1,0 +1,37 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig } from "../../../src/config/load.ts";
+import { DEFAULTS } from "../../../src/config/schema.ts";
+
+test("loadConfig takes the documented defaults when nothing is set", () => {
+  const config = loadConfig({});
+  assert.equal(config.host, DEFAULTS.host);
+  assert.equal(config.rpcPort, 7400);
+  assert.equal(config.maxMessageBytes, 8 * 1024 * 1024);
+  assert.match(config.nodeId, /^n-[0-9a-f]{6}$/);
+});
+
+test("loadConfig reads every variable", () => {
+  const config = loadConfig({ EBB_NODE_ID: "a1", EBB_HOST: "0.0.0.0", EBB_RPC_PORT: "9000", EBB_MAX_MESSAGE_BYTES: "4096" });
+  assert.deepEqual(config, { nodeId: "a1", host: "0.0.0.0", rpcPort: 9000, maxMessageBytes: 4096 });
+});
+
+test("loadConfig names every bad variable in one message", () => {
+  assert.throws(
+    () => loadConfig({ EBB_RPC_PORT: "seventy", EBB_MAX_MESSAGE_BYTES: "10", EBB_NODE_ID: "has space" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.problems.length, 3);
+      assert.match(error.message, /EBB_RPC_PORT="seventy" must be a number/);
+      assert.match(error.message, /EBB_MAX_MESSAGE_BYTES="10" must be at least 1024/);
+      assert.match(error.message, /EBB_NODE_ID="has space" must be 1-64 letters/);
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig({ EBB_RPC_PORT: "70000" }), /EBB_RPC_PORT="70000" must be between 0 and 65535/);
+  assert.throws(() => loadConfig({ EBB_RPC_PORT: "1.5" }), /EBB_RPC_PORT="1.5" must be a whole number/);
+});
+
+test("loadConfig treats an empty variable as unset", () => {
+  assert.equal(loadConfig({ EBB_RPC_PORT: "" }).rpcPort, 7400);
+});

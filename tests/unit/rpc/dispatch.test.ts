@@ -1,0 +1,123 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { z } from "zod";
+import { defineService } from "../../../src/rpc/contract.ts";
+import { Dispatcher, type IncomingCall } from "../../../src/rpc/dispatch.ts";
+import { RpcError } from "../../../src/rpc/errors.ts";
+import { Router } from "../../../src/rpc/router.ts";
+import { silentLogger } from "../../../src/log.ts";
+
+const math = defineService("math", {
+  add: { input: z.object({ a: z.number(), b: z.number() }), output: z.number() },
+  fail: { input: z.string(), output: z.never() },
+  broken: { input: z.unknown(), output: z.string() },
+  wait: { input: z.unknown(), output: z.string() },
+});
+
+let entered = 0;
+let left = 0;
+let onLeave: (() => void) | undefined;
+const router = new Router().register(math, {
+  add: ({ a, b }) => a + b,
+  fail: (kind) => {
+    if (kind === "app") throw new RpcError("insufficient funds", "APPLICATION", { data: { balance: 3 } });
+    throw new Error("bug in handler");
+  },
+  broken: () => 42 as unknown as string,
+  wait: (_input, ctx) =>
+    new Promise((_resolve, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason))),
+});
+let baffled = false;
+const dispatcher = new Dispatcher({
+  router,
+  log: silentLogger,
+  hooks: {
+    admit: () => (baffled ? new RpcError("draining", "SHUTTING_DOWN") : undefined),
+    enter: () => entered++,
+    leave: () => {
+      left++;
+      onLeave?.();
+    },
+  },
+  builtins: { $ping: () => "pong" },
+});
+
+function call(method: string, params: unknown[], meta?: IncomingCall["meta"]): Promise<{ error: RpcError | null; result: unknown }> {
+  return new Promise((resolve) => {
+    dispatcher.dispatch({ method, params, meta, peer: "test" }, (error, result) => resolve({ error, result }));
+  });
+}
+
+test("dispatch runs a handler with its parsed input", async () => {
+  assert.deepEqual(await call("math.add", [{ a: 2, b: 3 }]), { error: null, result: 5 });
+});
+
+test("dispatch answers METHOD_NOT_FOUND for an unknown method", async () => {
+  const { error } = await call("math.mul", [{}]);
+  assert.equal(error?.code, "METHOD_NOT_FOUND");
+  assert.equal(error?.rawMessage, 'Unknown method "math.mul"');
+  assert.equal((await call("$nope", [])).error?.code, "METHOD_NOT_FOUND");
+});
+
+test("dispatch answers INVALID_PARAMS with the zod issues", async () => {
+  const { error } = await call("math.add", [{ a: "2" }]);
+  assert.equal(error?.code, "INVALID_PARAMS");
+  assert.match(error!.rawMessage, /Invalid input for "math.add": a: /);
+  const issues = error!.data as { path: string[] }[];
+  assert.deepEqual(issues.map((i) => i.path), [["a"], ["b"]]);
+  assert.equal((await call("math.add", [{ a: 1, b: 2 }, 3])).error?.code, "INVALID_PARAMS");
+});
+
+test("dispatch passes an application error through and hides nothing else", async () => {
+  const app = await call("math.fail", ["app"]);
+  assert.equal(app.error?.code, "APPLICATION");
+  assert.deepEqual(app.error?.data, { balance: 3 });
+  const bug = await call("math.fail", ["bug"]);
+  assert.equal(bug.error?.code, "INTERNAL");
+  assert.equal(bug.error?.rawMessage, "bug in handler");
+});
+
+test("dispatch answers INTERNAL when a handler breaks its output contract", async () => {
+  const { error } = await call("math.broken", [null]);
+  assert.equal(error?.code, "INTERNAL");
+  assert.match(error!.rawMessage, /returned an invalid result/);
+});
+
+test("dispatch enforces the deadline and aborts the handler's signal", async () => {
+  const started = Date.now();
+  const { error } = await call("math.wait", [null], { deadline: 30 });
+  assert.equal(error?.code, "DEADLINE_EXCEEDED");
+  assert.ok(Date.now() - started >= 25);
+  assert.equal((await call("math.wait", [null], { deadline: 0 })).error?.code, "DEADLINE_EXCEEDED");
+});
+
+test("the admission hook answers without entering a handler", async () => {
+  const before = entered;
+  baffled = true;
+  try {
+    const { error } = await call("math.add", [{ a: 1, b: 1 }]);
+    assert.equal(error?.code, "SHUTTING_DOWN");
+    assert.equal(error?.processed, false);
+    assert.equal(entered, before);
+    assert.deepEqual(await call("$ping", []), { error: null, result: "pong" });
+  } finally {
+    baffled = false;
+  }
+});
+
+test("every entered call leaves, whatever its outcome", async () => {
+  await call("math.add", [{ a: 1, b: 1 }]);
+  await call("math.fail", ["bug"]);
+  await call("math.wait", [null], { deadline: 5 });
+  // The aborted handler settles in a later tick: wait for its leave.
+  if (dispatcher.activeCount > 0) await new Promise<void>((resolve) => (onLeave = () => dispatcher.activeCount === 0 && resolve()));
+  onLeave = undefined;
+  assert.equal(entered, left);
+});
+
+test("abortAll answers every running call and aborts its handler", async () => {
+  const pending = [call("math.wait", [1]), call("math.wait", [2])];
+  assert.equal(dispatcher.activeCount, 2);
+  dispatcher.abortAll(new RpcError("shutdown timed out", "CANCELLED"));
+  for (const { error } of await Promise.all(pending)) assert.equal(error?.code, "CANCELLED");
+});
