@@ -26,6 +26,11 @@ export interface ChannelOptions {
   port: number;
   /** Largest message accepted from the server. Default 8 MiB. */
   maxMessageBytes?: number;
+  /**
+   * Strict msgpack-rpc: send 4-element requests without ebb's `meta`, for
+   * servers that are not ebb. Deadlines are then enforced by this side only.
+   */
+  plain?: boolean;
   /** Timeout of calls that do not set one. Default 30 s. */
   defaultTimeoutMs?: number;
   log?: Logger;
@@ -142,8 +147,11 @@ export class Channel implements Transport {
     if (signal?.aborted) return Promise.reject(new RpcError("Call cancelled before it was sent", "CANCELLED", { processed: false }));
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const msgid = this.allocateMsgid();
-    const meta: RequestMeta = { deadline: timeoutMs };
-    if (options.requestId !== undefined) meta.id = options.requestId;
+    let meta: RequestMeta | undefined;
+    if (!this.options.plain) {
+      meta = { deadline: timeoutMs };
+      if (options.requestId !== undefined) meta.id = options.requestId;
+    }
     return new Promise<unknown>((resolve, reject) => {
       const entry: Pending = {
         resolve,
@@ -163,7 +171,7 @@ export class Channel implements Transport {
         signal.addEventListener("abort", entry.onAbort, { once: true });
       }
       this.pending.set(msgid, entry);
-      this.writer.send([REQUEST, msgid, method, params, meta]);
+      this.writer.send(meta ? [REQUEST, msgid, method, params, meta] : [REQUEST, msgid, method, params]);
     });
   }
 

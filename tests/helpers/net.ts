@@ -59,7 +59,7 @@ export interface RawConnection {
   received(): Uint8Array;
   /** Resolves once at least `bytes` bytes have arrived. */
   waitForBytes(bytes: number): Promise<Uint8Array>;
-  /** Resolves when the connection is closed (by either side). */
+  /** Resolves when the peer has closed its side (FIN), or the connection is closed. */
   closed: Promise<void>;
 }
 
@@ -90,6 +90,7 @@ export async function connectRaw(port: number): Promise<RawConnection> {
         waiters = waiters.filter((w) => w.bytes > total);
         for (const w of ready) w.resolve(received());
       },
+      end: () => resolveClosed(),
       close: () => resolveClosed(),
     }),
   });

@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 
 /** The repository root. */
-export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname);
 
 /** How to start the reference node on each runtime. */
 export const RUNNERS = {
@@ -97,4 +96,13 @@ export async function stopProcess(proc: NodeProcess | undefined): Promise<void> 
   if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
   proc.child.kill("SIGKILL");
   await proc.exited;
+}
+
+/**
+ * Sends a real signal to a node process. Uses process.kill(pid) rather than
+ * child.kill(): Deno's child_process then reports the signal as the cause of
+ * exit even when the child handled it and exited 0 on its own.
+ */
+export function sendSignal(proc: NodeProcess, signal: "SIGTERM" | "SIGINT" | "SIGKILL"): void {
+  process.kill(proc.child.pid!, signal);
 }

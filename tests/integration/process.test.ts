@@ -1,0 +1,50 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { demo } from "../../src/demo/demo.ts";
+import { createClient } from "../../src/rpc/client.ts";
+import { RpcError } from "../../src/rpc/errors.ts";
+import { connectChannel, runtime } from "../helpers/net.ts";
+import { type RunnerName, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+// Each runtime's test run calls a node on each runtime: Bun -> Deno and Deno -> Bun included.
+for (const runner of ["bun", "deno"] as RunnerName[]) {
+  test(`a ${runtime.name} client calls the reference node running on ${runner}`, async () => {
+    const proc = await startNodeProcess(runner, { EBB_NODE_ID: `ref-${runner}` });
+    try {
+      const listening = proc.lines.find((l) => typeof l.rpc === "string")!;
+      assert.match(String(listening.msg), /^listening on 127\.0\.0\.1:\d+$/);
+      assert.equal(listening.node, `ref-${runner}`);
+      assert.equal(listening.runtime, runner);
+      const channel = await connectChannel(proc.port);
+      try {
+        const client = createClient(demo, channel);
+        const payload = { text: "héllo", list: [1, 2.5, null, true], bytes: new Uint8Array([1, 2, 3]), big: "x".repeat(100_000) };
+        assert.deepEqual(await client.echo(payload), payload);
+        const echoes = await Promise.all(Array.from({ length: 200 }, (_, i) => client.echo(i)));
+        assert.deepEqual(echoes, Array.from({ length: 200 }, (_, i) => i));
+        const { sleptMs } = await client.sleep({ ms: 20 });
+        assert.ok(sleptMs >= 19, `slept ${sleptMs} ms`);
+        const info = (await channel.call("$info", undefined)) as { runtime: string; node: string };
+        assert.equal(info.runtime, runner);
+        await assert.rejects(client.sleep({ ms: -1 }), (e: unknown) => e instanceof RpcError && e.code === "INVALID_PARAMS");
+        await assert.rejects(client.sleep({ ms: 5_000 }, { timeoutMs: 50 }), (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED");
+      } finally {
+        channel.close();
+      }
+      sendSignal(proc, "SIGTERM");
+      assert.equal(await proc.exited, 0);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+
+  test(`the reference node on ${runner} names every bad variable and exits 2`, async () => {
+    const proc = spawnNode(runner, { EBB_RPC_PORT: "http", EBB_MAX_MESSAGE_BYTES: "-5" });
+    try {
+      assert.equal(await proc.exited, 2);
+      assert.match(proc.stderr(), /Invalid configuration: EBB_RPC_PORT="http" must be a number; EBB_MAX_MESSAGE_BYTES="-5" must be at least 1024/);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+}
