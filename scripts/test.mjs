@@ -20,7 +20,7 @@ function run(label, command, commandArgs) {
     console.log(`\n== ${label}: ${[command.replace(root + "/", ""), ...commandArgs].join(" ")}`);
     const child = spawn(command, commandArgs, {
       cwd: root,
-      env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
+      env: { ...process.env, NO_COLOR: "1" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";

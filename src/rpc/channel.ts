@@ -3,6 +3,7 @@ import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
+import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { RpcError } from "./errors.ts";
 
 /** Per-call options. */
@@ -51,7 +52,7 @@ const CLOSE_GRACE_MS = 5_000;
 interface Pending {
   resolve(value: unknown): void;
   reject(error: RpcError): void;
-  timer: ReturnType<typeof setTimeout>;
+  timer: DeadlineHandle;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
@@ -158,9 +159,9 @@ export class Channel implements Transport {
         reject,
         signal,
         onAbort: undefined,
-        timer: setTimeout(() => {
+        timer: deadlines.schedule(timeoutMs, () => {
           this.settle(msgid)?.reject(new RpcError(`No answer from ${this.address} to "${method}" within ${timeoutMs} ms`, "DEADLINE_EXCEEDED"));
-        }, timeoutMs),
+        }),
       };
       if (signal) {
         entry.onAbort = () => {
@@ -206,7 +207,7 @@ export class Channel implements Transport {
     const entry = this.pending.get(msgid);
     if (!entry) return undefined;
     this.pending.delete(msgid);
-    clearTimeout(entry.timer);
+    entry.timer.cancel();
     if (entry.onAbort) entry.signal!.removeEventListener("abort", entry.onAbort);
     return entry;
   }

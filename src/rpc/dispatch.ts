@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
 import type { RequestMeta } from "../wire/messages.ts";
 import type { CallContext } from "./contract.ts";
+import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { RpcError } from "./errors.ts";
 import type { Route, Router } from "./router.ts";
 
@@ -45,7 +46,7 @@ export class ActiveCall implements CallContext {
   readonly peer: string;
   private controller: AbortController | undefined;
   private abortReason: RpcError | undefined;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timer: DeadlineHandle | undefined;
   private reply: Reply | undefined;
 
   constructor(
@@ -59,10 +60,19 @@ export class ActiveCall implements CallContext {
     this.requestId = call.meta?.id;
     this.reply = reply;
     const deadline = call.meta?.deadline;
-    if (deadline !== undefined) {
-      this.deadlineAt = Date.now() + deadline;
-      this.timer = setTimeout(() => this.abort(new RpcError(`Deadline of ${deadline} ms exceeded in ${route.name}`, "DEADLINE_EXCEEDED")), deadline);
-    }
+    this.deadlineAt = deadline === undefined ? undefined : Date.now() + deadline;
+  }
+
+  /**
+   * Arms the deadline. Only calls whose handler went async need it: nothing can
+   * interrupt a synchronous handler, so the common fast path skips the timer.
+   */
+  watchDeadline(): void {
+    if (this.deadlineAt === undefined || this.answered) return;
+    const left = this.deadlineAt - Date.now();
+    const expire = () => this.abort(new RpcError(`Deadline exceeded in ${this.method}`, "DEADLINE_EXCEEDED"));
+    if (left <= 0) expire();
+    else this.timer = deadlines.schedule(left, expire);
   }
 
   // The AbortController is made on first use: most handlers never look at it.
@@ -92,11 +102,11 @@ export class ActiveCall implements CallContext {
     const reply = this.reply;
     if (!reply) return;
     this.reply = undefined;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer?.cancel();
     reply(error, result);
   }
 
-  /** The handler settled: answer if not answered yet, and leave. */
+  /** The handler settled: answer if not answered yet, and leave. Runs once per call. */
   settle(error: RpcError | null, result: unknown): void {
     this.answer(error, result);
     this.owner.settled(this);
@@ -159,7 +169,6 @@ export class Dispatcher {
       return undefined;
     }
     const active = new ActiveCall(route, call, reply, this);
-    this.active.add(active);
     this.hooks.enter?.();
     let result: unknown;
     try {
@@ -169,6 +178,9 @@ export class Dispatcher {
       return undefined;
     }
     if (isThenable(result)) {
+      // Only calls still running can be aborted: they alone are tracked and timed.
+      this.active.add(active);
+      active.watchDeadline();
       result.then(
         (value) => this.finish(route, active, value),
         (error) => active.settle(this.failure(route, error), undefined),
@@ -186,7 +198,8 @@ export class Dispatcher {
 
   /** @internal Called by an ActiveCall whose handler settled. */
   settled(call: ActiveCall): void {
-    if (this.active.delete(call)) this.hooks.leave?.();
+    this.active.delete(call);
+    this.hooks.leave?.();
   }
 
   private finish(route: Route, active: ActiveCall, value: unknown): void {

@@ -1,0 +1,43 @@
+/**
+ * The server side of `npm run bench:echo`, run as its own process:
+ *   ebb   the reference node's dispatch (lookup, zod validation, counter, batching)
+ *   bare  a msgpack-rpc echo on the same runtime sockets: decode, answer, nothing else
+ * Prints `port <n>` when listening.
+ */
+import { demo, demoHandlers } from "../../src/demo/demo.ts";
+import { createNode } from "../../src/node.ts";
+import { detectRuntime } from "../../src/runtime/detect.ts";
+import { MessageDecoder } from "../../src/wire/decoder.ts";
+import { BatchWriter } from "../../src/wire/encoder.ts";
+
+const runtime = await detectRuntime();
+const mode = runtime.args()[0];
+
+if (mode === "ebb") {
+  const node = createNode({ config: { nodeId: "bench", host: "127.0.0.1", rpcPort: 0, maxMessageBytes: 8 << 20 }, runtime });
+  node.register(demo, demoHandlers);
+  await node.start();
+  console.log(`port ${node.rpcAddress.port}`);
+} else if (mode === "bare") {
+  const listener = await runtime.listen({
+    host: "127.0.0.1",
+    port: 0,
+    accept(socket) {
+      socket.setNoDelay(true);
+      const decoder = new MessageDecoder(8 << 20);
+      const writer = new BatchWriter(socket);
+      return {
+        data(chunk) {
+          for (const message of decoder.push(chunk) as [number, number, string, unknown[]][]) {
+            writer.send([1, message[1], null, message[3][0]]);
+          }
+        },
+        close() {},
+      };
+    },
+  });
+  console.log(`port ${listener.port}`);
+} else {
+  console.error(`usage: echo-server.ts ebb|bare`);
+  runtime.exit(2);
+}
