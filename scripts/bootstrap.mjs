@@ -24,10 +24,12 @@ const binaries = ["bun", "deno", "tsc"].filter((bin) => !existsSync(join(root, "
 if (missing.length > 0 || binaries.length > 0) {
   const what = [...missing.map(([name, version]) => `${name}@${version}`), ...binaries.map((b) => `bin/${b}`)];
   console.error(`ebb: installing ${what.join(", ")}`);
-  const args = existsSync(join(root, "package-lock.json")) ? ["ci"] : ["install"];
-  const result = spawnSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd: root, stdio: "inherit" });
+  // `npm install`, not `npm ci`: ci insists on every optional platform package of
+  // deno being resolvable, and some (e.g. @deno/darwin-arm64@2.9.6) are not on the
+  // registry. install follows package-lock.json all the same.
+  const result = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: root, stdio: "inherit" });
   if (result.status !== 0) {
-    console.error(`ebb: npm ${args[0]} failed with exit code ${result.status}`);
+    console.error(`ebb: npm install failed with exit code ${result.status}`);
     process.exit(result.status ?? 1);
   }
   for (const bin of ["bun", "deno"]) {
