@@ -3,18 +3,17 @@
  */
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { DESCRIPTIONS } from "./config/schema.ts";
-import { demo, demoHandlers } from "./demo/demo.ts";
+import { demo, demoHandlers, demoWarmup } from "./demo/demo.ts";
+import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
+import { StartupError } from "./lifecycle/startup.ts";
 import { createLogger } from "./log.ts";
 import { createNode, VERSION } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 import type { Runtime } from "./runtime/types.ts";
 
-/** Exit codes of the binary. */
-export const EXIT = { ok: 0, drainTimeout: 1, badConfig: 2 } as const;
-
 function help(): string {
   const vars = Object.entries(DESCRIPTIONS)
-    .map(([name, text]) => `  ${name.padEnd(24)}${text}`)
+    .map(([name, text]) => `  ${name.padEnd(26)}${text}`)
     .join("\n");
   return `ebb ${VERSION}: an RPC node that restarts without dropping a request
 
@@ -23,6 +22,9 @@ Usage: ebb [serve]        run a node hosting the demo service
 
 Environment:
 ${vars}
+
+Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
+2 bad configuration, 3 a startup hook failed, 130/143 forced by a second SIGINT/SIGTERM.
 `;
 }
 
@@ -33,27 +35,22 @@ async function serve(runtime: Runtime): Promise<void> {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
-    runtime.exit(EXIT.badConfig);
+    runtime.exit(EXIT_CODES.badConfig);
   }
   const log = createLogger({ node: config.nodeId });
   const node = createNode({ config, log, runtime }).register(demo, demoHandlers);
-  await node.start();
-  const { host, port } = node.rpcAddress;
-  log.info(`listening on ${host}:${port}`, { rpc: `${host}:${port}`, runtime: runtime.name, pid: processId() });
-
-  let signals = 0;
-  const stop = (signal: "SIGTERM" | "SIGINT") => {
-    signals++;
-    if (signals > 1) runtime.exit(signal === "SIGINT" ? 130 : 143);
-    log.info(`${signal} received, shutting down`);
-    void node.shutdown().then(() => runtime.exit(EXIT.ok));
-  };
-  runtime.onSignal("SIGTERM", () => stop("SIGTERM"));
-  runtime.onSignal("SIGINT", () => stop("SIGINT"));
-}
-
-function processId(): number | undefined {
-  return (globalThis as { process?: { pid?: number } }).process?.pid;
+  if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
+  // Signals first: one that arrives during the startup hooks aborts them.
+  exitOnSignals(runtime, node, log);
+  try {
+    await node.start();
+  } catch (error) {
+    // Aborted by a signal: the drain it started exits the process.
+    if (error instanceof StartupError && error.aborted) return;
+    log.error(error instanceof Error ? error.message : String(error), { hook: error instanceof StartupError ? error.hook : undefined });
+    await node.shutdown("startup failed");
+    runtime.exit(EXIT_CODES.startupFailed);
+  }
 }
 
 async function main(): Promise<void> {
@@ -69,7 +66,7 @@ async function main(): Promise<void> {
   }
   if (command !== "serve") {
     console.error(`Unknown command "${command}"\n\n${help()}`);
-    runtime.exit(EXIT.badConfig);
+    runtime.exit(EXIT_CODES.badConfig);
   }
   await serve(runtime);
 }

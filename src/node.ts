@@ -1,14 +1,22 @@
 import type { Config } from "./config/load.ts";
+import { createHttpApp } from "./http/app.ts";
+import { InflightCounter } from "./lifecycle/inflight.ts";
+import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/startup.ts";
+import { Lifecycle, type LifecycleState, type StateListener } from "./lifecycle/state.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Implementation, ServiceContract } from "./rpc/contract.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
+import { RpcError } from "./rpc/errors.ts";
 import { Router } from "./rpc/router.ts";
 import { RpcServer } from "./rpc/server.ts";
 import { detectRuntime } from "./runtime/detect.ts";
-import type { Listener, Runtime } from "./runtime/types.ts";
+import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 /** The version of ebb, reported by `$info`. */
 export const VERSION = "0.1.0";
+
+/** After the drain, how long connections get to close their side before they are closed for them. */
+export const CONNECTION_LINGER_MS = 500;
 
 /** Options of `createNode`. */
 export interface NodeOptions {
@@ -18,73 +26,241 @@ export interface NodeOptions {
   runtime?: Runtime;
 }
 
-/** An ebb node: services, an RPC listener, and (later) lifecycle and membership. */
-export interface EbbNode {
-  readonly id: string;
-  /** Registers a service's handlers. Call before `start`. */
-  register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): EbbNode;
-  /** Listens on the RPC port. */
-  start(): Promise<void>;
-  /** The bound RPC address; available after `start`. */
-  readonly rpcAddress: { host: string; port: number };
-  /** Connection counters: accepted, rejected for bad input, reads paused for a slow peer. */
-  readonly stats: Readonly<RpcServer["stats"]>;
-  /** Stops accepting, ends every connection once answered, and resolves when done. Idempotent. */
-  shutdown(): Promise<void>;
+/** What a drain did, logged in one line at the end and returned by `shutdown()`. */
+export interface ShutdownSummary {
+  /** What started the drain: a signal name, "shutdown()", "startup failed". */
+  reason: string;
+  /** From the start of draining until every connection was closed. */
+  drainMs: number;
+  /** Requests in flight at the start of draining or admitted during the drain delay, that completed. */
+  completed: number;
+  /** Requests answered SHUTTING_DOWN by the baffle without running a handler. */
+  baffled: number;
+  /** Requests still running at the shutdown timeout: aborted, their callers answered CANCELLED. */
+  cancelled: number;
+  /** True when the shutdown timeout passed with work still in flight. */
+  timedOut: boolean;
+  /** Handler entries over the node's whole life. */
+  handled: number;
+  /** 0 drained cleanly, 1 the drain timed out and work was cancelled. */
+  exitCode: 0 | 1;
 }
 
-/** Composes router, dispatcher and server into a node. */
+/** Counters for metrics and tests. */
+export interface NodeStats {
+  /** Connections accepted, rejected for bad input, reads paused for a slow peer. */
+  accepted: number;
+  rejected: number;
+  pausedReads: number;
+  /** Requests in flight now (RPC and HTTP). */
+  inflight: number;
+  /** Handler entries since start (RPC and HTTP). */
+  handled: number;
+  /** Requests refused before a handler: not ready yet, or baffled while draining. */
+  notReady: number;
+  baffled: number;
+}
+
+/** An ebb node: services, startup hooks, an RPC and an HTTP listener, and a graceful lifecycle. */
+export interface EbbNode {
+  readonly id: string;
+  /** starting -> ready -> draining -> stopped. */
+  readonly state: LifecycleState;
+  /** Registers a service's handlers. Call before `start`. */
+  register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): EbbNode;
+  /** Adds a startup hook; hooks run in order after the listeners open and before the node is ready. */
+  onStartup(name: string, hook: StartupHook): EbbNode;
+  /** Subscribes to state changes; returns the unsubscribe function. */
+  onStateChange(listener: StateListener): () => void;
+  /**
+   * Listens, runs the startup hooks, becomes ready. Rejects with a `StartupError`
+   * when a hook fails or times out, or when shutdown begins during startup.
+   */
+  start(): Promise<void>;
+  /** The bound RPC address; available once `start` has begun listening. */
+  readonly rpcAddress: { host: string; port: number };
+  /** The bound HTTP address, or undefined when HTTP is off. */
+  readonly httpAddress: { host: string; port: number } | undefined;
+  readonly stats: NodeStats;
+  /**
+   * Drains and stops: the sequence in README "Stopping". Idempotent: every call
+   * returns the same promise, whether before `start`, during it, or twice at once.
+   */
+  shutdown(reason?: string): Promise<ShutdownSummary>;
+}
+
+/** Composes router, dispatcher, servers and lifecycle into a node. */
 export function createNode(options: NodeOptions): EbbNode {
   const { config } = options;
   const log = options.log ?? silentLogger;
   const router = new Router();
+  const lifecycle = new Lifecycle(config.nodeId);
+  const inflight = new InflightCounter();
+  const hooks: { name: string; run: StartupHook }[] = [];
+  const startupAbort = new AbortController();
   let runtime: Runtime | undefined = options.runtime;
   let server: RpcServer | undefined;
-  let listener: Listener | undefined;
-  let stopping: Promise<void> | undefined;
+  let rpcListener: Listener | undefined;
+  let http: HttpServer | undefined;
+  let listening: Promise<void> | undefined;
+  let stopping: Promise<ShutdownSummary> | undefined;
+
+  lifecycle.onChange((state, previous) => log.info(`state ${previous} -> ${state}`, { state }));
 
   const dispatcher = new Dispatcher({
     router,
     log,
+    hooks: {
+      admit: () => lifecycle.admit(),
+      enter: () => inflight.enter(),
+      leave: () => inflight.leave(),
+    },
     builtins: {
-      $ping: () => ({ node: config.nodeId, time: Date.now() }),
+      $ping: () => ({ node: config.nodeId, time: Date.now(), state: lifecycle.state }),
       $info: () => ({
         node: config.nodeId,
         version: VERSION,
         runtime: runtime?.name,
         runtimeVersion: runtime?.version,
+        state: lifecycle.state,
         services: router.describe(),
       }),
     },
   });
 
+  async function listen(rt: Runtime): Promise<void> {
+    server = new RpcServer(rt, { dispatcher, log, maxMessageBytes: config.maxMessageBytes });
+    rpcListener = await server.listen(config.host, config.rpcPort);
+    if (config.httpPort !== null) {
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight });
+      http = await rt.serve({ host: config.host, port: config.httpPort, fetch: app.fetch });
+    }
+    const rpc = `${rpcListener.host}:${rpcListener.port}`;
+    const fields: Record<string, unknown> = { rpc, runtime: rt.name };
+    if (http) fields.http = `${http.host}:${http.port}`;
+    log.info(`listening on ${rpc}${http ? `, http ${http.host}:${http.port}` : ""}`, fields);
+  }
+
+  async function drain(reason: string): Promise<ShutdownSummary> {
+    startupAbort.abort(new StartupError(`Startup aborted: ${reason}`, undefined, true));
+    await listening?.catch(() => undefined);
+    const started = Date.now();
+    const summary: ShutdownSummary = { reason, drainMs: 0, completed: 0, baffled: 0, cancelled: 0, timedOut: false, handled: 0, exitCode: 0 };
+    if (!server) {
+      lifecycle.advance("stopped");
+      return summary;
+    }
+    const rpc = server;
+    const baffledBefore = lifecycle.baffledCount;
+    const inflightAtStart = inflight.count;
+    const enteredAtStart = inflight.entered;
+
+    // 1-2. Draining: readiness fails now, and every client hears $goaway at once.
+    lifecycle.advance("draining");
+    rpc.broadcastGoaway({ node: config.nodeId, reason: "draining" });
+    log.info("draining", { reason, inflight: inflightAtStart, drainDelayMs: config.drainDelayMs });
+
+    // 3. The baffle, after the optional delay for routers that learn late.
+    if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
+    lifecycle.closeBaffle();
+
+    // 4. Stop accepting on every listener. HTTP's stop lets its requests in flight finish.
+    await rpc.stopAccepting();
+    const httpStopped = http?.stop();
+
+    // 5. Wait for the in-flight counter, up to the shutdown timeout; then cancel what is left.
+    const admitted = inflightAtStart + (inflight.entered - enteredAtStart);
+    summary.timedOut = !(await within(inflight.idle(), config.shutdownTimeoutMs));
+    if (summary.timedOut) {
+      summary.cancelled = inflight.count;
+      dispatcher.abortAll(new RpcError(`Node ${config.nodeId} stopped before the call finished (shutdown timeout ${config.shutdownTimeoutMs} ms)`, "CANCELLED"));
+      log.warn("shutdown timeout: cancelling what is still in flight", { cancelled: summary.cancelled });
+    }
+    summary.completed = admitted - summary.cancelled;
+
+    // 6. Half-close every connection once its answers are written (a final $goaway first),
+    //    give peers a moment to close their side, then close what is left.
+    rpc.endAll();
+    await within(rpc.whenAllClosed(), CONNECTION_LINGER_MS);
+    rpc.closeAll();
+    if (httpStopped) await within(httpStopped, CONNECTION_LINGER_MS);
+
+    lifecycle.advance("stopped");
+    summary.baffled = lifecycle.baffledCount - baffledBefore;
+    summary.handled = inflight.entered;
+    summary.drainMs = Date.now() - started;
+    summary.exitCode = summary.timedOut ? 1 : 0;
+    log.info(
+      `stopped: drained in ${summary.drainMs} ms, ${summary.completed} completed, ${summary.baffled} baffled, ${summary.cancelled} cancelled`,
+      { ...summary },
+    );
+    return summary;
+  }
+
   const node: EbbNode = {
     id: config.nodeId,
+    get state() {
+      return lifecycle.state;
+    },
     register(contract, implementation) {
-      if (server) throw new Error("Register services before start()");
+      if (listening) throw new Error("Register services before start()");
       router.register(contract, implementation);
       return node;
     },
-    async start() {
-      runtime ??= await detectRuntime();
-      server = new RpcServer(runtime, { dispatcher, log, maxMessageBytes: config.maxMessageBytes });
-      listener = await server.listen(config.host, config.rpcPort);
+    onStartup(name, hook) {
+      if (listening) throw new Error("Add startup hooks before start()");
+      hooks.push({ name, run: hook });
+      return node;
     },
-    get stats() {
-      return server?.stats ?? { accepted: 0, rejected: 0, pausedReads: 0 };
+    onStateChange(listener) {
+      return lifecycle.onChange(listener);
+    },
+    async start() {
+      if (listening) throw new Error("start() was already called");
+      if (stopping) throw new StartupError("Startup aborted: the node is already shutting down", undefined, true);
+      listening = (async () => listen((runtime ??= await detectRuntime())))();
+      await listening;
+      await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log });
+      if (lifecycle.state !== "starting") throw new StartupError("Startup aborted: the node is shutting down", undefined, true);
+      lifecycle.advance("ready");
     },
     get rpcAddress() {
-      if (!listener) throw new Error("The node has not started");
-      return { host: listener.host, port: listener.port };
+      if (!rpcListener) throw new Error("The node is not listening yet");
+      return { host: rpcListener.host, port: rpcListener.port };
     },
-    shutdown() {
-      stopping ??= (async () => {
-        if (!server) return;
-        await server.stopAccepting();
-        server.endAll();
-      })();
+    get httpAddress() {
+      return http ? { host: http.host, port: http.port } : undefined;
+    },
+    get stats() {
+      return {
+        accepted: server?.stats.accepted ?? 0,
+        rejected: server?.stats.rejected ?? 0,
+        pausedReads: server?.stats.pausedReads ?? 0,
+        inflight: inflight.count,
+        handled: inflight.entered,
+        notReady: lifecycle.notReadyCount,
+        baffled: lifecycle.baffledCount,
+      };
+    },
+    shutdown(reason = "shutdown()") {
+      stopping ??= drain(reason);
       return stopping;
     },
   };
   return node;
+}
+
+/** Resolves true if `promise` settles within `ms`, false otherwise; the timer never outlives it. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

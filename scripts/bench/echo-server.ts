@@ -4,6 +4,7 @@
  *   bare  a msgpack-rpc echo on the same runtime sockets: decode, answer, nothing else
  * Prints `port <n>` when listening.
  */
+import { configWith } from "../../src/config/load.ts";
 import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { createNode } from "../../src/node.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
@@ -14,7 +15,7 @@ const runtime = await detectRuntime();
 const mode = runtime.args()[0];
 
 if (mode === "ebb") {
-  const node = createNode({ config: { nodeId: "bench", host: "127.0.0.1", rpcPort: 0, maxMessageBytes: 8 << 20 }, runtime });
+  const node = createNode({ config: configWith({ nodeId: "bench", rpcPort: 0, httpPort: null }), runtime });
   node.register(demo, demoHandlers);
   await node.start();
   console.log(`port ${node.rpcAddress.port}`);

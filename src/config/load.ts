@@ -5,7 +5,13 @@ export interface Config {
   nodeId: string;
   host: string;
   rpcPort: number;
+  /** null: no HTTP listener; 0: a free port. */
+  httpPort: number | null;
   maxMessageBytes: number;
+  shutdownTimeoutMs: number;
+  drainDelayMs: number;
+  startupTimeoutMs: number;
+  demoWarmupMs: number;
 }
 
 /** Every bad EBB_* variable at once, named with the reason. */
@@ -26,18 +32,31 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const parsed = ConfigSchema.safeParse(relevant);
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
-        const name = String(issue.path[0]);
-        return `${name}=${JSON.stringify(relevant[name] ?? "")} ${issue.message}`;
-      }),
-    );
+    const seen = new Set<string>();
+    const problems: string[] = [];
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0]);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      problems.push(`${name}=${JSON.stringify(relevant[name] ?? "")} ${issue.message}`);
+    }
+    throw new ConfigError(problems);
   }
   const c = parsed.data;
   return {
     nodeId: c.EBB_NODE_ID ?? `n-${crypto.randomUUID().slice(0, 6)}`,
     host: c.EBB_HOST,
     rpcPort: c.EBB_RPC_PORT,
+    httpPort: c.EBB_HTTP_PORT === "auto" ? 0 : c.EBB_HTTP_PORT === 0 ? null : c.EBB_HTTP_PORT,
     maxMessageBytes: c.EBB_MAX_MESSAGE_BYTES,
+    shutdownTimeoutMs: c.EBB_SHUTDOWN_TIMEOUT_MS,
+    drainDelayMs: c.EBB_DRAIN_DELAY_MS,
+    startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
+    demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
   };
+}
+
+/** A complete configuration from defaults and overrides, for embedding and tests. */
+export function configWith(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({}), ...overrides };
 }

@@ -2,16 +2,24 @@ import { z } from "zod";
 
 /** Documented defaults of every EBB_* variable. */
 export const DEFAULTS = {
-  host: "127.0.0.1", // EBB_HOST: address the RPC listener binds
+  host: "127.0.0.1", // EBB_HOST: address both listeners bind
   rpcPort: 7400, // EBB_RPC_PORT: msgpack-rpc TCP port; 0 picks a free one
+  httpPort: 7401, // EBB_HTTP_PORT: /healthz and /readyz; 0 disables, "auto" picks a free one
   maxMessageBytes: 8 * 1024 * 1024, // EBB_MAX_MESSAGE_BYTES: larger messages close their connection
+  shutdownTimeoutMs: 10_000, // EBB_SHUTDOWN_TIMEOUT_MS: drain waits this long for calls in flight, then cancels them
+  drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
+  startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
+  demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
 } as const;
 
-const port = z.coerce
-  .number({ error: "must be a number" })
-  .int({ error: "must be a whole number" })
-  .min(0, { error: "must be between 0 and 65535" })
-  .max(65535, { error: "must be between 0 and 65535" });
+const integer = (min: number, max: number, unit = "") =>
+  z.coerce
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number" })
+    .min(min, { error: `must be between ${min} and ${max}${unit}` })
+    .max(max, { error: `must be between ${min} and ${max}${unit}` });
+
+const milliseconds = (max: number) => integer(0, max, " ms");
 
 /** The EBB_* environment, parsed. Unset variables take their defaults. */
 export const ConfigSchema = z.object({
@@ -20,19 +28,31 @@ export const ConfigSchema = z.object({
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: "must be 1-64 letters, digits or _ . : -" })
     .optional(),
   EBB_HOST: z.string().min(1, { error: "must not be empty" }).default(DEFAULTS.host),
-  EBB_RPC_PORT: port.default(DEFAULTS.rpcPort),
+  EBB_RPC_PORT: integer(0, 65535).default(DEFAULTS.rpcPort),
+  EBB_HTTP_PORT: z
+    .union([z.literal("auto"), integer(0, 65535)], { error: 'must be a port number, 0 (off) or "auto"' })
+    .default(DEFAULTS.httpPort),
   EBB_MAX_MESSAGE_BYTES: z.coerce
     .number({ error: "must be a number" })
     .int({ error: "must be a whole number" })
     .min(1024, { error: "must be at least 1024" })
     .max(1024 * 1024 * 1024, { error: "must be at most 1 GiB (1073741824)" })
     .default(DEFAULTS.maxMessageBytes),
+  EBB_SHUTDOWN_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.shutdownTimeoutMs),
+  EBB_DRAIN_DELAY_MS: milliseconds(3_600_000).default(DEFAULTS.drainDelayMs),
+  EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
+  EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
 });
 
 /** Descriptions for `--help`, one per variable. */
 export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = {
   EBB_NODE_ID: "this node's id in logs and $info (default: random, e.g. n-3f9a1c)",
-  EBB_HOST: `address the RPC port binds (default ${DEFAULTS.host})`,
+  EBB_HOST: `address both listeners bind (default ${DEFAULTS.host})`,
   EBB_RPC_PORT: `msgpack-rpc TCP port, 0 picks a free one (default ${DEFAULTS.rpcPort})`,
+  EBB_HTTP_PORT: `HTTP port for /healthz and /readyz; 0 disables, "auto" picks a free one (default ${DEFAULTS.httpPort})`,
   EBB_MAX_MESSAGE_BYTES: `largest message accepted; a larger one closes its connection (default ${DEFAULTS.maxMessageBytes})`,
+  EBB_SHUTDOWN_TIMEOUT_MS: `how long draining waits for calls in flight before cancelling them (default ${DEFAULTS.shutdownTimeoutMs})`,
+  EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
+  EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
+  EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
 };

@@ -28,3 +28,15 @@ export const demoHandlers: Implementation<typeof demo> = {
       ctx.signal.addEventListener("abort", done);
     }),
 };
+
+/** The demo's startup hook: waits `ms` (a stand-in for warming caches), stopping early if aborted. */
+export function demoWarmup(ms: number): (signal: AbortSignal) => Promise<void> {
+  return (signal) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      });
+    });
+}

@@ -42,9 +42,33 @@ export class RpcServer {
     return listener;
   }
 
+  /** The `$goaway` payload once draining began; connections accepted later get it at once. */
+  goaway: unknown;
+  private closeWaiters: (() => void)[] = [];
+
   /** Sends a notification to every open connection. */
   broadcast(method: string, params: unknown[]): void {
     for (const connection of this.connections) connection.notify(method, params);
+  }
+
+  /** Tells every connection, open now or accepted later, to send new calls elsewhere. */
+  broadcastGoaway(info: unknown): void {
+    this.goaway = info;
+    this.broadcast("$goaway", [info]);
+  }
+
+  /** Resolves when no connection is open. */
+  whenAllClosed(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /** @internal A connection closed. */
+  forget(connection: ServerConnection): void {
+    if (!this.connections.delete(connection) || this.connections.size > 0) return;
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Stops accepting connections; open ones stay open. */
@@ -89,6 +113,7 @@ export class ServerConnection {
     socket.setNoDelay(true);
     server.connections.add(this);
     server.stats.accepted++;
+    if (server.goaway !== undefined) this.notify("$goaway", [server.goaway]);
     this.handlers = {
       data: (chunk) => this.receive(chunk),
       drain: () => this.drained(),
@@ -226,7 +251,7 @@ export class ServerConnection {
   private onClosed(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
-    this.server.connections.delete(this);
+    this.server.forget(this);
     if (error) this.log.debug("connection closed with an error", { peer: this.peer, error: error.message });
     const gone = new RpcError("The caller disconnected", "CANCELLED");
     for (const active of this.calls.values()) active.abort(gone);

@@ -62,6 +62,25 @@ export interface Listener {
   stop(): Promise<void>;
 }
 
+/** Options for an HTTP server. */
+export interface ServeOptions {
+  host: string;
+  /** 0 picks a free port; read the chosen one from `HttpServer.port`. */
+  port: number;
+  fetch(request: Request): Response | Promise<Response>;
+}
+
+/** A listening HTTP server. */
+export interface HttpServer {
+  readonly host: string;
+  readonly port: number;
+  /**
+   * Stops accepting and lets requests in flight finish; resolves once every
+   * connection is closed. Idempotent.
+   */
+  stop(): Promise<void>;
+}
+
 /** The signals ebb reacts to. */
 export type SignalName = "SIGTERM" | "SIGINT";
 
@@ -74,6 +93,8 @@ export interface Runtime {
   listen(options: ListenOptions): Promise<Listener>;
   /** Resolves once connected; rejects when the connection cannot be made. */
   connect(options: ConnectOptions): Promise<Socket>;
+  /** Serves HTTP with a fetch-style handler. */
+  serve(options: ServeOptions): Promise<HttpServer>;
   /** Calls `handler` on each delivery of `signal`; returns a function that removes it. */
   onSignal(signal: SignalName, handler: () => void): () => void;
   /** Ends the process with `code`. */

@@ -1,5 +1,5 @@
-import { createNode, type EbbNode } from "../../src/node.ts";
-import type { Config } from "../../src/config/load.ts";
+import { createNode, type EbbNode, type ShutdownSummary } from "../../src/node.ts";
+import { type Config, configWith } from "../../src/config/load.ts";
 import { Channel, type ChannelOptions } from "../../src/rpc/channel.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import type { Runtime, Socket } from "../../src/runtime/types.ts";
@@ -31,14 +31,14 @@ export class LogCapture {
   }
 }
 
-/** A node listening on a free loopback port, for in-process tests. */
+/** A ready node listening on a free loopback port (HTTP off unless overridden), for in-process tests. */
 export async function startTestNode(
   setup: (node: EbbNode) => void,
   overrides: Partial<Config> = {},
-): Promise<{ node: EbbNode; port: number; logs: LogCapture; close(): Promise<void> }> {
+): Promise<{ node: EbbNode; port: number; logs: LogCapture; close(): Promise<ShutdownSummary> }> {
   const logs = new LogCapture();
   const node = createNode({
-    config: { nodeId: "test-node", host: "127.0.0.1", rpcPort: 0, maxMessageBytes: 8 * 1024 * 1024, ...overrides },
+    config: configWith({ nodeId: "test-node", host: "127.0.0.1", rpcPort: 0, httpPort: null, ...overrides }),
     log: logs.logger,
     runtime,
   });

@@ -23,15 +23,18 @@ export interface NodeProcess {
   exited: Promise<number>;
   /** The RPC port from the "listening" line. */
   port: number;
+  /** The HTTP port from the "listening" line, when HTTP is on. */
+  httpPort?: number;
 }
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 /** Spawns `src/main.ts` on a runtime with extra environment, and waits for its listening line. */
 export async function startNodeProcess(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): Promise<NodeProcess> {
-  const proc = spawnNode(runner, { EBB_RPC_PORT: "0", ...env }, args);
+  const proc = spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto", ...env }, args);
   const listening = await proc.waitForLine((line) => typeof line.rpc === "string");
   proc.port = Number(String(listening.rpc).split(":").pop());
+  if (typeof listening.http === "string") proc.httpPort = Number(listening.http.split(":").pop());
   return proc;
 }
 

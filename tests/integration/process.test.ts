@@ -12,7 +12,7 @@ for (const runner of ["bun", "deno"] as RunnerName[]) {
     const proc = await startNodeProcess(runner, { EBB_NODE_ID: `ref-${runner}` });
     try {
       const listening = proc.lines.find((l) => typeof l.rpc === "string")!;
-      assert.match(String(listening.msg), /^listening on 127\.0\.0\.1:\d+$/);
+      assert.match(String(listening.msg), /^listening on 127\.0\.0\.1:\d+, http 127\.0\.0\.1:\d+$/);
       assert.equal(listening.node, `ref-${runner}`);
       assert.equal(listening.runtime, runner);
       const channel = await connectChannel(proc.port);

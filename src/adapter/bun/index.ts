@@ -1,5 +1,6 @@
 /// <reference types="bun-types" />
 import type { Runtime, SignalName } from "../../runtime/types.ts";
+import { serve } from "./http.ts";
 import { connect, listen } from "./tcp.ts";
 
 /** The Bun runtime: Bun.listen / Bun.connect and the process object. */
@@ -9,6 +10,7 @@ export function createBunRuntime(): Runtime {
     version: Bun.version,
     listen,
     connect,
+    serve,
     onSignal(signal: SignalName, handler: () => void) {
       process.on(signal, handler);
       return () => void process.off(signal, handler);

@@ -1,4 +1,5 @@
 import type { Runtime, SignalName } from "../../runtime/types.ts";
+import { serve } from "./http.ts";
 import { connect, listen } from "./tcp.ts";
 
 /** The Deno runtime: Deno.listen / Deno.connect and Deno's process functions. */
@@ -8,6 +9,7 @@ export function createDenoRuntime(): Runtime {
     version: Deno.version.deno,
     listen,
     connect,
+    serve,
     onSignal(signal: SignalName, handler: () => void) {
       // Deno's addSignalListener does not keep the event loop alive; the listeners do.
       Deno.addSignalListener(signal, handler);

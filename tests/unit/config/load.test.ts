@@ -12,8 +12,28 @@ test("loadConfig takes the documented defaults when nothing is set", () => {
 });
 
 test("loadConfig reads every variable", () => {
-  const config = loadConfig({ EBB_NODE_ID: "a1", EBB_HOST: "0.0.0.0", EBB_RPC_PORT: "9000", EBB_MAX_MESSAGE_BYTES: "4096" });
-  assert.deepEqual(config, { nodeId: "a1", host: "0.0.0.0", rpcPort: 9000, maxMessageBytes: 4096 });
+  const config = loadConfig({
+    EBB_NODE_ID: "a1",
+    EBB_HOST: "0.0.0.0",
+    EBB_RPC_PORT: "9000",
+    EBB_HTTP_PORT: "9001",
+    EBB_MAX_MESSAGE_BYTES: "4096",
+    EBB_SHUTDOWN_TIMEOUT_MS: "2500",
+    EBB_DRAIN_DELAY_MS: "100",
+    EBB_STARTUP_TIMEOUT_MS: "5000",
+    EBB_DEMO_WARMUP_MS: "10",
+  });
+  assert.deepEqual(config, {
+    nodeId: "a1",
+    host: "0.0.0.0",
+    rpcPort: 9000,
+    httpPort: 9001,
+    maxMessageBytes: 4096,
+    shutdownTimeoutMs: 2500,
+    drainDelayMs: 100,
+    startupTimeoutMs: 5000,
+    demoWarmupMs: 10,
+  });
 });
 
 test("loadConfig names every bad variable in one message", () => {
@@ -30,6 +50,13 @@ test("loadConfig names every bad variable in one message", () => {
   );
   assert.throws(() => loadConfig({ EBB_RPC_PORT: "70000" }), /EBB_RPC_PORT="70000" must be between 0 and 65535/);
   assert.throws(() => loadConfig({ EBB_RPC_PORT: "1.5" }), /EBB_RPC_PORT="1.5" must be a whole number/);
+});
+
+test("EBB_HTTP_PORT takes a port, 0 to turn HTTP off, or auto for a free port", () => {
+  assert.equal(loadConfig({}).httpPort, 7401);
+  assert.equal(loadConfig({ EBB_HTTP_PORT: "0" }).httpPort, null);
+  assert.equal(loadConfig({ EBB_HTTP_PORT: "auto" }).httpPort, 0);
+  assert.throws(() => loadConfig({ EBB_HTTP_PORT: "any" }), /EBB_HTTP_PORT="any" must be a port number, 0 \(off\) or "auto"/);
 });
 
 test("loadConfig treats an empty variable as unset", () => {

@@ -1,0 +1,42 @@
+import { Hono } from "hono";
+import type { InflightCounter } from "../lifecycle/inflight.ts";
+import type { Lifecycle } from "../lifecycle/state.ts";
+
+/** What the HTTP app reads from the node. */
+export interface HttpAppOptions {
+  nodeId: string;
+  lifecycle: Lifecycle;
+  inflight: InflightCounter;
+}
+
+/**
+ * The node's HTTP surface (hono). Every request is counted in flight, like RPC
+ * calls, so shutdown waits for it; while draining, responses carry
+ * `Connection: close` so keep-alive clients reconnect elsewhere.
+ */
+export function createHttpApp(options: HttpAppOptions): Hono {
+  const { lifecycle, inflight, nodeId } = options;
+  const app = new Hono();
+
+  app.use(async (c, next) => {
+    inflight.enter();
+    try {
+      await next();
+    } finally {
+      inflight.leave();
+      if (lifecycle.state === "draining" || lifecycle.state === "stopped") c.header("Connection", "close");
+    }
+  });
+
+  /** Liveness: 200 for as long as the process serves HTTP. */
+  app.get("/healthz", (c) => c.json({ status: "ok", node: nodeId, state: lifecycle.state }));
+
+  /** Readiness: 200 only while ready; 503 while starting or draining. */
+  app.get("/readyz", (c) => {
+    const ready = lifecycle.state === "ready";
+    return c.json({ ready, node: nodeId, state: lifecycle.state }, ready ? 200 : 503);
+  });
+
+  app.notFound((c) => c.json({ error: { code: "METHOD_NOT_FOUND", message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
+  return app;
+}
