@@ -132,7 +132,7 @@ export function createNode(options: NodeOptions): EbbNode {
     server = new RpcServer(rt, { dispatcher, log, maxMessageBytes: config.maxMessageBytes });
     rpcListener = await server.listen(config.host, config.rpcPort);
     if (config.httpPort !== null) {
-      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight });
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher });
       http = await rt.serve({ host: config.host, port: config.httpPort, fetch: app.fetch });
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;

@@ -1,12 +1,15 @@
 import { Hono } from "hono";
 import type { InflightCounter } from "../lifecycle/inflight.ts";
 import type { Lifecycle } from "../lifecycle/state.ts";
+import type { Dispatcher } from "../rpc/dispatch.ts";
+import { gateway } from "./gateway.ts";
 
 /** What the HTTP app reads from the node. */
 export interface HttpAppOptions {
   nodeId: string;
   lifecycle: Lifecycle;
   inflight: InflightCounter;
+  dispatcher: Dispatcher;
 }
 
 /**
@@ -15,18 +18,23 @@ export interface HttpAppOptions {
  * `Connection: close` so keep-alive clients reconnect elsewhere.
  */
 export function createHttpApp(options: HttpAppOptions): Hono {
-  const { lifecycle, inflight, nodeId } = options;
+  const { lifecycle, inflight, nodeId, dispatcher } = options;
   const app = new Hono();
 
   app.use(async (c, next) => {
-    inflight.enter();
+    // Gateway calls are counted by dispatch itself (and baffled there); the rest here.
+    const counted = !c.req.path.startsWith("/rpc/");
+    if (counted) inflight.enter();
     try {
       await next();
     } finally {
-      inflight.leave();
+      if (counted) inflight.leave();
       if (lifecycle.state === "draining" || lifecycle.state === "stopped") c.header("Connection", "close");
     }
   });
+
+  /** The JSON gateway into the same dispatch as TCP calls. */
+  app.post("/rpc/:method", (c) => gateway(c, dispatcher));
 
   /** Liveness: 200 for as long as the process serves HTTP. */
   app.get("/healthz", (c) => c.json({ status: "ok", node: nodeId, state: lifecycle.state }));

@@ -144,6 +144,12 @@ export class Channel implements Transport {
     if (this.isClosed || this.closing) {
       return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
     }
+    if (this.goawayReason !== undefined) {
+      // The node asked for no new calls here; calls already in flight still complete.
+      return Promise.reject(
+        new RpcError(`${this.address} is ${this.goawayReason} ($goaway): call not sent`, "SHUTTING_DOWN", { data: { reason: this.goawayReason } }),
+      );
+    }
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(new RpcError("Call cancelled before it was sent", "CANCELLED", { processed: false }));
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
