@@ -53,6 +53,9 @@ if (tsc.code !== 0 || denoCheck.code !== 0) {
 }
 
 if (!checkOnly) {
+  // The integration tests run the compiled binary too: build it first.
+  const build = await run("build (bun build --compile)", bin("bun"), ["build", "--compile", "src/main.ts", "--outfile", "dist/ebb"]);
+  if (build.code !== 0) failed = true;
   const bun = await run("bun test", bin("bun"), ["test", "--timeout", "60000", ...targets]);
   const bunPass = Number(/^\s*(\d+) pass\s*$/m.exec(bun.output)?.[1] ?? 0);
   const bunFail = Number(/^\s*(\d+) fail\s*$/m.exec(bun.output)?.[1] ?? (bun.code === 0 ? 0 : 1));

@@ -1,13 +1,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 
 /** The repository root. */
 export const ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname);
 
-/** How to start the reference node on each runtime. */
+/** How to start the reference node: on each runtime, and as the compiled binary (`npm run build`). */
 export const RUNNERS = {
   bun: { command: `${ROOT}node_modules/.bin/bun`, args: ["src/main.ts"] },
   deno: { command: `${ROOT}node_modules/.bin/deno`, args: ["run", "--allow-net", "--allow-env", "src/main.ts"] },
+  binary: { command: `${ROOT}dist/ebb`, args: [] },
 } as const;
+
+/** Every way the reference node runs; process tests loop over all of them. */
+export const RUNNER_NAMES = Object.keys(RUNNERS) as RunnerName[];
 
 export type RunnerName = keyof typeof RUNNERS;
 
@@ -41,6 +46,7 @@ export async function startNodeProcess(runner: RunnerName, env: Record<string, s
 /** Spawns `src/main.ts` on a runtime without waiting for anything. */
 export function spawnNode(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): NodeProcess {
   const { command, args: base } = RUNNERS[runner];
+  if (runner === "binary" && !existsSync(command)) throw new Error(`${command} is missing: run "npm run build" (npm test builds it)`);
   const child = spawn(command, [...base, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },

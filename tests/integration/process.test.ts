@@ -4,17 +4,17 @@ import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { connectChannel, runtime } from "../helpers/net.ts";
-import { type RunnerName, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { RUNNER_NAMES, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Each runtime's test run calls a node on each runtime: Bun -> Deno and Deno -> Bun included.
-for (const runner of ["bun", "deno"] as RunnerName[]) {
+for (const runner of RUNNER_NAMES) {
   test(`a ${runtime.name} client calls the reference node running on ${runner}`, async () => {
     const proc = await startNodeProcess(runner, { EBB_NODE_ID: `ref-${runner}` });
     try {
       const listening = proc.lines.find((l) => typeof l.rpc === "string")!;
       assert.match(String(listening.msg), /^listening on 127\.0\.0\.1:\d+, http 127\.0\.0\.1:\d+$/);
       assert.equal(listening.node, `ref-${runner}`);
-      assert.equal(listening.runtime, runner);
+      assert.equal(listening.runtime, runner === "deno" ? "deno" : "bun");
       const channel = await connectChannel(proc.port);
       try {
         const client = createClient(demo, channel);
@@ -25,7 +25,7 @@ for (const runner of ["bun", "deno"] as RunnerName[]) {
         const { sleptMs } = await client.sleep({ ms: 20 });
         assert.ok(sleptMs >= 19, `slept ${sleptMs} ms`);
         const info = (await channel.call("$info", undefined)) as { runtime: string; node: string };
-        assert.equal(info.runtime, runner);
+        assert.equal(info.runtime, runner === "deno" ? "deno" : "bun");
         await assert.rejects(client.sleep({ ms: -1 }), (e: unknown) => e instanceof RpcError && e.code === "INVALID_PARAMS");
         await assert.rejects(client.sleep({ ms: 5_000 }, { timeoutMs: 50 }), (e: unknown) => e instanceof RpcError && e.code === "DEADLINE_EXCEEDED");
       } finally {

@@ -7,7 +7,7 @@ import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
 import { connectChannel, connectRaw, type RawConnection } from "../helpers/net.ts";
-import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { type NodeProcess, RUNNER_NAMES, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 /** A channel that records the $goaway it hears. */
 async function watchedChannel(port: number): Promise<{ channel: Channel; goaway: Promise<unknown> }> {
@@ -57,7 +57,7 @@ async function callError(promise: Promise<unknown>): Promise<RpcError> {
   return error;
 }
 
-for (const runner of ["bun", "deno"] as RunnerName[]) {
+for (const runner of RUNNER_NAMES) {
   test(`${runner}: SIGTERM lets the call in flight finish, tells every client $goaway, baffles late calls, exits 0`, async () => {
     const proc = await startNodeProcess(runner);
     try {
