@@ -1,0 +1,576 @@
+import { Awareness } from "./awareness.ts";
+import { BroadcastQueue } from "./broadcast-queue.ts";
+import { baseSuspicionMs, retransmitLimit, Suspicion } from "./suspicion.ts";
+import { digestOf, updateBytes } from "./sync.ts";
+import {
+  type Clock,
+  DEFAULT_SWIM_CONFIG,
+  type Member,
+  type MemberEvent,
+  type MemberEventType,
+  type MemberMeta,
+  type MemberStatus,
+  type SwimConfig,
+  type SwimMessage,
+  type SwimTransport,
+  type TimerHandle,
+  type Update,
+} from "./types.ts";
+
+/** Options of a `Membership`. */
+export interface MembershipOptions {
+  id: string;
+  /** `host:port` others use to reach this member. */
+  addr: string;
+  meta: MemberMeta;
+  clock: Clock;
+  transport: SwimTransport;
+  config?: Partial<SwimConfig>;
+  /** A source of randomness in [0, 1); seeded in the simulator. */
+  random?: () => number;
+  onEvent?(event: MemberEvent): void;
+}
+
+interface MemberState {
+  id: string;
+  addr: string;
+  inc: number;
+  status: MemberStatus;
+  meta: MemberMeta;
+  since: number;
+  suspicion?: Suspicion;
+  suspicionTimer?: TimerHandle;
+}
+
+/**
+ * SWIM with Lifeguard: a pure state machine. Time and network come in through
+ * `clock` and `transport`, so the same code runs in a node and, a thousand at
+ * a time, in the simulator.
+ */
+export class Membership {
+  readonly id: string;
+  readonly config: SwimConfig;
+  private readonly clock: Clock;
+  private readonly transport: SwimTransport;
+  private readonly random: () => number;
+  private readonly onEvent: (event: MemberEvent) => void;
+  private readonly awareness: Awareness;
+  private readonly queue: BroadcastQueue<Update>;
+  private readonly members = new Map<string, MemberState>();
+  /** Members that can be probed and gossiped to (alive or suspect, not self), for O(1) random picks. */
+  private live: MemberState[] = [];
+  private liveIndex = new Map<string, number>();
+  private probeOrder: string[] = [];
+  /** Members declared dead, oldest first, still within gossipToTheDeadMs. */
+  private recentlyDead: MemberState[] = [];
+  private probeCursor = 0;
+  private readonly self: MemberState;
+  private seeds: string[] = [];
+  private timers: TimerHandle[] = [];
+  private probeTimer: TimerHandle | undefined;
+  private running = false;
+  private leaving = false;
+  private joined = false;
+
+  constructor(options: MembershipOptions) {
+    this.id = options.id;
+    this.config = { ...DEFAULT_SWIM_CONFIG, ...options.config };
+    this.clock = options.clock;
+    this.transport = options.transport;
+    this.random = options.random ?? Math.random;
+    this.onEvent = options.onEvent ?? (() => {});
+    this.awareness = new Awareness(this.config.lifeguard ? this.config.awarenessMax : 0);
+    this.queue = new BroadcastQueue(() => retransmitLimit(this.config.retransmitMult, this.members.size));
+    // A restarted member starts above any incarnation its previous life reached in the same second or before.
+    this.self = { id: options.id, addr: options.addr, inc: Math.floor(this.clock.now() / 1000), status: "alive", meta: options.meta, since: this.clock.now() };
+    this.members.set(this.self.id, this.self);
+  }
+
+  /** Every known member, self included. */
+  list(): Member[] {
+    return [...this.members.values()].map(view);
+  }
+
+  /** One member by id. */
+  get(id: string): Member | undefined {
+    const state = this.members.get(id);
+    return state && view(state);
+  }
+
+  /** Members alive or suspect, other than self. */
+  get liveCount(): number {
+    return this.live.length;
+  }
+
+  /** Lifeguard's local health score (0 is healthy). */
+  get healthScore(): number {
+    return this.awareness.score;
+  }
+
+  /** True once a seed answered (or there were none to ask). */
+  get hasJoined(): boolean {
+    return this.joined;
+  }
+
+  /** Order-independent digest of the whole view, for cheap anti-entropy. */
+  digest(): number {
+    return digestOf(this.members.values());
+  }
+
+  /** Starts probing and gossiping, and joins through `seeds` (addresses); retries them until one answers. */
+  start(seeds: string[] = []): void {
+    if (this.running) return;
+    this.running = true;
+    this.seeds = seeds.filter((s) => s !== this.self.addr);
+    this.queueUpdate(this.self);
+    this.scheduleProbe(this.config.probeIntervalMs * this.random());
+    this.every(this.config.gossipIntervalMs, () => this.gossip());
+    this.every(this.config.pushPullIntervalMs, () => this.pushPull());
+    this.every(this.config.reconnectIntervalMs, () => this.reconnect());
+    if (this.seeds.length === 0) this.joined = true;
+    else this.joinSeeds();
+  }
+
+  /** Changes this member's metadata: raises the incarnation and pushes the news to every member, then gossip carries it. */
+  updateMeta(meta: MemberMeta): void {
+    this.self.meta = meta;
+    this.self.inc++;
+    this.announce(this.toUpdate(this.self));
+  }
+
+  /** Leaves gracefully: announces `left` to every member and stops after the news had `leaveWaitMs` to spread. Idempotent. */
+  leave(done?: () => void): void {
+    if (this.leaving) {
+      done?.();
+      return;
+    }
+    this.leaving = true;
+    this.self.inc++;
+    this.self.status = "left";
+    this.announce(this.toUpdate(this.self));
+    this.clock.setTimer(this.config.leaveWaitMs, () => {
+      this.stop();
+      done?.();
+    });
+  }
+
+  /** Stops every timer; answers nothing more. Idempotent. */
+  stop(): void {
+    this.running = false;
+    this.probeTimer?.cancel();
+    for (const timer of this.timers) timer.cancel();
+    this.timers = [];
+    for (const member of this.members.values()) member.suspicionTimer?.cancel();
+  }
+
+  /** Raises local health awareness by `delta` (the node's event-loop lag monitor calls this). */
+  reportLag(delta: number): void {
+    if (this.config.lifeguard) this.awareness.apply(delta);
+  }
+
+  /** Handles a message from another member; `reply` answers requests (ping, ping-req, sync). */
+  handle(message: SwimMessage, reply: (answer: SwimMessage) => void): void {
+    if (!this.running && message.t !== "sync") return;
+    switch (message.t) {
+      case "ping":
+        if (message.u) this.merge(message.u, false);
+        if (message.target === this.id) reply({ t: "ack", from: this.id, u: this.piggyback() });
+        return;
+      case "ping-req":
+        if (message.u) this.merge(message.u, false);
+        this.transport.request(message.addr, { t: "ping", from: this.id, target: message.target, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+          if (answer?.t === "ack") {
+            if (answer.u) this.merge(answer.u, false);
+            reply({ t: "ack", from: this.id });
+          } else if (this.config.lifeguard) {
+            reply({ t: "nack", from: this.id });
+          }
+        });
+        return;
+      case "gossip":
+        this.merge(message.u, false);
+        return;
+      case "sync":
+        this.handleSync(message, reply);
+        return;
+      case "ack":
+      case "nack":
+        return;
+    }
+  }
+
+  private handleSync(message: Extract<SwimMessage, { t: "sync" }>, reply: (answer: SwimMessage) => void): void {
+    if (message.state) this.merge(message.state, true);
+    if (message.push) return;
+    if (!message.state && message.digest === this.digest()) {
+      reply({ t: "sync", from: this.id, same: true });
+      return;
+    }
+    reply({ t: "sync", from: this.id, state: this.fullState() });
+  }
+
+  // ---- joining and anti-entropy -------------------------------------------------------------
+
+  private joinSeeds(): void {
+    let pending = this.seeds.length;
+    for (const seed of this.seeds) {
+      this.transport.request(seed, { t: "sync", from: this.id, join: true, state: this.fullState() }, this.config.probeIntervalMs * 2, (answer) => {
+        pending--;
+        if (answer?.t === "sync" && answer.state) {
+          this.merge(answer.state, true);
+          this.joined = true;
+        }
+        // No seed answered: try again after a probe interval.
+        if (pending === 0 && !this.joined && this.running) this.clock.setTimer(this.config.probeIntervalMs, () => this.running && !this.joined && this.joinSeeds());
+      });
+    }
+  }
+
+  private pushPull(): void {
+    const peer = this.randomLive(1)[0];
+    if (!peer) return;
+    this.transport.request(peer.addr, { t: "sync", from: this.id, digest: this.digest() }, this.config.probeIntervalMs * 2, (answer) => {
+      if (answer?.t !== "sync" || !answer.state) return;
+      this.merge(answer.state, true);
+      // Digests differed: the peer may miss what we know too.
+      this.transport.send(peer.addr, { t: "sync", from: this.id, state: this.fullState(), push: true });
+    });
+  }
+
+  /** Heals partitions: reach for a random dead member with a full exchange; alone, go back to the seeds. */
+  private reconnect(): void {
+    this.reap();
+    if (this.live.length === 0 && this.seeds.length > 0) {
+      this.joined = false;
+      this.joinSeeds();
+      return;
+    }
+    const dead = [...this.members.values()].filter((m) => m.status === "dead");
+    if (dead.length === 0) return;
+    const target = dead[Math.floor(this.random() * dead.length)]!;
+    this.transport.request(target.addr, { t: "sync", from: this.id, state: this.fullState() }, this.config.probeIntervalMs * 2, (answer) => {
+      if (answer?.t === "sync" && answer.state) this.merge(answer.state, true);
+    });
+  }
+
+  private reap(): void {
+    const now = this.clock.now();
+    for (const member of this.members.values()) {
+      if ((member.status === "dead" || member.status === "left") && now - member.since > this.config.deadReclaimMs) {
+        this.members.delete(member.id);
+      }
+    }
+  }
+
+  private fullState(): Update[] {
+    const state: Update[] = [];
+    for (const member of this.members.values()) state.push(this.toUpdate(member));
+    return state;
+  }
+
+  // ---- probing ---------------------------------------------------------------------------------
+
+  private scheduleProbe(ms: number): void {
+    if (!this.running) return;
+    this.probeTimer = this.clock.setTimer(ms, () => this.probe());
+  }
+
+  private nextProbeTarget(): MemberState | undefined {
+    for (let tries = 0; tries < 2; tries++) {
+      while (this.probeCursor < this.probeOrder.length) {
+        const member = this.members.get(this.probeOrder[this.probeCursor++]!);
+        if (member && member !== this.self && (member.status === "alive" || member.status === "suspect")) return member;
+      }
+      // A full round done: shuffle again (SWIM's round-robin over a random order).
+      this.probeOrder = this.live.map((m) => m.id);
+      shuffle(this.probeOrder, this.random);
+      this.probeCursor = 0;
+    }
+    return undefined;
+  }
+
+  private probe(): void {
+    if (!this.running) return;
+    const interval = this.awareness.scale(this.config.probeIntervalMs);
+    const target = this.nextProbeTarget();
+    if (!target) {
+      this.scheduleProbe(interval);
+      return;
+    }
+    const started = this.clock.now();
+    const next = () => this.scheduleProbe(Math.max(0, interval - (this.clock.now() - started)));
+    const u = this.piggyback();
+    // Buddy system: a suspect hears of it on our very next probe, so it can refute at once.
+    if (this.config.lifeguard && target.status === "suspect") u.unshift(this.toUpdate(target));
+    this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+      if (answer?.t === "ack") {
+        if (answer.u) this.merge(answer.u, false);
+        this.awareness.apply(-1);
+        next();
+        return;
+      }
+      this.indirectProbe(target, started, interval, next);
+    });
+  }
+
+  private indirectProbe(target: MemberState, started: number, interval: number, next: () => void): void {
+    const helpers = this.randomLive(this.config.indirectChecks, target);
+    if (helpers.length === 0) {
+      this.probeFailed(target, 0, 0);
+      next();
+      return;
+    }
+    let pending = helpers.length;
+    let nacks = 0;
+    let settled = false;
+    const waitMs = Math.max(this.config.probeTimeoutMs, interval - (this.clock.now() - started));
+    for (const helper of helpers) {
+      this.transport.request(helper.addr, { t: "ping-req", from: this.id, target: target.id, addr: target.addr, u: this.piggyback() }, waitMs, (answer) => {
+        if (settled) return;
+        if (answer?.t === "ack") {
+          settled = true;
+          next();
+          return;
+        }
+        if (answer?.t === "nack") nacks++;
+        if (--pending === 0) {
+          settled = true;
+          this.probeFailed(target, helpers.length, nacks);
+          next();
+        }
+      });
+    }
+  }
+
+  private probeFailed(target: MemberState, expectedNacks: number, nacks: number): void {
+    // Lifeguard: helpers that did not even nack suggest we are the slow one.
+    if (this.config.lifeguard) this.awareness.apply(expectedNacks > 0 ? expectedNacks - nacks : 1);
+    if (target.status === "alive" || target.status === "suspect") {
+      this.merge([{ id: target.id, addr: target.addr, inc: target.inc, status: "suspect", by: this.id }], false);
+    }
+  }
+
+  // ---- gossip ----------------------------------------------------------------------------------
+
+  private gossip(): void {
+    if (this.queue.size === 0) return;
+    const targets = this.randomLive(this.config.gossipNodes);
+    const now = this.clock.now();
+    // Recently dead members still hear gossip, so one that was wrongly declared dead can refute.
+    while (this.recentlyDead.length > 0 && (this.recentlyDead[0]!.status !== "dead" || now - this.recentlyDead[0]!.since >= this.config.gossipToTheDeadMs)) {
+      this.recentlyDead.shift();
+    }
+    if (this.recentlyDead.length > 0) {
+      const pick = this.recentlyDead[Math.floor(this.random() * this.recentlyDead.length)]!;
+      if (pick.status === "dead") targets.push(pick);
+    }
+    for (const target of targets) {
+      const u = this.queue.take(this.config.maxPiggybackBytes);
+      if (u.length === 0) return;
+      this.transport.send(target.addr, { t: "gossip", from: this.id, u });
+    }
+  }
+
+  private piggyback(): Update[] {
+    return this.queue.take(this.config.maxPiggybackBytes);
+  }
+
+  /** Queues news for gossip and pushes it straight to every member we know. */
+  private announce(update: Update): void {
+    this.queue.push({ key: update.id, item: update, bytes: updateBytes(update) });
+    for (const member of this.live) this.transport.send(member.addr, { t: "gossip", from: this.id, u: [update] });
+  }
+
+  private queueUpdate(member: MemberState, by?: string): void {
+    const update = this.toUpdate(member);
+    if (by !== undefined) update.by = by;
+    this.queue.push({ key: member.id, item: update, bytes: updateBytes(update) });
+  }
+
+  // ---- merging news ----------------------------------------------------------------------------
+
+  private merge(updates: Update[], viaSync: boolean): void {
+    for (const update of updates) {
+      if (update.id === this.id) this.aboutSelf(update);
+      else this.apply(update, viaSync);
+    }
+  }
+
+  private aboutSelf(update: Update): void {
+    if (this.leaving) return;
+    const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
+    if (!stale) return;
+    // Someone holds an older life of ours, or suspects us: refute with a higher incarnation.
+    if (update.status !== "alive" && this.config.lifeguard) this.awareness.apply(1);
+    this.self.inc = update.inc + 1;
+    this.queueUpdate(this.self);
+  }
+
+  private apply(update: Update, viaSync: boolean): void {
+    const local = this.members.get(update.id);
+    const now = this.clock.now();
+    switch (update.status) {
+      case "alive": {
+        if (!local) {
+          if (!update.meta) return;
+          const member: MemberState = { id: update.id, addr: update.addr, inc: update.inc, status: "alive", meta: update.meta, since: now };
+          this.members.set(member.id, member);
+          this.addLive(member);
+          this.queueUpdate(member);
+          this.emit("join", member);
+          return;
+        }
+        if (update.inc <= local.inc) return;
+        const wasGone = local.status === "dead" || local.status === "left";
+        const wasSuspect = local.status === "suspect";
+        this.clearSuspicion(local);
+        local.inc = update.inc;
+        local.addr = update.addr;
+        if (update.meta) local.meta = update.meta;
+        local.status = "alive";
+        if (wasGone || wasSuspect) local.since = now;
+        this.addLive(local);
+        this.queueUpdate(local);
+        this.emit(wasGone ? "join" : "update", local);
+        return;
+      }
+      case "suspect":
+        this.suspect(local, update.inc, update.by ?? "unknown", now);
+        return;
+      case "dead":
+      case "left": {
+        if (!local || update.inc < local.inc) return;
+        if (local.status === "dead" || local.status === "left") return;
+        if (viaSync && update.status === "dead") {
+          // A dead verdict from a state exchange may be a partition's: suspect instead, so the member can refute.
+          this.suspect(local, update.inc, update.by ?? "sync", now);
+          return;
+        }
+        this.clearSuspicion(local);
+        local.inc = update.inc;
+        local.status = update.status;
+        local.since = now;
+        this.removeLive(local);
+        if (local.status === "dead") this.recentlyDead.push(local);
+        this.queueUpdate(local);
+        this.emit(update.status, local);
+        return;
+      }
+    }
+  }
+
+  private suspect(local: MemberState | undefined, inc: number, by: string, now: number): void {
+    if (!local || inc < local.inc) return;
+    if (local.status === "suspect" && inc === local.inc) {
+      // Lifeguard: each independent confirmation shortens the suspicion.
+      if (local.suspicion?.confirm(by) && this.config.lifeguard) {
+        this.armSuspicion(local);
+        this.queueUpdate(local, by);
+      }
+      return;
+    }
+    if (local.status !== "alive" && !(local.status === "suspect" && inc > local.inc)) return;
+    const n = this.members.size;
+    const minMs = baseSuspicionMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
+    const maxMs = this.config.lifeguard ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
+    const k = this.config.lifeguard && n - 2 >= this.config.suspicionMult - 2 ? this.config.suspicionMult - 2 : 0;
+    this.clearSuspicion(local);
+    local.inc = inc;
+    local.status = "suspect";
+    local.since = now;
+    local.suspicion = new Suspicion(now, k, minMs, maxMs, by);
+    this.armSuspicion(local);
+    this.queueUpdate(local, by);
+    this.emit("suspect", local);
+  }
+
+  private armSuspicion(member: MemberState): void {
+    member.suspicionTimer?.cancel();
+    const suspicion = member.suspicion!;
+    const inc = member.inc;
+    member.suspicionTimer = this.clock.setTimer(suspicion.remainingMs(this.clock.now()), () => {
+      if (member.status !== "suspect" || member.inc !== inc || !this.running) return;
+      member.suspicion = undefined;
+      member.suspicionTimer = undefined;
+      member.status = "dead";
+      member.since = this.clock.now();
+      this.removeLive(member);
+      this.recentlyDead.push(member);
+      this.queueUpdate(member);
+      this.emit("dead", member);
+    });
+  }
+
+  private clearSuspicion(member: MemberState): void {
+    member.suspicionTimer?.cancel();
+    member.suspicionTimer = undefined;
+    member.suspicion = undefined;
+  }
+
+  // ---- bookkeeping -----------------------------------------------------------------------------
+
+  private addLive(member: MemberState): void {
+    if (this.liveIndex.has(member.id)) return;
+    this.liveIndex.set(member.id, this.live.length);
+    this.live.push(member);
+    // A newcomer is probed within this round, at a random place among those not yet probed.
+    this.probeOrder.push(member.id);
+    const last = this.probeOrder.length - 1;
+    const at = this.probeCursor + Math.floor(this.random() * (last - this.probeCursor + 1));
+    [this.probeOrder[at], this.probeOrder[last]] = [this.probeOrder[last]!, this.probeOrder[at]!];
+  }
+
+  private removeLive(member: MemberState): void {
+    const index = this.liveIndex.get(member.id);
+    if (index === undefined) return;
+    const last = this.live.pop()!;
+    if (last !== member) {
+      this.live[index] = last;
+      this.liveIndex.set(last.id, index);
+    }
+    this.liveIndex.delete(member.id);
+  }
+
+  private randomLive(count: number, exclude?: MemberState): MemberState[] {
+    const pool = this.live;
+    const out: MemberState[] = [];
+    if (pool.length === 0) return out;
+    const wanted = Math.min(count, pool.length - (exclude && this.liveIndex.has(exclude.id) ? 1 : 0));
+    let guard = 0;
+    while (out.length < wanted && guard++ < wanted * 8) {
+      const pick = pool[Math.floor(this.random() * pool.length)]!;
+      if (pick !== exclude && !out.includes(pick)) out.push(pick);
+    }
+    return out;
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const slot = this.timers.length;
+    const tick = () => {
+      if (!this.running) return;
+      fn();
+      this.timers[slot] = this.clock.setTimer(ms, tick);
+    };
+    // Spread the first tick so members started together do not beat in step.
+    this.timers.push(this.clock.setTimer(ms * this.random(), tick));
+  }
+
+  private toUpdate(member: MemberState): Update {
+    return { id: member.id, addr: member.addr, inc: member.inc, status: member.status, meta: member.meta };
+  }
+
+  private emit(type: MemberEventType, member: MemberState): void {
+    this.onEvent({ type, member: view(member) });
+  }
+}
+
+function view(state: MemberState): Member {
+  return { id: state.id, addr: state.addr, incarnation: state.inc, status: state.status, meta: state.meta, since: state.since };
+}
+
+function shuffle<T>(items: T[], random: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+}

@@ -1,0 +1,97 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { MemberEvent } from "../../src/membership/types.ts";
+import { bootCluster, converged, LAN, SimCluster } from "./sim.ts";
+
+function statusAt(cluster: SimCluster, observer: string, about: string): string | undefined {
+  return cluster.member(observer).membership.get(about)?.status;
+}
+
+/** Runs the simulation in steps of `stepMs` until `done()` holds; fails after `limitMs` of virtual time. */
+function runUntil(cluster: SimCluster, done: () => boolean, limitMs: number, stepMs = 100): number {
+  const start = cluster.now;
+  while (!done()) {
+    if (cluster.now - start > limitMs) assert.fail(`not reached within ${limitMs} ms of virtual time`);
+    cluster.run(stepMs);
+  }
+  return cluster.now - start;
+}
+
+test("fifty members joining through one seed converge on one view", () => {
+  const cluster = new SimCluster({ seed: 7, network: LAN });
+  bootCluster(cluster, 50);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  const view = cluster.member("m17").membership.list();
+  assert.equal(view.length, 50);
+  assert.ok(view.every((m) => m.status === "alive" && m.meta.services[0] === "demo"));
+});
+
+test("a crashed member is suspected, then declared dead by every member", () => {
+  const cluster = new SimCluster({ seed: 8, network: LAN });
+  const ids = bootCluster(cluster, 30);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  const suspected = new Set<string>();
+  cluster.onEvent((observer, event: MemberEvent) => event.member.id === "m5" && event.type === "suspect" && suspected.add(observer));
+  cluster.crash("m5");
+  const others = ids.filter((id) => id !== "m5");
+  const took = runUntil(cluster, () => others.every((id) => statusAt(cluster, id, "m5") === "dead"), 60_000);
+  assert.ok(suspected.size > 0, "suspected before dead");
+  assert.ok(took < 30_000, `dead everywhere after ${took} ms`);
+});
+
+test("a stalled member is suspected and refutes with a higher incarnation: never declared dead", () => {
+  const cluster = new SimCluster({ seed: 9, network: LAN });
+  const ids = bootCluster(cluster, 20);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  const incBefore = cluster.member("m3").membership.get("m3")!.incarnation;
+  const deaths: string[] = [];
+  const suspects: string[] = [];
+  cluster.onEvent((observer, event) => {
+    if (event.member.id !== "m3") return;
+    if (event.type === "dead") deaths.push(observer);
+    if (event.type === "suspect") suspects.push(observer);
+  });
+  cluster.stall("m3", 3_000);
+  cluster.run(3_000);
+  runUntil(cluster, () => ids.every((id) => statusAt(cluster, id, "m3") === "alive"), 30_000);
+  assert.ok(suspects.length > 0, "the stall was noticed");
+  assert.deepEqual(deaths, []);
+  assert.ok(cluster.member("m0").membership.get("m3")!.incarnation > incBefore);
+});
+
+test("a partition longer than the suspicion timeout heals into one view", () => {
+  const cluster = new SimCluster({ seed: 10, network: LAN });
+  const ids = bootCluster(cluster, 20);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  cluster.partition([ids.slice(0, 10), ids.slice(10)]);
+  runUntil(cluster, () => statusAt(cluster, "m0", "m15") === "dead" && statusAt(cluster, "m15", "m0") === "dead", 120_000);
+  cluster.heal();
+  const took = runUntil(cluster, () => converged(cluster), 120_000);
+  assert.ok(took < 60_000, `one view ${took} ms after healing`);
+});
+
+test("a member that leaves is seen as left by all at once, and metadata changes spread the same way", () => {
+  const cluster = new SimCluster({ seed: 11, network: LAN });
+  const ids = bootCluster(cluster, 20);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  cluster.member("m4").membership.updateMeta({ state: "draining", services: ["demo"], version: "0.1.0", http: 7401 });
+  const metaTook = runUntil(cluster, () => ids.every((id) => cluster.member(id).membership.get("m4")!.meta.state === "draining"), 5_000, 5);
+  assert.ok(metaTook <= 50, `draining known by all after ${metaTook} ms`);
+  cluster.member("m4").membership.leave();
+  const leftTook = runUntil(cluster, () => ids.filter((id) => id !== "m4").every((id) => statusAt(cluster, id, "m4") === "left"), 5_000, 5);
+  assert.ok(leftTook <= 50, `left known by all after ${leftTook} ms`);
+});
+
+test("a member restarted with the same id is alive again at once with a higher incarnation", () => {
+  const cluster = new SimCluster({ seed: 12, network: LAN });
+  const ids = bootCluster(cluster, 15);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  const oldInc = cluster.member("m0").membership.get("m6")!.incarnation;
+  cluster.remove("m6");
+  runUntil(cluster, () => statusAt(cluster, "m0", "m6") === "dead", 120_000);
+  cluster.add("m6", ["m0"]);
+  const took = runUntil(cluster, () => ids.every((id) => statusAt(cluster, id, "m6") === "alive"), 10_000, 10);
+  assert.ok(took < 3_000, `alive everywhere ${took} ms after restart`);
+  assert.ok(cluster.member("m1").membership.get("m6")!.incarnation > oldInc);
+  assert.equal(cluster.member("m1").membership.list().filter((m) => m.id === "m6").length, 1);
+});
