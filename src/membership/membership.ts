@@ -17,6 +17,9 @@ import {
   type Update,
 } from "./types.ts";
 
+/** A timer this late means the member itself stalled: its silence-based judgments are suspect. */
+const LATE_TIMER_MS = 50;
+
 /** Options of a `Membership`. */
 export interface MembershipOptions {
   id: string;
@@ -302,10 +305,15 @@ export class Membership {
     const u = this.piggyback();
     // Buddy system: a suspect hears of it on our very next probe, so it can refute at once.
     if (this.config.lifeguard && target.status === "suspect") u.unshift(this.toUpdate(target));
-    this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+    const timeoutMs = this.awareness.scale(this.config.probeTimeoutMs);
+    this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u }, timeoutMs, (answer) => {
       if (answer?.t === "ack") {
         if (answer.u) this.merge(answer.u, false);
         this.awareness.apply(-1);
+        next();
+        return;
+      }
+      if (this.ranLate(started, timeoutMs)) {
         next();
         return;
       }
@@ -335,11 +343,23 @@ export class Membership {
         if (answer?.t === "nack") nacks++;
         if (--pending === 0) {
           settled = true;
-          this.probeFailed(target, helpers.length, nacks);
+          if (!this.ranLate(started, interval + waitMs)) this.probeFailed(target, helpers.length, nacks);
           next();
         }
       });
     }
+  }
+
+  /**
+   * Lifeguard: a timeout that fires well after it was due means this member
+   * stalled (a pause, a starved event loop), so silence from others proves
+   * nothing. Raise local health instead of accusing anyone.
+   */
+  private ranLate(started: number, expectedMs: number): boolean {
+    if (!this.config.lifeguard) return false;
+    if (this.clock.now() - started <= expectedMs + LATE_TIMER_MS) return false;
+    this.awareness.apply(1);
+    return true;
   }
 
   private probeFailed(target: MemberState, expectedNacks: number, nacks: number): void {
@@ -403,7 +423,8 @@ export class Membership {
     // Someone holds an older life of ours, or suspects us: refute with a higher incarnation.
     if (update.status !== "alive" && this.config.lifeguard) this.awareness.apply(1);
     this.self.inc = update.inc + 1;
-    this.queueUpdate(this.self);
+    // Refutations race suspicion timers all over the cluster: push them to every member at once.
+    this.announce(this.toUpdate(this.self));
   }
 
   private apply(update: Update, viaSync: boolean): void {
@@ -484,12 +505,21 @@ export class Membership {
     this.emit("suspect", local);
   }
 
-  private armSuspicion(member: MemberState): void {
+  private armSuspicion(member: MemberState, delayMs?: number): void {
     member.suspicionTimer?.cancel();
     const suspicion = member.suspicion!;
     const inc = member.inc;
-    member.suspicionTimer = this.clock.setTimer(suspicion.remainingMs(this.clock.now()), () => {
+    const waitMs = delayMs ?? suspicion.remainingMs(this.clock.now());
+    const due = this.clock.now() + waitMs;
+    member.suspicionTimer = this.clock.setTimer(waitMs, () => {
       if (member.status !== "suspect" || member.inc !== inc || !this.running) return;
+      if (this.config.lifeguard && this.clock.now() - due > LATE_TIMER_MS) {
+        // This timer ran late: we were the stalled one, and the refutation may be waiting
+        // unread. Local health awareness: judge again once we have caught up.
+        this.awareness.apply(1);
+        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+        return;
+      }
       member.suspicion = undefined;
       member.suspicionTimer = undefined;
       member.status = "dead";

@@ -241,7 +241,8 @@ export class SimCluster {
     const run = () => {
       if (target.down) return;
       if (target.stalledUntil > this.scheduler.now) {
-        this.scheduler.at(target.stalledUntil, run);
+        // As in a real event loop after a pause, expired timers run before pending I/O is read.
+        this.scheduler.at(target.stalledUntil + 1, run);
         return;
       }
       fn(target);
