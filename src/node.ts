@@ -4,6 +4,9 @@ import { InflightCounter } from "./lifecycle/inflight.ts";
 import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/startup.ts";
 import { Lifecycle, type LifecycleState, type StateListener } from "./lifecycle/state.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import { Membership } from "./membership/membership.ts";
+import { realClock, RpcSwimTransport } from "./membership/transport.ts";
+import type { Member, MemberEvent, MemberMeta, SwimMessage } from "./membership/types.ts";
 import type { Implementation, ServiceContract } from "./rpc/contract.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
 import { RpcError } from "./rpc/errors.ts";
@@ -14,6 +17,10 @@ import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 /** The version of ebb, reported by `$info`. */
 export const VERSION = "0.1.0";
+
+/** Event-loop lag check: every LAG_CHECK_MS, a tick later than LAG_THRESHOLD_MS raises Lifeguard's health score. */
+const LAG_CHECK_MS = 250;
+const LAG_THRESHOLD_MS = 100;
 
 /** After the drain, how long connections get to close their side before they are closed for them. */
 export const CONNECTION_LINGER_MS = 500;
@@ -72,6 +79,10 @@ export interface EbbNode {
   onStartup(name: string, hook: StartupHook): EbbNode;
   /** Subscribes to state changes; returns the unsubscribe function. */
   onStateChange(listener: StateListener): () => void;
+  /** The cluster as this node sees it (itself included); empty before `start`. */
+  members(): Member[];
+  /** Subscribes to membership events: join, update, suspect, dead, left. */
+  onMemberEvent(listener: (event: MemberEvent) => void): () => void;
   /**
    * Listens, runs the startup hooks, becomes ready. Rejects with a `StartupError`
    * when a hook fails or times out, or when shutdown begins during startup.
@@ -104,8 +115,30 @@ export function createNode(options: NodeOptions): EbbNode {
   let http: HttpServer | undefined;
   let listening: Promise<void> | undefined;
   let stopping: Promise<ShutdownSummary> | undefined;
+  let membership: Membership | undefined;
+  let swimTransport: RpcSwimTransport | undefined;
+  let lagMonitor: ReturnType<typeof setInterval> | undefined;
+  const memberListeners = new Set<(event: MemberEvent) => void>();
 
-  lifecycle.onChange((state, previous) => log.info(`state ${previous} -> ${state}`, { state }));
+  const meta = (): MemberMeta => ({
+    state: lifecycle.state,
+    services: router.serviceNames(),
+    version: VERSION,
+    http: http?.port ?? null,
+  });
+
+  lifecycle.onChange((state, previous) => {
+    log.info(`state ${previous} -> ${state}`, { state });
+    // Ready and draining are pushed to every member at once; left is announced by leave().
+    if (state === "ready" || state === "draining") membership?.updateMeta(meta());
+  });
+
+  /** Answers a `$swim.*` request through the membership. */
+  const swim = (input: unknown): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      if (!membership || typeof input !== "object" || input === null) return reject(new RpcError("Membership is not running", "UNAVAILABLE"));
+      membership.handle(input as SwimMessage, resolve);
+    });
 
   const dispatcher = new Dispatcher({
     router,
@@ -125,11 +158,23 @@ export function createNode(options: NodeOptions): EbbNode {
         state: lifecycle.state,
         services: router.describe(),
       }),
+      $members: () => membership?.list() ?? [],
+      "$swim.ping": swim,
+      "$swim.ping-req": swim,
+      "$swim.sync": swim,
     },
   });
 
   async function listen(rt: Runtime): Promise<void> {
-    server = new RpcServer(rt, { dispatcher, log, maxMessageBytes: config.maxMessageBytes });
+    server = new RpcServer(rt, {
+      dispatcher,
+      log,
+      maxMessageBytes: config.maxMessageBytes,
+      onNotification: (method, params) => {
+        const message = params[0];
+        if (method.startsWith("$swim.") && membership && typeof message === "object" && message !== null) membership.handle(message as SwimMessage, () => {});
+      },
+    });
     rpcListener = await server.listen(config.host, config.rpcPort);
     if (config.httpPort !== null) {
       const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher });
@@ -139,6 +184,45 @@ export function createNode(options: NodeOptions): EbbNode {
     const fields: Record<string, unknown> = { rpc, runtime: rt.name };
     if (http) fields.http = `${http.host}:${http.port}`;
     log.info(`listening on ${rpc}${http ? `, http ${http.host}:${http.port}` : ""}`, fields);
+    joinCluster(rt, rpcListener.port);
+  }
+
+  /** Joins the membership as `starting`: the node learns the cluster while its hooks run. */
+  function joinCluster(rt: Runtime, rpcPort: number): void {
+    const wildcard = config.host === "0.0.0.0" || config.host === "::";
+    const addr = config.advertise ?? `${wildcard ? "127.0.0.1" : config.host}:${rpcPort}`;
+    if (wildcard && !config.advertise) log.warn(`bound to ${config.host} without EBB_ADVERTISE: other members are told ${addr}`);
+    swimTransport = new RpcSwimTransport(rt, log, config.maxMessageBytes);
+    membership = new Membership({
+      id: config.nodeId,
+      addr,
+      meta: meta(),
+      clock: realClock,
+      transport: swimTransport,
+      config: config.swim,
+      onEvent: (event) => {
+        const { id, status, incarnation, meta: m } = event.member;
+        log.info(`member ${id} ${event.type}`, { member: id, event: event.type, status, incarnation, memberState: m.state });
+        for (const listener of memberListeners) listener(event);
+      },
+    });
+    membership.start(config.seeds);
+    // Lifeguard: a lagging event loop means our own timeouts are unreliable.
+    let last = Date.now();
+    lagMonitor = setInterval(() => {
+      const now = Date.now();
+      if (now - last - LAG_CHECK_MS > LAG_THRESHOLD_MS) membership?.reportLag(1);
+      last = now;
+    }, LAG_CHECK_MS);
+  }
+
+  /** Announces `left`, lets it spread briefly, then stops the membership. */
+  async function leaveCluster(): Promise<void> {
+    if (lagMonitor !== undefined) clearInterval(lagMonitor);
+    const leaving = membership;
+    if (!leaving) return;
+    await new Promise<void>((resolve) => leaving.leave(resolve));
+    swimTransport?.close();
   }
 
   async function drain(reason: string): Promise<ShutdownSummary> {
@@ -178,8 +262,10 @@ export function createNode(options: NodeOptions): EbbNode {
     }
     summary.completed = admitted - summary.cancelled;
 
-    // 6. Half-close every connection once its answers are written (a final $goaway first),
+    // 6. Leave the membership (announce left, let it spread), then half-close every
+    //    connection once its answers are written (a final $goaway first),
     //    give peers a moment to close their side, then close what is left.
+    await leaveCluster();
     rpc.endAll();
     await within(rpc.whenAllClosed(), CONNECTION_LINGER_MS);
     rpc.closeAll();
@@ -214,6 +300,13 @@ export function createNode(options: NodeOptions): EbbNode {
     },
     onStateChange(listener) {
       return lifecycle.onChange(listener);
+    },
+    members() {
+      return membership?.list() ?? [];
+    },
+    onMemberEvent(listener) {
+      memberListeners.add(listener);
+      return () => memberListeners.delete(listener);
     },
     async start() {
       if (listening) throw new Error("start() was already called");

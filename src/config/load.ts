@@ -12,6 +12,20 @@ export interface Config {
   drainDelayMs: number;
   startupTimeoutMs: number;
   demoWarmupMs: number;
+  /** Members to join through, host:port. */
+  seeds: string[];
+  /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
+  advertise: string | undefined;
+  /** Membership timings (see SwimConfig). */
+  swim: {
+    probeIntervalMs: number;
+    probeTimeoutMs: number;
+    indirectChecks: number;
+    gossipIntervalMs: number;
+    gossipNodes: number;
+    suspicionMult: number;
+    pushPullIntervalMs: number;
+  };
 }
 
 /** Every bad EBB_* variable at once, named with the reason. */
@@ -53,6 +67,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     drainDelayMs: c.EBB_DRAIN_DELAY_MS,
     startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
     demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
+    seeds: c.EBB_SEEDS ? c.EBB_SEEDS.split(",") : [],
+    advertise: c.EBB_ADVERTISE,
+    swim: {
+      probeIntervalMs: c.EBB_SWIM_PROBE_INTERVAL_MS,
+      probeTimeoutMs: c.EBB_SWIM_PROBE_TIMEOUT_MS,
+      indirectChecks: c.EBB_SWIM_INDIRECT_CHECKS,
+      gossipIntervalMs: c.EBB_SWIM_GOSSIP_INTERVAL_MS,
+      gossipNodes: c.EBB_SWIM_GOSSIP_NODES,
+      suspicionMult: c.EBB_SWIM_SUSPICION_MULT,
+      pushPullIntervalMs: c.EBB_SWIM_PUSH_PULL_INTERVAL_MS,
+    },
   };
 }
 

@@ -10,6 +10,15 @@ export const DEFAULTS = {
   drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
   demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
+  seeds: "", // EBB_SEEDS: comma-separated host:port of members to join through; empty starts a new cluster
+  advertise: "", // EBB_ADVERTISE: host:port other members use for this one; default EBB_HOST and the bound RPC port
+  swimProbeIntervalMs: 1_000, // EBB_SWIM_PROBE_INTERVAL_MS: failure check of one member every second
+  swimProbeTimeoutMs: 500, // EBB_SWIM_PROBE_TIMEOUT_MS: direct ack expected within this
+  swimIndirectChecks: 3, // EBB_SWIM_INDIRECT_CHECKS: members asked to probe indirectly (k)
+  swimGossipIntervalMs: 200, // EBB_SWIM_GOSSIP_INTERVAL_MS: gossip tick
+  swimGossipNodes: 3, // EBB_SWIM_GOSSIP_NODES: members gossiped to per tick
+  swimSuspicionMult: 4, // EBB_SWIM_SUSPICION_MULT: suspicion lasts mult * log10(n) probe intervals at least
+  swimPushPullIntervalMs: 30_000, // EBB_SWIM_PUSH_PULL_INTERVAL_MS: anti-entropy with a random member
 } as const;
 
 const integer = (min: number, max: number, unit = "") =>
@@ -42,6 +51,21 @@ export const ConfigSchema = z.object({
   EBB_DRAIN_DELAY_MS: milliseconds(3_600_000).default(DEFAULTS.drainDelayMs),
   EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
   EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
+  EBB_SEEDS: z
+    .string()
+    .regex(/^([^,:\s]+:\d{1,5})(,[^,:\s]+:\d{1,5})*$/, { error: "must be comma-separated host:port pairs" })
+    .optional(),
+  EBB_ADVERTISE: z
+    .string()
+    .regex(/^[^,:\s]+:\d{1,5}$/, { error: "must be host:port" })
+    .optional(),
+  EBB_SWIM_PROBE_INTERVAL_MS: integer(10, 60_000, " ms").default(DEFAULTS.swimProbeIntervalMs),
+  EBB_SWIM_PROBE_TIMEOUT_MS: integer(5, 60_000, " ms").default(DEFAULTS.swimProbeTimeoutMs),
+  EBB_SWIM_INDIRECT_CHECKS: integer(0, 16).default(DEFAULTS.swimIndirectChecks),
+  EBB_SWIM_GOSSIP_INTERVAL_MS: integer(5, 60_000, " ms").default(DEFAULTS.swimGossipIntervalMs),
+  EBB_SWIM_GOSSIP_NODES: integer(1, 16).default(DEFAULTS.swimGossipNodes),
+  EBB_SWIM_SUSPICION_MULT: integer(1, 32).default(DEFAULTS.swimSuspicionMult),
+  EBB_SWIM_PUSH_PULL_INTERVAL_MS: integer(100, 3_600_000, " ms").default(DEFAULTS.swimPushPullIntervalMs),
 });
 
 /** Descriptions for `--help`, one per variable. */
@@ -55,4 +79,13 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
   EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
+  EBB_SEEDS: "comma-separated host:port of members to join through (default: none, a new cluster)",
+  EBB_ADVERTISE: "host:port other members use to reach this one (default: EBB_HOST and the bound RPC port)",
+  EBB_SWIM_PROBE_INTERVAL_MS: `failure check of one member every interval (default ${DEFAULTS.swimProbeIntervalMs})`,
+  EBB_SWIM_PROBE_TIMEOUT_MS: `direct ack expected within this before asking others (default ${DEFAULTS.swimProbeTimeoutMs})`,
+  EBB_SWIM_INDIRECT_CHECKS: `members asked to probe indirectly, k (default ${DEFAULTS.swimIndirectChecks})`,
+  EBB_SWIM_GOSSIP_INTERVAL_MS: `gossip tick (default ${DEFAULTS.swimGossipIntervalMs})`,
+  EBB_SWIM_GOSSIP_NODES: `members gossiped to per tick (default ${DEFAULTS.swimGossipNodes})`,
+  EBB_SWIM_SUSPICION_MULT: `suspicion lasts at least mult x log10(n) probe intervals (default ${DEFAULTS.swimSuspicionMult})`,
+  EBB_SWIM_PUSH_PULL_INTERVAL_MS: `anti-entropy with a random member every interval (default ${DEFAULTS.swimPushPullIntervalMs})`,
 };

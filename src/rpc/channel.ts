@@ -35,6 +35,8 @@ export interface ChannelOptions {
   /** Timeout of calls that do not set one. Default 30 s. */
   defaultTimeoutMs?: number;
   log?: Logger;
+  /** Keep sending after `$goaway` (membership traffic to a member that is draining but not gone). */
+  ignoreGoaway?: boolean;
   /** Called for each notification from the server (after ebb's own `$goaway` handling). */
   onNotification?(method: string, params: unknown[]): void;
   /** Called once when the connection closes. */
@@ -144,7 +146,7 @@ export class Channel implements Transport {
     if (this.isClosed || this.closing) {
       return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
     }
-    if (this.goawayReason !== undefined) {
+    if (this.goawayReason !== undefined && !this.options.ignoreGoaway) {
       // The node asked for no new calls here; calls already in flight still complete.
       return Promise.reject(
         new RpcError(`${this.address} is ${this.goawayReason} ($goaway): call not sent`, "SHUTTING_DOWN", { data: { reason: this.goawayReason } }),

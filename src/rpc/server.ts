@@ -14,6 +14,8 @@ export interface RpcServerOptions {
   maxMessageBytes: number;
   /** Bytes queued to one connection above which we stop reading its requests. */
   highWaterBytes?: number;
+  /** Notifications other than ebb's own `$cancel` (membership's one-way `$swim.*`). */
+  onNotification?(method: string, params: unknown[], peer: string): void;
 }
 
 /** Default for `highWaterBytes`: reads pause while a connection owes this much unread reply. */
@@ -200,6 +202,7 @@ export class ServerConnection {
       }
       case "notification":
         if (parsed.method === "$cancel") this.cancel(parsed.params[0]);
+        else this.server.options.onNotification?.(parsed.method, parsed.params, this.peer);
         return;
       case "invalid-request":
         this.respond(parsed.msgid, new RpcError(parsed.reason, "INVALID_REQUEST"), undefined);

@@ -23,7 +23,11 @@ test("loadConfig reads every variable", () => {
     EBB_STARTUP_TIMEOUT_MS: "5000",
     EBB_DEMO_WARMUP_MS: "10",
   });
-  assert.deepEqual(config, {
+  const { seeds, advertise, swim, ...rest } = config;
+  assert.deepEqual(seeds, []);
+  assert.equal(advertise, undefined);
+  assert.equal(swim.probeIntervalMs, 1_000);
+  assert.deepEqual(rest, {
     nodeId: "a1",
     host: "0.0.0.0",
     rpcPort: 9000,
@@ -57,6 +61,15 @@ test("EBB_HTTP_PORT takes a port, 0 to turn HTTP off, or auto for a free port", 
   assert.equal(loadConfig({ EBB_HTTP_PORT: "0" }).httpPort, null);
   assert.equal(loadConfig({ EBB_HTTP_PORT: "auto" }).httpPort, 0);
   assert.throws(() => loadConfig({ EBB_HTTP_PORT: "any" }), /EBB_HTTP_PORT="any" must be a port number, 0 \(off\) or "auto"/);
+});
+
+test("EBB_SEEDS, EBB_ADVERTISE and the membership timings are read and checked", () => {
+  const config = loadConfig({ EBB_SEEDS: "10.0.0.1:7400,seed.local:7400", EBB_ADVERTISE: "10.0.0.9:7400", EBB_SWIM_PROBE_INTERVAL_MS: "200" });
+  assert.deepEqual(config.seeds, ["10.0.0.1:7400", "seed.local:7400"]);
+  assert.equal(config.advertise, "10.0.0.9:7400");
+  assert.equal(config.swim.probeIntervalMs, 200);
+  assert.throws(() => loadConfig({ EBB_SEEDS: "10.0.0.1" }), /EBB_SEEDS="10.0.0.1" must be comma-separated host:port pairs/);
+  assert.throws(() => loadConfig({ EBB_ADVERTISE: "a:1,b:2" }), /EBB_ADVERTISE="a:1,b:2" must be host:port/);
 });
 
 test("loadConfig treats an empty variable as unset", () => {

@@ -1,0 +1,83 @@
+import type { Logger } from "../log.ts";
+import { Channel } from "../rpc/channel.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
+
+/** The real clock: wall time and runtime timers. */
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimer(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(timer) };
+  },
+};
+
+/**
+ * Membership over the RPC port: a request is a `$swim.<t>` call, a one-way
+ * message a `$swim.<t>` notification, on one pooled connection per peer.
+ */
+export class RpcSwimTransport implements SwimTransport {
+  private readonly channels = new Map<string, Promise<Channel | undefined>>();
+  private closed = false;
+
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly log: Logger,
+    private readonly maxMessageBytes: number,
+  ) {}
+
+  request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void {
+    void this.channel(to).then((channel) => {
+      if (!channel) return onReply(undefined);
+      channel.request(`$swim.${message.t}`, [message], { timeoutMs }).then(
+        (reply) => onReply(isSwimMessage(reply) ? reply : undefined),
+        () => onReply(undefined),
+      );
+    });
+  }
+
+  send(to: string, message: SwimMessage): void {
+    void this.channel(to).then((channel) => channel?.notify(`$swim.${message.t}`, [message]));
+  }
+
+  /** Closes every pooled connection; later sends go nowhere. */
+  close(): void {
+    this.closed = true;
+    for (const pending of this.channels.values()) void pending.then((channel) => channel?.close());
+    this.channels.clear();
+  }
+
+  private channel(address: string): Promise<Channel | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const existing = this.channels.get(address);
+    if (existing) return existing;
+    const [host, port] = splitAddress(address);
+    const opening = Channel.connect(this.runtime, {
+      host,
+      port,
+      maxMessageBytes: this.maxMessageBytes,
+      // Members keep talking to a draining member until it has left.
+      ignoreGoaway: true,
+      onClose: () => {
+        if (this.channels.get(address) === opening) this.channels.delete(address);
+      },
+    }).catch((error: unknown) => {
+      this.log.debug("membership cannot reach a member", { address, error: error instanceof Error ? error.message : String(error) });
+      this.channels.delete(address);
+      return undefined;
+    });
+    this.channels.set(address, opening);
+    return opening;
+  }
+}
+
+/** Splits `host:port` (IPv6 in brackets allowed). */
+export function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(":");
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+  return [host, Number(address.slice(colon + 1))];
+}
+
+function isSwimMessage(value: unknown): value is SwimMessage {
+  return typeof value === "object" && value !== null && typeof (value as { t?: unknown }).t === "string";
+}
