@@ -23,6 +23,10 @@ const here = decodeURIComponent(new URL(".", import.meta.url).pathname);
 const results: Record<string, unknown> = { n: N, seed: SEED, date: new Date().toISOString() };
 const rows: (string | number)[][] = [];
 
+function duration(ms: number): string {
+  return ms < 1_000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
 function log(text: string): void {
   console.log(text);
 }
@@ -56,7 +60,7 @@ function summarize(name: string, trials: number[][], target: string): void {
   const p99 = Math.max(...trials.map((t) => t[1]!));
   const all = Math.max(...trials.map((t) => t[2]!));
   results[name] = { p50Ms: p50, p99Ms: p99, allMs: all, trials };
-  rows.push([name, `${(p50 / 1000).toFixed(2)} s`, `${(p99 / 1000).toFixed(2)} s`, `${(all / 1000).toFixed(2)} s`, target]);
+  rows.push([name, duration(p50), duration(p99), duration(all), target]);
   log(`${name}: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, all ${all.toFixed(0)} ms (worst of ${trials.length} trials)`);
 }
 

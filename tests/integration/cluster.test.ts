@@ -1,0 +1,66 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+// Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
+const FAST = {
+  EBB_SWIM_PROBE_INTERVAL_MS: "200",
+  EBB_SWIM_PROBE_TIMEOUT_MS: "100",
+  EBB_SWIM_GOSSIP_INTERVAL_MS: "50",
+  EBB_SWIM_SUSPICION_MULT: "3",
+  EBB_SWIM_PUSH_PULL_INTERVAL_MS: "2000",
+};
+
+/** Resolves when `proc` logged the membership event `event` about `member`. */
+function memberEvent(proc: NodeProcess, member: string, event: string, predicate: (line: Record<string, unknown>) => boolean = () => true) {
+  return proc.waitForLine((l) => l.member === member && l.event === event && predicate(l));
+}
+
+test("five members on Bun, Deno and the binary join through one seed, detect a kill -9, see a drain then a leave, and take a restart back", async () => {
+  const runners: RunnerName[] = ["bun", "deno", "binary", "bun", "deno"];
+  const procs: NodeProcess[] = [];
+  try {
+    const seed = await startNodeProcess(runners[0]!, { ...FAST, EBB_NODE_ID: "c0" });
+    procs.push(seed);
+    const seeds = `127.0.0.1:${seed.port}`;
+    for (let i = 1; i < 5; i++) procs.push(await startNodeProcess(runners[i]!, { ...FAST, EBB_NODE_ID: `c${i}`, EBB_SEEDS: seeds }));
+
+    // Everyone learns everyone: each member logs a join for each of the four others.
+    for (const proc of procs) {
+      for (let j = 0; j < 5; j++) {
+        const id = `c${j}`;
+        if (proc.lines[0]!.node !== id) await memberEvent(proc, id, "join");
+      }
+    }
+
+    // kill -9 c4: every other member marks it dead.
+    sendSignal(procs[4]!, "SIGKILL");
+    await procs[4]!.exited;
+    const killedAt = Date.now();
+    for (const proc of procs.slice(0, 4)) await memberEvent(proc, "c4", "dead");
+    const detection = Date.now() - killedAt;
+
+    // SIGTERM c3: the others see it draining, then left, within a second.
+    const termAt = Date.now();
+    sendSignal(procs[3]!, "SIGTERM");
+    for (const proc of procs.slice(0, 3)) {
+      await memberEvent(proc, "c3", "update", (l) => l.memberState === "draining");
+      await memberEvent(proc, "c3", "left");
+    }
+    const leaveMs = Date.now() - termAt;
+    assert.ok(leaveMs < 1_000, `draining then left seen everywhere after ${leaveMs} ms`);
+    assert.equal(await procs[3]!.exited, 0);
+
+    // Restart c3 with the same id (on Deno this time): alive again at once, with a higher incarnation.
+    const left = procs[0]!.lines.find((l) => l.member === "c3" && l.event === "left")!;
+    const before = procs[0]!.lines.length;
+    procs[3] = await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "c3", EBB_SEEDS: seeds });
+    for (const proc of procs.slice(0, 3)) {
+      const rejoined = await proc.waitForLine((l) => l.member === "c3" && l.event === "join" && proc.lines.indexOf(l) >= (proc === procs[0] ? before : 0) && Number(l.incarnation) > Number(left.incarnation));
+      assert.equal(rejoined.status, "alive");
+    }
+    console.log(`membership on loopback: kill -9 detected by all in ${detection} ms; drain+leave seen by all in ${leaveMs} ms`);
+  } finally {
+    for (const proc of procs) await stopProcess(proc);
+  }
+});
