@@ -3,7 +3,7 @@
  */
 import { ConfigError, loadConfig } from "./config/load.ts";
 import { DESCRIPTIONS } from "./config/schema.ts";
-import { demo, demoHandlers, demoWarmup } from "./demo/demo.ts";
+import { createDemoHandlers, demo, demoWarmup } from "./demo/demo.ts";
 import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
 import { StartupError } from "./lifecycle/startup.ts";
 import { createLogger } from "./log.ts";
@@ -38,7 +38,9 @@ async function serve(runtime: Runtime): Promise<void> {
     runtime.exit(EXIT_CODES.badConfig);
   }
   const log = createLogger({ node: config.nodeId });
-  const node = createNode({ config, log, runtime }).register(demo, demoHandlers);
+  const executed = config.demoRecord ? ([] as string[]) : undefined;
+  const node = createNode({ config, log, runtime }).register(demo, createDemoHandlers(executed));
+  if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
   if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
   // Signals first: one that arrives during the startup hooks aborts them.
   exitOnSignals(runtime, node, log);

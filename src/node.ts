@@ -1,4 +1,6 @@
+import { type ClusterClient, type ClusterClientOptions, createClusterClient } from "./cluster/client.ts";
 import type { Config } from "./config/load.ts";
+import type { ServiceClient } from "./rpc/client.ts";
 import { createHttpApp } from "./http/app.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
 import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/startup.ts";
@@ -83,6 +85,8 @@ export interface EbbNode {
   members(): Member[];
   /** Subscribes to membership events: join, update, suspect, dead, left. */
   onMemberEvent(listener: (event: MemberEvent) => void): () => void;
+  /** A typed client of a service anywhere in the cluster, found through this node's membership. */
+  client<C extends ServiceContract>(contract: C, options?: Omit<ClusterClientOptions, "membership" | "seeds" | "addresses">): ServiceClient<C>;
   /**
    * Listens, runs the startup hooks, becomes ready. Rejects with a `StartupError`
    * when a hook fails or times out, or when shutdown begins during startup.
@@ -119,6 +123,7 @@ export function createNode(options: NodeOptions): EbbNode {
   let swimTransport: RpcSwimTransport | undefined;
   let lagMonitor: ReturnType<typeof setInterval> | undefined;
   const memberListeners = new Set<(event: MemberEvent) => void>();
+  const clusterClients: ClusterClient[] = [];
 
   const meta = (): MemberMeta => ({
     state: lifecycle.state,
@@ -271,6 +276,7 @@ export function createNode(options: NodeOptions): EbbNode {
     rpc.closeAll();
     if (httpStopped) await within(httpStopped, CONNECTION_LINGER_MS);
 
+    for (const cluster of clusterClients) cluster.close();
     lifecycle.advance("stopped");
     summary.baffled = lifecycle.baffledCount - baffledBefore;
     summary.handled = inflight.entered;
@@ -307,6 +313,11 @@ export function createNode(options: NodeOptions): EbbNode {
     onMemberEvent(listener) {
       memberListeners.add(listener);
       return () => memberListeners.delete(listener);
+    },
+    client(contract, clientOptions) {
+      const cluster = createClusterClient({ runtime, log, ...clientOptions, membership: node });
+      clusterClients.push(cluster);
+      return cluster.client(contract);
     },
     async start() {
       if (listening) throw new Error("start() was already called");

@@ -12,6 +12,8 @@ export interface Config {
   drainDelayMs: number;
   startupTimeoutMs: number;
   demoWarmupMs: number;
+  /** Record and log the request ids the demo service executed. */
+  demoRecord: boolean;
   /** Members to join through, host:port. */
   seeds: string[];
   /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
@@ -67,6 +69,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     drainDelayMs: c.EBB_DRAIN_DELAY_MS,
     startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
     demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
+    demoRecord: c.EBB_DEMO_RECORD === "1" || c.EBB_DEMO_RECORD === "true",
     seeds: c.EBB_SEEDS ? c.EBB_SEEDS.split(",") : [],
     advertise: c.EBB_ADVERTISE,
     swim: {

@@ -10,6 +10,7 @@ export const DEFAULTS = {
   drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
   demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
+  demoRecord: false, // EBB_DEMO_RECORD: the demo service logs the request ids it executed when the node stops (for tests)
   seeds: "", // EBB_SEEDS: comma-separated host:port of members to join through; empty starts a new cluster
   advertise: "", // EBB_ADVERTISE: host:port other members use for this one; default EBB_HOST and the bound RPC port
   swimProbeIntervalMs: 1_000, // EBB_SWIM_PROBE_INTERVAL_MS: failure check of one member every second
@@ -51,6 +52,7 @@ export const ConfigSchema = z.object({
   EBB_DRAIN_DELAY_MS: milliseconds(3_600_000).default(DEFAULTS.drainDelayMs),
   EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
   EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
+  EBB_DEMO_RECORD: z.enum(["0", "1", "true", "false"], { error: 'must be 1, 0, true or false' }).default("0"),
   EBB_SEEDS: z
     .string()
     .regex(/^([^,:\s]+:\d{1,5})(,[^,:\s]+:\d{1,5})*$/, { error: "must be comma-separated host:port pairs" })
@@ -79,6 +81,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
   EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
+  EBB_DEMO_RECORD: "1: the demo service logs the request ids it executed when the node stops, for at-most-once checks (default 0)",
   EBB_SEEDS: "comma-separated host:port of members to join through (default: none, a new cluster)",
   EBB_ADVERTISE: "host:port other members use to reach this one (default: EBB_HOST and the bound RPC port)",
   EBB_SWIM_PROBE_INTERVAL_MS: `failure check of one member every interval (default ${DEFAULTS.swimProbeIntervalMs})`,

@@ -13,21 +13,37 @@ export const demo = defineService("demo", {
   },
 });
 
-/** Handlers of the demo service. */
-export const demoHandlers: Implementation<typeof demo> = {
-  echo: (input) => input,
-  sleep: ({ ms }, ctx) =>
-    new Promise((resolve) => {
-      const started = Date.now();
-      const done = () => {
-        clearTimeout(timer);
-        ctx.signal.removeEventListener("abort", done);
-        resolve({ sleptMs: Date.now() - started });
-      };
-      const timer = setTimeout(done, ms);
-      ctx.signal.addEventListener("abort", done);
-    }),
-};
+/**
+ * Handlers of the demo service. With `executed`, each call that runs records
+ * its request id there, so tests can prove every request ran at most once.
+ */
+export function createDemoHandlers(executed?: string[]): Implementation<typeof demo> {
+  const record = (id: string | undefined) => {
+    if (executed && id !== undefined) executed.push(id);
+  };
+  return {
+    echo: (input, ctx) => {
+      record(ctx.requestId);
+      return input;
+    },
+    sleep: ({ ms }, ctx) => {
+      record(ctx.requestId);
+      return new Promise((resolve) => {
+        const started = Date.now();
+        const done = () => {
+          clearTimeout(timer);
+          ctx.signal.removeEventListener("abort", done);
+          resolve({ sleptMs: Date.now() - started });
+        };
+        const timer = setTimeout(done, ms);
+        ctx.signal.addEventListener("abort", done);
+      });
+    },
+  };
+}
+
+/** Handlers of the demo service, recording nothing. */
+export const demoHandlers: Implementation<typeof demo> = createDemoHandlers();
 
 /** The demo's startup hook: waits `ms` (a stand-in for warming caches), stopping early if aborted. */
 export function demoWarmup(ms: number): (signal: AbortSignal) => Promise<void> {

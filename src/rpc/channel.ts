@@ -71,6 +71,7 @@ export class Channel implements Transport {
   private readonly defaultTimeoutMs: number;
   private nextMsgid = 0;
   private isClosed = false;
+  private idleWaiters: (() => void)[] = [];
   private closing = false;
   private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private goawayReason: string | undefined;
@@ -134,6 +135,12 @@ export class Channel implements Transport {
   /** Resolves when the connection has closed. */
   whenClosed(): Promise<void> {
     return this.closedPromise;
+  }
+
+  /** Resolves when no call is in flight (at once if none is). */
+  whenIdle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Calls `method` with `input` as its one parameter. */
@@ -216,6 +223,11 @@ export class Channel implements Transport {
     if (!entry) return undefined;
     this.pending.delete(msgid);
     entry.timer.cancel();
+    if (this.pending.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
     if (entry.onAbort) entry.signal!.removeEventListener("abort", entry.onAbort);
     return entry;
   }

@@ -37,6 +37,7 @@ test("loadConfig reads every variable", () => {
     drainDelayMs: 100,
     startupTimeoutMs: 5000,
     demoWarmupMs: 10,
+    demoRecord: false,
   });
 });
 

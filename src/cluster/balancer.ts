@@ -1,0 +1,45 @@
+/** What the balancer needs to know about a node. */
+export interface Weighted {
+  /** Calls this client has in flight to the node. */
+  readonly inflight: number;
+  /** Client-local time the node was first seen ready (undefined: not ready). */
+  readonly readySince: number | undefined;
+}
+
+/** Warm-up: a node's weight rises linearly from `floor` to 1 over `warmupMs` from when this client first saw it ready. */
+export function warmupWeight(readySince: number, now: number, warmupMs: number, floor: number): number {
+  if (warmupMs <= 0) return 1;
+  const progress = Math.min(1, Math.max(0, (now - readySince) / warmupMs));
+  return floor + (1 - floor) * progress;
+}
+
+/**
+ * Power of two choices with weights: two distinct candidates drawn with
+ * probability proportional to weight, the one with fewer calls in flight per
+ * unit of weight wins (ties go to the first draw). Under light load a node's
+ * share is its weight over the sum of weights; under load, in-flight counts
+ * even it out.
+ */
+export function pickTwoChoices<T extends Weighted>(candidates: readonly T[], weightOf: (c: T) => number, random: () => number = Math.random): T | undefined {
+  if (candidates.length <= 1) return candidates[0];
+  const weights = candidates.map(weightOf);
+  const first = drawWeighted(weights, random, -1);
+  const second = drawWeighted(weights, random, first);
+  const a = candidates[first]!;
+  const b = candidates[second]!;
+  return b.inflight / weights[second]! < a.inflight / weights[first]! ? b : a;
+}
+
+function drawWeighted(weights: number[], random: () => number, exclude: number): number {
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) if (i !== exclude) total += weights[i]!;
+  let point = random() * total;
+  for (let i = 0; i < weights.length; i++) {
+    if (i === exclude) continue;
+    point -= weights[i]!;
+    if (point < 0) return i;
+  }
+  // Rounding: the last eligible index.
+  for (let i = weights.length - 1; i >= 0; i--) if (i !== exclude) return i;
+  return 0;
+}

@@ -1,0 +1,129 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createClusterClient } from "../../src/cluster/client.ts";
+import { demo } from "../../src/demo/demo.ts";
+import { runtime } from "../helpers/net.ts";
+import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+const FAST_MEMBERSHIP = {
+  EBB_SWIM_PROBE_INTERVAL_MS: "200",
+  EBB_SWIM_PROBE_TIMEOUT_MS: "100",
+  EBB_SWIM_GOSSIP_INTERVAL_MS: "50",
+  EBB_SWIM_PUSH_PULL_INTERVAL_MS: "2000",
+};
+const RATE_PER_SECOND = 150;
+
+interface Slot {
+  runner: RunnerName;
+  id: string;
+  proc: NodeProcess;
+}
+
+/** Keeps the load running for a while: the duration is the point, nothing is awaited. */
+function loadFor(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+}
+
+async function startSlot(runner: RunnerName, id: string, seeds: string[]): Promise<NodeProcess> {
+  const proc = await startNodeProcess(runner, { ...FAST_MEMBERSHIP, EBB_NODE_ID: id, EBB_DEMO_RECORD: "1", ...(seeds.length ? { EBB_SEEDS: seeds.join(",") } : {}) });
+  await proc.waitForLine((l) => l.state === "ready");
+  return proc;
+}
+
+/** Stops a node with SIGTERM and returns the request ids it executed; asserts it drained cleanly. */
+async function stopSlot(slot: Slot): Promise<string[]> {
+  sendSignal(slot.proc, "SIGTERM");
+  const code = await slot.proc.exited;
+  assert.equal(code, 0, `${slot.id} (${slot.runner}) exited ${code}; stderr: ${slot.proc.stderr()}`);
+  const executed = await slot.proc.waitForLine((l) => l.msg === "demo executed");
+  return executed.ids as string[];
+}
+
+async function rollingRestart(runners: RunnerName[]): Promise<void> {
+  const slots: Slot[] = [];
+  const executed: string[] = [];
+  const failures: string[] = [];
+  const latencies: { at: number; ms: number }[] = [];
+  const restartWindows: [number, number][] = [];
+  let sent = 0;
+  let settled = 0;
+  let allSettled: (() => void) | undefined;
+  let load: ReturnType<typeof setInterval> | undefined;
+  const client = { close() {} } as { close(): void };
+  try {
+    for (let i = 0; i < runners.length; i++) {
+      slots.push({ runner: runners[i]!, id: `r${i}`, proc: await startSlot(runners[i]!, `r${i}`, slots.map((s) => `127.0.0.1:${s.proc.port}`)) });
+    }
+    const cluster = createClusterClient({ seeds: slots.map((s) => `127.0.0.1:${s.proc.port}`), runtime, warmupMs: 2_000, idempotentRetries: false, refreshMs: 200 });
+    client.close = () => cluster.close();
+    const api = cluster.client(demo);
+    await cluster.whenAvailable("demo", slots.length);
+
+    // Open-model load: calls go out on schedule whatever the replies do, so a stall cannot hide a failure.
+    const tag = runners.join("-");
+    load = setInterval(() => {
+      for (let k = 0; k < RATE_PER_SECOND / 50; k++) {
+        const roll = (sent * 7919) % 100;
+        const ms = roll < 70 ? 1 : roll < 95 ? 50 : 500;
+        const requestId = `${tag}-${sent++}`;
+        const started = performance.now();
+        api.sleep({ ms }, { requestId, timeoutMs: 5_000 }).then(
+          () => latencies.push({ at: Date.now(), ms: performance.now() - started }),
+          (error: unknown) => failures.push(`${requestId}: ${error instanceof Error ? error.message : String(error)}`),
+        ).finally(() => {
+          settled++;
+          if (load === undefined && settled === sent) allSettled?.();
+        });
+      }
+    }, 20);
+
+    await loadFor(1_500); // steady state first
+
+    const restart = async (i: number) => {
+      const slot = slots[i]!;
+      const began = Date.now();
+      executed.push(...(await stopSlot(slot)));
+      const seeds = slots.filter((s) => s !== slot).map((s) => `127.0.0.1:${s.proc.port}`);
+      slot.proc = await startSlot(slot.runner, slot.id, seeds);
+      restartWindows.push([began, Date.now()]);
+    };
+    // Two full rounds, node by node, each started as soon as the previous is ready...
+    for (let round = 0; round < 2; round++) for (let i = 0; i < slots.length; i++) await restart(i);
+    // ...and one node restarted twice back to back.
+    await restart(1);
+    await restart(1);
+
+    await loadFor(1_000); // and a tail after the last restart
+    clearInterval(load);
+    load = undefined;
+    if (settled < sent) await new Promise<void>((resolve) => (allSettled = resolve));
+    const metrics = cluster.metrics();
+    cluster.close();
+    for (const slot of slots) executed.push(...(await stopSlot(slot)));
+
+    assert.deepEqual(failures, [], `${failures.length} of ${sent} calls failed`);
+    const seen = new Set<string>();
+    const twice = executed.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
+    assert.deepEqual(twice, [], "a request ran more than once");
+    assert.equal(seen.size, sent, "every call ran exactly once");
+    const during = latencies.filter((l) => restartWindows.some(([a, b]) => l.at >= a && l.at <= b)).map((l) => l.ms);
+    const steady = latencies.filter((l) => !restartWindows.some(([a, b]) => l.at >= a && l.at <= b)).map((l) => l.ms);
+    console.log(
+      `rolling restart [${runners.join(", ")}] from ${runtime.name}: ${sent} calls, 0 failed, ${restartWindows.length} restarts, ` +
+        `retries ${JSON.stringify(metrics.retries)}, p99 steady ${quantile(steady, 0.99).toFixed(1)} ms, p99 during restarts ${quantile(during, 0.99).toFixed(1)} ms`,
+    );
+  } finally {
+    if (load) clearInterval(load);
+    client.close();
+    for (const slot of slots) await stopProcess(slot.proc);
+  }
+}
+
+test(`zero failed calls through rolling restarts of a ${runtime.name} cluster`, () => rollingRestart([runtime.name, runtime.name, runtime.name]));
+
+test("zero failed calls through rolling restarts of a mixed Bun, Deno and binary cluster", () => rollingRestart(["bun", "deno", "binary"]));
