@@ -43,7 +43,12 @@ async function serve(runtime: Runtime): Promise<void> {
   if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
   if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
   // Signals first: one that arrives during the startup hooks aborts them.
-  exitOnSignals(runtime, node, log);
+  if (runtime.env().EBB_BENCH_PLAIN_SHUTDOWN === "1") {
+    // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
+    runtime.onSignal("SIGTERM", () => runtime.exit(EXIT_CODES.forcedTerm));
+  } else {
+    exitOnSignals(runtime, node, log);
+  }
   try {
     await node.start();
   } catch (error) {

@@ -13,12 +13,16 @@ export function warmupWeight(readySince: number, now: number, warmupMs: number, 
   return floor + (1 - floor) * progress;
 }
 
+/** In-flight counts closer than this are noise (a call or so in transit), not load: the first draw stands. */
+export const INFLIGHT_SLACK = 2;
+
 /**
  * Power of two choices with weights: two distinct candidates drawn with
- * probability proportional to weight, the one with fewer calls in flight per
- * unit of weight wins (ties go to the first draw). Under light load a node's
- * share is its weight over the sum of weights; under load, in-flight counts
- * even it out.
+ * probability proportional to weight; when their in-flight counts differ by
+ * at least INFLIGHT_SLACK, the one with fewer calls in flight per unit of
+ * weight wins, otherwise the first draw. So under light load a node's share is
+ * its weight over the sum of weights (the warm-up ramp holds), and a node that
+ * really falls behind is avoided.
  */
 export function pickTwoChoices<T extends Weighted>(candidates: readonly T[], weightOf: (c: T) => number, random: () => number = Math.random): T | undefined {
   if (candidates.length <= 1) return candidates[0];
@@ -27,6 +31,7 @@ export function pickTwoChoices<T extends Weighted>(candidates: readonly T[], wei
   const second = drawWeighted(weights, random, first);
   const a = candidates[first]!;
   const b = candidates[second]!;
+  if (Math.abs(a.inflight - b.inflight) < INFLIGHT_SLACK) return a;
   return b.inflight / weights[second]! < a.inflight / weights[first]! ? b : a;
 }
 

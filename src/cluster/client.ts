@@ -50,6 +50,8 @@ export interface ClusterClientMetrics {
   retries: Record<string, number>;
   /** Calls in flight per node id. */
   inflight: Record<string, number>;
+  /** Calls sent to each node id (tries, retries included). */
+  sentByNode: Record<string, number>;
 }
 
 interface Endpoint {
@@ -84,7 +86,7 @@ export class ClusterClient implements Transport {
   private unsubscribe: (() => void) | undefined;
   private waiters: (() => void)[] = [];
   private closed = false;
-  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {} };
+  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {} };
 
   constructor(private readonly source: ClusterClientOptions) {
     this.runtime = source.runtime;
@@ -121,7 +123,7 @@ export class ClusterClient implements Transport {
   metrics(): ClusterClientMetrics {
     const inflight: Record<string, number> = {};
     for (const e of this.endpoints.values()) if (e.inflight > 0) inflight[e.id] = e.inflight;
-    return { calls: this.stats.calls, errors: { ...this.stats.errors }, retries: { ...this.stats.retries }, inflight };
+    return { calls: this.stats.calls, errors: { ...this.stats.errors }, retries: { ...this.stats.retries }, inflight, sentByNode: { ...this.stats.sentByNode } };
   }
 
   /** Nodes this client may call now: ids and weights, for tools and tests. */
@@ -161,6 +163,7 @@ export class ClusterClient implements Transport {
       const left = deadline - Date.now();
       if (left <= 0) return this.fail(new RpcError(`Deadline of ${timeoutMs} ms passed before "${method}" could be sent`, "DEADLINE_EXCEEDED"));
       endpoint.inflight++;
+      this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;
       try {
         return await channel.call(method, input, { timeoutMs: left, signal: options.signal, requestId });
       } catch (error) {
