@@ -1,3 +1,4 @@
+import type { SwimConfig } from "../membership/types.ts";
 import { ConfigSchema } from "./schema.ts";
 
 /** The node's configuration, read from EBB_* variables. */
@@ -18,16 +19,8 @@ export interface Config {
   seeds: string[];
   /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
   advertise: string | undefined;
-  /** Membership timings (see SwimConfig). */
-  swim: {
-    probeIntervalMs: number;
-    probeTimeoutMs: number;
-    indirectChecks: number;
-    gossipIntervalMs: number;
-    gossipNodes: number;
-    suspicionMult: number;
-    pushPullIntervalMs: number;
-  };
+  /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
+  swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs">;
 }
 
 /** Every bad EBB_* variable at once, named with the reason. */
