@@ -513,11 +513,16 @@ export class Membership {
     const due = this.clock.now() + waitMs;
     member.suspicionTimer = this.clock.setTimer(waitMs, () => {
       if (member.status !== "suspect" || member.inc !== inc || !this.running) return;
-      if (this.config.lifeguard && this.clock.now() - due > LATE_TIMER_MS) {
-        // This timer ran late: we were the stalled one, and the refutation may be waiting
-        // unread. Local health awareness: judge again once we have caught up.
-        this.awareness.apply(1);
-        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+      if (this.config.lifeguard && delayMs === undefined) {
+        if (this.clock.now() - due > LATE_TIMER_MS) {
+          // This timer ran late: we were the stalled one, and the refutation may be waiting
+          // unread. Local health awareness: judge again once we have caught up.
+          this.awareness.apply(1);
+          this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+        } else {
+          // On time: still give the messages already waiting for us one turn to be read.
+          this.armSuspicion(member, LATE_TIMER_MS);
+        }
         return;
       }
       member.suspicion = undefined;
