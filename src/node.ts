@@ -2,6 +2,7 @@ import { type ClusterClient, type ClusterClientOptions, createClusterClient } fr
 import type { Config } from "./config/load.ts";
 import type { ServiceClient } from "./rpc/client.ts";
 import { createHttpApp } from "./http/app.ts";
+import type { Sample } from "./http/metrics.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
 import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/startup.ts";
 import { Lifecycle, type LifecycleState, type StateListener } from "./lifecycle/state.ts";
@@ -124,6 +125,7 @@ export function createNode(options: NodeOptions): EbbNode {
   let lagMonitor: ReturnType<typeof setInterval> | undefined;
   const memberListeners = new Set<(event: MemberEvent) => void>();
   const clusterClients: ClusterClient[] = [];
+  let lastLagMs = 0;
 
   const meta = (): MemberMeta => ({
     state: lifecycle.state,
@@ -137,6 +139,30 @@ export function createNode(options: NodeOptions): EbbNode {
     // Ready and draining are pushed to every member at once; left is announced by leave().
     if (state === "ready" || state === "draining") membership?.updateMeta(meta());
   });
+
+  /** Everything /metrics reports, gathered when scraped. */
+  const samples = (): Sample[] => {
+    const out: Sample[] = [];
+    for (const [method, byCode] of dispatcher.answers) for (const [code, n] of byCode) out.push(["ebb_calls_total", { method, code }, n]);
+    out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
+    out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount]);
+    out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);
+    const retries = new Map<string, number>();
+    let clientCalls = 0;
+    for (const cluster of clusterClients) {
+      const m = cluster.metrics();
+      clientCalls += m.calls;
+      for (const [reason, n] of Object.entries(m.retries)) retries.set(reason, (retries.get(reason) ?? 0) + n);
+    }
+    out.push(["ebb_client_calls_total", {}, clientCalls]);
+    for (const [reason, n] of retries) out.push(["ebb_client_retries_total", { reason }, n]);
+    const byStatus: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+    for (const member of membership?.list() ?? []) byStatus[member.status] = (byStatus[member.status] ?? 0) + 1;
+    for (const [status, n] of Object.entries(byStatus)) out.push(["ebb_members", { status }, n]);
+    for (const state of ["starting", "ready", "draining", "stopped"]) out.push(["ebb_lifecycle_state", { state }, lifecycle.state === state ? 1 : 0]);
+    out.push(["ebb_event_loop_lag_seconds", {}, lastLagMs / 1000], ["ebb_membership_health_score", {}, membership?.healthScore ?? 0]);
+    return out;
+  };
 
   /** Answers a `$swim.*` request through the membership. */
   const swim = (input: unknown): Promise<unknown> =>
@@ -182,7 +208,7 @@ export function createNode(options: NodeOptions): EbbNode {
     });
     rpcListener = await server.listen(config.host, config.rpcPort);
     if (config.httpPort !== null) {
-      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher });
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [] });
       http = await rt.serve({ host: config.host, port: config.httpPort, fetch: app.fetch });
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;
@@ -216,7 +242,8 @@ export function createNode(options: NodeOptions): EbbNode {
     let last = Date.now();
     lagMonitor = setInterval(() => {
       const now = Date.now();
-      if (now - last - LAG_CHECK_MS > LAG_THRESHOLD_MS) membership?.reportLag(1);
+      lastLagMs = Math.max(0, now - last - LAG_CHECK_MS);
+      if (lastLagMs > LAG_THRESHOLD_MS) membership?.reportLag(1);
       last = now;
     }, LAG_CHECK_MS);
   }

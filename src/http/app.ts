@@ -2,7 +2,10 @@ import { Hono } from "hono";
 import type { InflightCounter } from "../lifecycle/inflight.ts";
 import type { Lifecycle } from "../lifecycle/state.ts";
 import type { Dispatcher } from "../rpc/dispatch.ts";
+import type { Member } from "../membership/types.ts";
 import { gateway } from "./gateway.ts";
+import { renderPrometheus, type Sample } from "./metrics.ts";
+import { METRIC_FAMILIES } from "./metric-families.ts";
 
 /** What the HTTP app reads from the node. */
 export interface HttpAppOptions {
@@ -10,6 +13,10 @@ export interface HttpAppOptions {
   lifecycle: Lifecycle;
   inflight: InflightCounter;
   dispatcher: Dispatcher;
+  /** Samples for `/metrics`, gathered when asked. */
+  metrics(): Sample[];
+  /** The member list for `/cluster`. */
+  members(): Member[];
 }
 
 /**
@@ -32,6 +39,12 @@ export function createHttpApp(options: HttpAppOptions): Hono {
       if (lifecycle.state === "draining" || lifecycle.state === "stopped") c.header("Connection", "close");
     }
   });
+
+  /** Prometheus text: calls and errors by method and code, in-flight, baffled, retries, members, lag. */
+  app.get("/metrics", (c) => c.body(renderPrometheus(METRIC_FAMILIES, options.metrics()), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" }));
+
+  /** The cluster as this node sees it. */
+  app.get("/cluster", (c) => c.json({ node: nodeId, members: options.members() }));
 
   /** The JSON gateway into the same dispatch as TCP calls. */
   app.post("/rpc/:method", (c) => gateway(c, dispatcher));

@@ -132,18 +132,31 @@ export class Dispatcher {
     this.builtins = options.builtins ?? {};
   }
 
+  /** Answers by method and code ("OK" for success); unknown methods count as "unknown". */
+  readonly answers = new Map<string, Map<string, number>>();
+
+  private count(code: string, method: string): void {
+    let byCode = this.answers.get(method);
+    if (!byCode) this.answers.set(method, (byCode = new Map()));
+    byCode.set(code, (byCode.get(code) ?? 0) + 1);
+  }
+
   /** Calls whose handler is running. */
   get activeCount(): number {
     return this.active.size;
   }
 
   /** Runs `call`; `reply` is called exactly once. Returns the running call, or undefined if answered at once. */
-  dispatch(call: IncomingCall, reply: Reply): ActiveCall | undefined {
+  dispatch(call: IncomingCall, answer: Reply): ActiveCall | undefined {
     const { method, params } = call;
     if (method.charCodeAt(0) === 36 /* $ */) {
-      this.builtin(call, reply);
+      this.builtin(call, answer);
       return undefined;
     }
+    const reply: Reply = (error, result) => {
+      this.count(error === null ? "OK" : error.code, error?.code === "METHOD_NOT_FOUND" ? "unknown" : method);
+      answer(error, result);
+    };
     const refused = this.hooks.admit?.(method);
     if (refused) {
       reply(refused);

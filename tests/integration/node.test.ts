@@ -201,3 +201,33 @@ test("a raw msgpack-rpc client that sends after draining began is answered SHUTT
   assert.equal(summary.baffled, 1);
   raw.socket.close();
 });
+
+test("/metrics reports calls by method and code, in-flight and members; /cluster lists the members", async () => {
+  const { node } = newNode({ nodeId: "metrics-node" });
+  await node.start();
+  try {
+    const channel = await connectChannel(node.rpcAddress.port);
+    const client = createClient(probe, channel);
+    await client.add({ a: 1, b: 2 });
+    await client.add({ a: 3, b: 4 });
+    await rejectsWith(client.raise({ code: "APPLICATION" }), "APPLICATION");
+    await rejectsWith(channel.call("probe.nope", {}), "METHOD_NOT_FOUND");
+    channel.close();
+    const http = `http://127.0.0.1:${node.httpAddress!.port}`;
+    const response = await fetch(`${http}/metrics`);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0.0.4/);
+    const text = await response.text();
+    assert.match(text, /^# TYPE ebb_calls_total counter$/m);
+    assert.match(text, /^ebb_calls_total\{method="probe.add",code="OK"\} 2$/m);
+    assert.match(text, /^ebb_calls_total\{method="probe.raise",code="APPLICATION"\} 1$/m);
+    assert.match(text, /^ebb_calls_total\{method="unknown",code="METHOD_NOT_FOUND"\} 1$/m);
+    assert.match(text, /^ebb_inflight 1$/m, "the scrape itself is in flight");
+    assert.match(text, /^ebb_members\{status="alive"\} 1$/m);
+    assert.match(text, /^ebb_lifecycle_state\{state="ready"\} 1$/m);
+    const cluster = (await (await fetch(`${http}/cluster`)).json()) as { node: string; members: { id: string; status: string; meta: { state: string } }[] };
+    assert.equal(cluster.node, "metrics-node");
+    assert.deepEqual(cluster.members.map((m) => [m.id, m.status, m.meta.state]), [["metrics-node", "alive", "ready"]]);
+  } finally {
+    await node.shutdown();
+  }
+});

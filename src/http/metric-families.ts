@@ -1,0 +1,18 @@
+import type { Families } from "./metrics.ts";
+
+/** Every metric a node exports on /metrics. Names are append-only once shipped. */
+export const METRIC_FAMILIES: Families = {
+  ebb_calls_total: { help: "Calls answered, by method and code (OK for success); unknown methods as method=\"unknown\".", type: "counter" },
+  ebb_inflight: { help: "Requests in flight now (RPC and HTTP; a scrape counts itself).", type: "gauge" },
+  ebb_handled_total: { help: "Handler entries since start.", type: "counter" },
+  ebb_baffled_total: { help: "Requests answered SHUTTING_DOWN by the baffle without running a handler.", type: "counter" },
+  ebb_not_ready_total: { help: "Requests refused before the node was ready (UNAVAILABLE, processed false).", type: "counter" },
+  ebb_connections_accepted_total: { help: "RPC connections accepted.", type: "counter" },
+  ebb_connections_rejected_total: { help: "RPC connections closed for bad input.", type: "counter" },
+  ebb_client_calls_total: { help: "Calls made through this node's cluster clients.", type: "counter" },
+  ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
+  ebb_members: { help: "Members known, by status.", type: "gauge" },
+  ebb_lifecycle_state: { help: "1 for the node's current lifecycle state.", type: "gauge" },
+  ebb_event_loop_lag_seconds: { help: "Event-loop lag seen by the last check.", type: "gauge" },
+  ebb_membership_health_score: { help: "Lifeguard's local health score (0 is healthy).", type: "gauge" },
+};
