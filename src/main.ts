@@ -37,13 +37,15 @@ async function serve(runtime: Runtime): Promise<void> {
     console.error(error.message);
     runtime.exit(EXIT_CODES.badConfig);
   }
-  const log = createLogger({ node: config.nodeId });
+  const format = config.logFormat === "auto" ? (runtime.stdoutIsTerminal() ? "pretty" : "json") : config.logFormat;
+  const log = createLogger({ node: config.nodeId, level: config.logLevel, format });
+  for (const warning of config.warnings) log.warn(warning);
   const executed = config.demoRecord ? ([] as string[]) : undefined;
   const node = createNode({ config, log, runtime }).register(demo, createDemoHandlers(executed));
   if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
   if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
   // Signals first: one that arrives during the startup hooks aborts them.
-  if (runtime.env().EBB_BENCH_PLAIN_SHUTDOWN === "1") {
+  if (config.benchPlainShutdown) {
     // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
     runtime.onSignal("SIGTERM", () => runtime.exit(EXIT_CODES.forcedTerm));
   } else {

@@ -13,6 +13,12 @@ export interface Config {
   drainDelayMs: number;
   startupTimeoutMs: number;
   demoWarmupMs: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+  logFormat: "json" | "pretty" | "auto";
+  /** Die at once on SIGTERM (bench comparison only). */
+  benchPlainShutdown: boolean;
+  /** EBB_* variables set but unknown (likely typos), as warnings to log. */
+  warnings: string[];
   /** Record and log the request ids the demo service executed. */
   demoRecord: boolean;
   /** Members to join through, host:port. */
@@ -63,6 +69,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
     demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
     demoRecord: c.EBB_DEMO_RECORD === "1" || c.EBB_DEMO_RECORD === "true",
+    logLevel: c.EBB_LOG_LEVEL,
+    logFormat: c.EBB_LOG_FORMAT,
+    benchPlainShutdown: c.EBB_BENCH_PLAIN_SHUTDOWN === "1",
+    warnings: unknownVariables(env),
     seeds: c.EBB_SEEDS ? c.EBB_SEEDS.split(",") : [],
     advertise: c.EBB_ADVERTISE,
     swim: {
@@ -75,6 +85,34 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       pushPullIntervalMs: c.EBB_SWIM_PUSH_PULL_INTERVAL_MS,
     },
   };
+}
+
+/** Warnings for EBB_* variables the schema does not know: a typo should not pass silently. */
+function unknownVariables(env: Record<string, string | undefined>): string[] {
+  const known = Object.keys(ConfigSchema.shape);
+  return Object.keys(env)
+    .filter((name) => name.startsWith("EBB_") && !known.includes(name))
+    .sort()
+    .map((name) => {
+      const closest = known.reduce((best, k) => (distance(name, k) < distance(name, best) ? k : best), known[0]!);
+      const hint = distance(name, closest) <= 3 ? `; did you mean ${closest}?` : "";
+      return `Unknown variable ${name} is ignored${hint}`;
+    });
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
 }
 
 /** A complete configuration from defaults and overrides, for embedding and tests. */

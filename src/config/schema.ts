@@ -10,6 +10,8 @@ export const DEFAULTS = {
   drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
   demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
+  logLevel: "info", // EBB_LOG_LEVEL: debug, info, warn or error
+  logFormat: "auto", // EBB_LOG_FORMAT: json, pretty, or auto (pretty on a terminal, JSON lines otherwise)
   demoRecord: false, // EBB_DEMO_RECORD: the demo service logs the request ids it executed when the node stops (for tests)
   seeds: "", // EBB_SEEDS: comma-separated host:port of members to join through; empty starts a new cluster
   advertise: "", // EBB_ADVERTISE: host:port other members use for this one; default EBB_HOST and the bound RPC port
@@ -52,6 +54,9 @@ export const ConfigSchema = z.object({
   EBB_DRAIN_DELAY_MS: milliseconds(3_600_000).default(DEFAULTS.drainDelayMs),
   EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
   EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
+  EBB_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default(DEFAULTS.logLevel),
+  EBB_LOG_FORMAT: z.enum(["json", "pretty", "auto"], { error: "must be json, pretty or auto" }).default(DEFAULTS.logFormat),
+  EBB_BENCH_PLAIN_SHUTDOWN: z.enum(["0", "1"], { error: "must be 0 or 1" }).default("0"),
   EBB_DEMO_RECORD: z.enum(["0", "1", "true", "false"], { error: 'must be 1, 0, true or false' }).default("0"),
   EBB_SEEDS: z
     .string()
@@ -81,6 +86,9 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
   EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
+  EBB_LOG_LEVEL: `least severe log level written: debug, info, warn, error (default ${DEFAULTS.logLevel})`,
+  EBB_LOG_FORMAT: `json, pretty, or auto: pretty on a terminal, JSON lines otherwise (default ${DEFAULTS.logFormat})`,
+  EBB_BENCH_PLAIN_SHUTDOWN: "1: die at once on SIGTERM, no drain; only for npm run bench:restart's comparison (default 0)",
   EBB_DEMO_RECORD: "1: the demo service logs the request ids it executed when the node stops, for at-most-once checks (default 0)",
   EBB_SEEDS: "comma-separated host:port of members to join through (default: none, a new cluster)",
   EBB_ADVERTISE: "host:port other members use to reach this one (default: EBB_HOST and the bound RPC port)",

@@ -101,6 +101,8 @@ export interface Runtime {
   exit(code: number): never;
   /** A snapshot of the environment variables. */
   env(): Record<string, string>;
+  /** True when standard output is a terminal. */
+  stdoutIsTerminal(): boolean;
   /** Command-line arguments after the script (or the compiled binary). */
   args(): string[];
 }

@@ -38,6 +38,17 @@ for (const runner of RUNNER_NAMES) {
     }
   });
 
+  test(`the reference node on ${runner} warns about an unknown variable and writes readable lines when asked`, async () => {
+    const proc = spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0", EBB_LOG_FORMAT: "pretty", EBB_DRAIN_DELAY: "100" });
+    try {
+      const warning = await proc.waitForLine((l) => String(l.msg).includes("EBB_DRAIN_DELAY"));
+      assert.equal(warning.unparsed, true, "pretty lines are not JSON");
+      assert.match(String(warning.msg), /WARN .* Unknown variable EBB_DRAIN_DELAY is ignored; did you mean EBB_DRAIN_DELAY_MS\?/);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+
   test(`the reference node on ${runner} names every bad variable and exits 2`, async () => {
     const proc = spawnNode(runner, { EBB_RPC_PORT: "http", EBB_MAX_MESSAGE_BYTES: "-5" });
     try {

@@ -24,5 +24,8 @@ export function createBunRuntime(): Runtime {
     args() {
       return Bun.argv.slice(2);
     },
+    stdoutIsTerminal() {
+      return process.stdout.isTTY === true;
+    },
   };
 }

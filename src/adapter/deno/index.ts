@@ -24,5 +24,8 @@ export function createDenoRuntime(): Runtime {
     args() {
       return [...Deno.args];
     },
+    stdoutIsTerminal() {
+      return Deno.stdout.isTerminal();
+    },
   };
 }

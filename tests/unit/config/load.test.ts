@@ -38,6 +38,10 @@ test("loadConfig reads every variable", () => {
     startupTimeoutMs: 5000,
     demoWarmupMs: 10,
     demoRecord: false,
+    logLevel: "info",
+    logFormat: "auto",
+    benchPlainShutdown: false,
+    warnings: [],
   });
 });
 
@@ -71,6 +75,18 @@ test("EBB_SEEDS, EBB_ADVERTISE and the membership timings are read and checked",
   assert.equal(config.swim.probeIntervalMs, 200);
   assert.throws(() => loadConfig({ EBB_SEEDS: "10.0.0.1" }), /EBB_SEEDS="10.0.0.1" must be comma-separated host:port pairs/);
   assert.throws(() => loadConfig({ EBB_ADVERTISE: "a:1,b:2" }), /EBB_ADVERTISE="a:1,b:2" must be host:port/);
+});
+
+test("unknown EBB_* variables are warned about, with the likely intended name", () => {
+  const { warnings } = loadConfig({ EBB_RPC_PROT: "9000", EBB_WHATEVER_ELSE: "1", PATH: "/bin" });
+  assert.deepEqual(warnings, ["Unknown variable EBB_RPC_PROT is ignored; did you mean EBB_RPC_PORT?", "Unknown variable EBB_WHATEVER_ELSE is ignored"]);
+});
+
+test("EBB_LOG_LEVEL and EBB_LOG_FORMAT take their documented values", () => {
+  const config = loadConfig({ EBB_LOG_LEVEL: "warn", EBB_LOG_FORMAT: "pretty" });
+  assert.equal(config.logLevel, "warn");
+  assert.equal(config.logFormat, "pretty");
+  assert.throws(() => loadConfig({ EBB_LOG_LEVEL: "loud", EBB_LOG_FORMAT: "xml" }), /EBB_LOG_LEVEL="loud" must be debug, info, warn or error; EBB_LOG_FORMAT="xml" must be json, pretty or auto/);
 });
 
 test("loadConfig treats an empty variable as unset", () => {
