@@ -129,11 +129,6 @@ export class ServerConnection {
     return this.socket.remote;
   }
 
-  /** Calls on this connection whose handler is still running. */
-  get inflight(): number {
-    return this.calls.size;
-  }
-
   /** Sends a notification on this connection. */
   notify(method: string, params: unknown[]): void {
     if (this.closed) return;

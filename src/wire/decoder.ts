@@ -115,7 +115,6 @@ export class MessageDecoder {
     }
     this.scan = pos;
     this.pending = pending;
-    if (pending > 0) this.messageStart = messageStart;
   }
 }
 

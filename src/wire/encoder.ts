@@ -4,11 +4,6 @@ import type { Message } from "./messages.ts";
 
 const encoder = new Encoder();
 
-/** Encodes one message into a fresh buffer. */
-export function encodeMessage(message: Message): Uint8Array {
-  return encoder.encode(message);
-}
-
 /**
  * Writes messages to a socket, batching every message produced in one tick
  * into one write: pipelined replies cost one syscall, not one each.
