@@ -141,6 +141,7 @@ export function createNode(options: NodeOptions): EbbNode {
   });
 
   /** Everything /metrics reports, gathered when scraped. */
+  let drainStartedAt: number | undefined;
   const samples = (): Sample[] => {
     const out: Sample[] = [];
     for (const [method, byCode] of dispatcher.answers) for (const [code, n] of byCode) out.push(["ebb_calls_total", { method, code }, n]);
@@ -160,6 +161,7 @@ export function createNode(options: NodeOptions): EbbNode {
     for (const member of membership?.list() ?? []) byStatus[member.status] = (byStatus[member.status] ?? 0) + 1;
     for (const [status, n] of Object.entries(byStatus)) out.push(["ebb_members", { status }, n]);
     for (const state of ["starting", "ready", "draining", "stopped"]) out.push(["ebb_lifecycle_state", { state }, lifecycle.state === state ? 1 : 0]);
+    out.push(["ebb_drain_seconds", {}, drainStartedAt === undefined ? 0 : (Date.now() - drainStartedAt) / 1000]);
     out.push(["ebb_event_loop_lag_seconds", {}, lastLagMs / 1000], ["ebb_membership_health_score", {}, membership?.healthScore ?? 0]);
     return out;
   };
@@ -208,7 +210,7 @@ export function createNode(options: NodeOptions): EbbNode {
     });
     rpcListener = await server.listen(config.host, config.rpcPort);
     if (config.httpPort !== null) {
-      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [] });
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes });
       http = await rt.serve({ host: config.host, port: config.httpPort, fetch: app.fetch });
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;
@@ -260,7 +262,7 @@ export function createNode(options: NodeOptions): EbbNode {
   async function drain(reason: string): Promise<ShutdownSummary> {
     startupAbort.abort(new StartupError(`Startup aborted: ${reason}`, undefined, true));
     await listening?.catch(() => undefined);
-    const started = Date.now();
+    const started = (drainStartedAt = Date.now());
     const summary: ShutdownSummary = { reason, drainMs: 0, completed: 0, baffled: 0, cancelled: 0, timedOut: false, handled: 0, exitCode: 0 };
     if (!server) {
       lifecycle.advance("stopped");

@@ -1,9 +1,11 @@
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { InflightCounter } from "../lifecycle/inflight.ts";
 import type { Lifecycle } from "../lifecycle/state.ts";
 import type { Dispatcher } from "../rpc/dispatch.ts";
 import type { Member } from "../membership/types.ts";
-import { gateway } from "./gateway.ts";
+import { RpcError } from "../rpc/errors.ts";
+import { gateway, replyError, requestedFormat } from "./gateway.ts";
 import { renderPrometheus, type Sample } from "./metrics.ts";
 import { METRIC_FAMILIES } from "./metric-families.ts";
 
@@ -17,6 +19,8 @@ export interface HttpAppOptions {
   metrics(): Sample[];
   /** The member list for `/cluster`. */
   members(): Member[];
+  /** Largest gateway body accepted (`EBB_MAX_MESSAGE_BYTES`); larger ones get 413. */
+  maxBodyBytes: number;
 }
 
 /**
@@ -39,6 +43,16 @@ export function createHttpApp(options: HttpAppOptions): Hono {
       if (lifecycle.state === "draining" || lifecycle.state === "stopped") c.header("Connection", "close");
     }
   });
+
+  /** A gateway body above the wire's message limit is refused before it is read in full. */
+  const maxSize = options.maxBodyBytes;
+  app.use(
+    "/rpc/*",
+    bodyLimit({
+      maxSize,
+      onError: (c) => replyError(c, new RpcError(`Body larger than the limit of ${maxSize} bytes`, "INVALID_REQUEST"), requestedFormat(c), 413),
+    }),
+  );
 
   /** Prometheus text: calls and errors by method and code, in-flight, baffled, retries, members, lag. */
   app.get("/metrics", (c) => c.body(renderPrometheus(METRIC_FAMILIES, options.metrics()), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" }));

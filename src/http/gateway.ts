@@ -1,3 +1,4 @@
+import { decode, encode } from "@msgpack/msgpack";
 import type { Context } from "hono";
 import type { Dispatcher } from "../rpc/dispatch.ts";
 import { RpcError } from "../rpc/errors.ts";
@@ -18,27 +19,42 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   APPLICATION: 422,
 };
 
+/** Content types read and written as msgpack; anything else is JSON. */
+const MSGPACK_TYPES = ["application/msgpack", "application/x-msgpack", "application/vnd.msgpack"];
+export const MSGPACK_CONTENT_TYPE = "application/msgpack";
+
+function isMsgpack(header: string | undefined): boolean {
+  if (!header) return false;
+  const value = header.toLowerCase();
+  return MSGPACK_TYPES.some((type) => value.includes(type));
+}
+
 /**
- * `POST /rpc/:method`: a JSON body is the method's input; the answer is
- * `{"result": ...}` or `{"error": {code, message, processed?, data?}}`. It goes
- * through the same dispatch as TCP calls: validation, the baffle, the counter.
+ * `POST /rpc/:method`: the body (JSON, or msgpack with `Content-Type:
+ * application/msgpack`) is the method's input; the answer is `{"result": ...}`
+ * or `{"error": {code, message, processed?, data?}}`, in msgpack when the body
+ * was msgpack or `Accept` asks for it. It goes through the same dispatch as TCP
+ * calls: validation, the baffle, the counter.
  * Headers: `ebb-timeout-ms` (deadline), `ebb-request-id`.
  */
 export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Response> {
   const method = c.req.param("method") ?? "";
+  const msgpackIn = isMsgpack(c.req.header("content-type"));
+  const answerAs = requestedFormat(c);
   let input: unknown;
-  const text = await c.req.text();
-  if (text.length > 0) {
+  const body = new Uint8Array(await c.req.arrayBuffer());
+  if (body.byteLength > 0) {
     try {
-      input = JSON.parse(text);
-    } catch {
-      return reply(c, new RpcError("Body is not valid JSON", "INVALID_REQUEST"));
+      input = msgpackIn ? decode(body) : JSON.parse(new TextDecoder().decode(body));
+    } catch (error) {
+      const why = error instanceof Error ? `: ${error.message}` : "";
+      return replyError(c, new RpcError(`Body is not valid ${msgpackIn ? "msgpack" : "JSON"}${why}`, "INVALID_REQUEST"), answerAs);
     }
   }
   const timeout = c.req.header("ebb-timeout-ms");
   const deadline = timeout === undefined ? undefined : Number(timeout);
   if (deadline !== undefined && !(Number.isFinite(deadline) && deadline >= 0)) {
-    return reply(c, new RpcError(`Header ebb-timeout-ms="${timeout}" is not a number of milliseconds`, "INVALID_REQUEST"));
+    return replyError(c, new RpcError(`Header ebb-timeout-ms="${timeout}" is not a number of milliseconds`, "INVALID_REQUEST"), answerAs);
   }
   const requestId = c.req.header("ebb-request-id");
   let callerGone: AbortSignal | undefined;
@@ -56,10 +72,23 @@ export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Respo
   });
   // Deno also aborts the request's signal after a response is sent: stop listening first.
   if (onGone) callerGone?.removeEventListener("abort", onGone);
-  if (answer.error) return reply(c, answer.error);
-  return c.json({ result: answer.result ?? null });
+  if (answer.error) return replyError(c, answer.error, answerAs);
+  return reply(c, { result: answer.result ?? null }, 200, answerAs);
 }
 
-function reply(c: Context, error: RpcError): Response {
-  return c.json({ error: error.toWire() }, HTTP_STATUS[error.code] as 400);
+type Format = "json" | "msgpack";
+
+/** An error as the gateway answers it: the wire error object, with the HTTP status of its code. */
+export function replyError(c: Context, error: RpcError, format: Format, status = HTTP_STATUS[error.code]): Response {
+  return reply(c, { error: error.toWire() }, status, format);
+}
+
+function reply(c: Context, body: object, status: number, format: Format): Response {
+  if (format === "json") return c.json(body, status as 200);
+  return c.body(encode(body, { ignoreUndefined: true }), status as 200, { "Content-Type": MSGPACK_CONTENT_TYPE });
+}
+
+/** The format the caller asked for, for answers given before the gateway runs (body too large). */
+export function requestedFormat(c: Context): Format {
+  return isMsgpack(c.req.header("content-type")) || isMsgpack(c.req.header("accept")) ? "msgpack" : "json";
 }

@@ -13,6 +13,7 @@ export const METRIC_FAMILIES: Families = {
   ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
   ebb_members: { help: "Members known, by status.", type: "gauge" },
   ebb_lifecycle_state: { help: "1 for the node's current lifecycle state.", type: "gauge" },
+  ebb_drain_seconds: { help: "Time spent draining so far (0 until shutdown begins); the exit log line has the total.", type: "gauge" },
   ebb_event_loop_lag_seconds: { help: "Event-loop lag seen by the last check.", type: "gauge" },
   ebb_membership_health_score: { help: "Lifeguard's local health score (0 is healthy).", type: "gauge" },
 };

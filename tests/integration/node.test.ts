@@ -6,7 +6,7 @@ import type { LifecycleState } from "../../src/lifecycle/state.ts";
 import { createNode, type EbbNode } from "../../src/node.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
-import { encode } from "@msgpack/msgpack";
+import { decode, encode } from "@msgpack/msgpack";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
 import { connectChannel, connectRaw, LogCapture, runtime, startTestNode } from "../helpers/net.ts";
 import { probe, probeHandlers, probeReached } from "../helpers/services.ts";
@@ -98,6 +98,10 @@ test("readiness fails at the first moment of draining while liveness stays up an
   // The drain delay keeps serving normally, for routers that learn late.
   const served = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 1, b: 2 }) });
   assert.deepEqual(await served.json(), { result: 3 });
+  const metrics = await (await fetch(`${http}/metrics`)).text();
+  assert.match(metrics, /^ebb_lifecycle_state\{state="draining"\} 1$/m);
+  const drainSeconds = Number(/^ebb_drain_seconds (\S+)$/m.exec(metrics)?.[1]);
+  assert.ok(drainSeconds > 0 && drainSeconds < 0.3, `ebb_drain_seconds ${drainSeconds} counts from the start of draining`);
   await stopping;
 });
 
@@ -227,6 +231,60 @@ test("/metrics reports calls by method and code, in-flight and members; /cluster
     const cluster = (await (await fetch(`${http}/cluster`)).json()) as { node: string; members: { id: string; status: string; meta: { state: string } }[] };
     assert.equal(cluster.node, "metrics-node");
     assert.deepEqual(cluster.members.map((m) => [m.id, m.status, m.meta.state]), [["metrics-node", "alive", "ready"]]);
+  } finally {
+    await node.shutdown();
+  }
+});
+
+test("the gateway takes and answers msgpack bodies, refuses bad and oversized bodies with a precise error, and keeps serving", async () => {
+  const { node } = newNode({ maxMessageBytes: 4096 });
+  await node.start();
+  try {
+    const url = (method: string) => `http://127.0.0.1:${node.httpAddress!.port}/rpc/${method}`;
+    const msgpack = { "content-type": "application/msgpack" };
+    const asMsgpack = async (response: Response) => {
+      assert.equal(response.headers.get("content-type"), "application/msgpack");
+      return decode(new Uint8Array(await response.arrayBuffer())) as { result?: unknown; error?: { code: string; message: string } };
+    };
+    const added = await fetch(url("probe.add"), { method: "POST", headers: msgpack, body: encode({ a: 20, b: 22 }) });
+    assert.equal(added.status, 200);
+    assert.deepEqual(await asMsgpack(added), { result: 42 });
+    // JSON in, msgpack out when Accept asks for it.
+    const accepted = await fetch(url("probe.add"), { method: "POST", headers: { accept: "application/msgpack" }, body: JSON.stringify({ a: 1, b: 1 }) });
+    assert.deepEqual(await asMsgpack(accepted), { result: 2 });
+    const invalid = await fetch(url("probe.add"), { method: "POST", headers: msgpack, body: encode({ a: "x", b: 1 }) });
+    assert.equal(invalid.status, 400);
+    assert.equal((await asMsgpack(invalid)).error?.code, "INVALID_PARAMS");
+    const garbage = await fetch(url("probe.add"), { method: "POST", headers: msgpack, body: new Uint8Array([0xc1]) });
+    assert.equal(garbage.status, 400);
+    const garbageError = (await asMsgpack(garbage)).error!;
+    assert.equal(garbageError.code, "INVALID_REQUEST");
+    assert.match(garbageError.message, /^Body is not valid msgpack/);
+    const badJson = await fetch(url("probe.add"), { method: "POST", body: "{nope" });
+    assert.equal(badJson.status, 400);
+    assert.match(((await badJson.json()) as { error: { message: string } }).error.message, /^Body is not valid JSON/);
+    const missing = await fetch(url("probe.nope"), { method: "POST", headers: msgpack, body: encode({}) });
+    assert.equal(missing.status, 404);
+    assert.equal((await asMsgpack(missing)).error?.code, "METHOD_NOT_FOUND");
+    // Larger than EBB_MAX_MESSAGE_BYTES: 413, with a declared length and streamed without one.
+    const big = JSON.stringify({ a: 1, b: 2, pad: "x".repeat(8192) });
+    const tooLarge = await fetch(url("probe.add"), { method: "POST", body: big });
+    assert.equal(tooLarge.status, 413);
+    const tooLargeError = ((await tooLarge.json()) as { error: { code: string; message: string } }).error;
+    assert.equal(tooLargeError.code, "INVALID_REQUEST");
+    assert.match(tooLargeError.message, /larger than the limit of 4096 bytes/);
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 4; i++) controller.enqueue(new TextEncoder().encode("x".repeat(2048)));
+        controller.close();
+      },
+    });
+    const streamed = await fetch(url("probe.add"), { method: "POST", headers: msgpack, body: chunks, duplex: "half" } as RequestInit);
+    assert.equal(streamed.status, 413);
+    assert.equal((await asMsgpack(streamed)).error?.code, "INVALID_REQUEST");
+    // Nothing of that hurt the node: the next call is served.
+    const after = await fetch(url("probe.add"), { method: "POST", body: JSON.stringify({ a: 2, b: 2 }) });
+    assert.deepEqual(await after.json(), { result: 4 });
   } finally {
     await node.shutdown();
   }
