@@ -1,83 +1,73 @@
 /**
  * The `ebb` binary: `bun src/main.ts`, `deno run src/main.ts`, or the compiled executable.
+ *
+ *   ebb [serve]            a node hosting the demo service
+ *   ebb call <method>      one call, the result as JSON
+ *   ebb members            the cluster as a node sees it
+ *   ebb bench              load through the cluster client
  */
-import { ConfigError, loadConfig } from "./config/load.ts";
-import { DESCRIPTIONS } from "./config/schema.ts";
-import { createDemoHandlers, demo, demoWarmup } from "./demo/demo.ts";
-import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
-import { StartupError } from "./lifecycle/startup.ts";
-import { createLogger } from "./log.ts";
-import { createNode, VERSION } from "./node.ts";
+import { benchCommand } from "./cli/bench.ts";
+import { callCommand } from "./cli/call.ts";
+import { type Command, commandHelp, parseCommand, UsageError } from "./cli/command.ts";
+import { membersCommand } from "./cli/members.ts";
+import { environmentHelp, SERVE_EXIT_CODES, serveCommand } from "./cli/serve.ts";
+import { EXIT_CODES } from "./lifecycle/signals.ts";
+import { VERSION } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
-import type { Runtime } from "./runtime/types.ts";
+
+const COMMANDS = [serveCommand, callCommand, membersCommand, benchCommand] as Command<unknown>[];
 
 function help(): string {
-  const vars = Object.entries(DESCRIPTIONS)
-    .map(([name, text]) => `  ${name.padEnd(26)}${text}`)
-    .join("\n");
+  const commands = COMMANDS.map((c) => `  ${c.name.padEnd(10)}${c.summary}`).join("\n");
   return `ebb ${VERSION}: an RPC node that restarts without dropping a request
 
-Usage: ebb [serve]        run a node hosting the demo service
+Usage: ebb [command] [options]
+       ebb <command> --help
        ebb --help | --version
 
-Environment:
-${vars}
+Commands:
+${commands}
 
-Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
-2 bad configuration, 3 a startup hook failed, 130/143 forced by a second SIGINT/SIGTERM.
+Environment of "ebb serve":
+${environmentHelp()}
+
+${SERVE_EXIT_CODES}
 `;
-}
-
-async function serve(runtime: Runtime): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(runtime.env());
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    console.error(error.message);
-    runtime.exit(EXIT_CODES.badConfig);
-  }
-  const format = config.logFormat === "auto" ? (runtime.stdoutIsTerminal() ? "pretty" : "json") : config.logFormat;
-  const log = createLogger({ node: config.nodeId, level: config.logLevel, format });
-  for (const warning of config.warnings) log.warn(warning);
-  const executed = config.demoRecord ? ([] as string[]) : undefined;
-  const node = createNode({ config, log, runtime }).register(demo, createDemoHandlers(executed));
-  if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
-  if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
-  // Signals first: one that arrives during the startup hooks aborts them.
-  if (config.benchPlainShutdown) {
-    // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
-    runtime.onSignal("SIGTERM", () => runtime.exit(EXIT_CODES.forcedTerm));
-  } else {
-    exitOnSignals(runtime, node, log);
-  }
-  try {
-    await node.start();
-  } catch (error) {
-    // Aborted by a signal: the drain it started exits the process.
-    if (error instanceof StartupError && error.aborted) return;
-    log.error(error instanceof Error ? error.message : String(error), { hook: error instanceof StartupError ? error.hook : undefined });
-    await node.shutdown("startup failed");
-    runtime.exit(EXIT_CODES.startupFailed);
-  }
 }
 
 async function main(): Promise<void> {
   const runtime = await detectRuntime();
-  const [command = "serve", ...rest] = runtime.args();
-  if (command === "--help" || command === "-h" || rest.includes("--help")) {
-    console.log(help());
+  const args = runtime.args();
+  const first = args[0];
+  if (first === "--help" || first === "-h" || first === "help") {
+    runtime.write("stdout", help());
     return;
   }
-  if (command === "--version" || command === "-v") {
-    console.log(`ebb ${VERSION} (${runtime.name} ${runtime.version})`);
+  if (first === "--version" || first === "-v" || first === "version") {
+    runtime.write("stdout", `ebb ${VERSION} (${runtime.name} ${runtime.version})\n`);
     return;
   }
-  if (command !== "serve") {
-    console.error(`Unknown command "${command}"\n\n${help()}`);
-    runtime.exit(EXIT_CODES.badConfig);
+  const named = first !== undefined && !first.startsWith("-");
+  const command = named ? COMMANDS.find((c) => c.name === first) : serveCommand;
+  if (!command) {
+    runtime.write("stderr", `ebb: unknown command "${first}"; the commands are ${COMMANDS.map((c) => c.name).join(", ")}\nRun "ebb --help" for usage.\n`);
+    return runtime.exit(EXIT_CODES.badConfig);
   }
-  await serve(runtime);
+  const rest = named ? args.slice(1) : args;
+  if (rest.includes("--help") || rest.includes("-h")) {
+    runtime.write("stdout", commandHelp(command));
+    return;
+  }
+  let code: number;
+  try {
+    const { flags, positionals } = parseCommand(command, rest);
+    code = await command.run(runtime, flags, positionals);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    runtime.write("stderr", `ebb ${command.name}: ${error.message}\nRun "ebb ${command.name} --help" for usage.\n`);
+    code = EXIT_CODES.badConfig;
+  }
+  runtime.exit(code);
 }
 
 await main();

@@ -68,6 +68,12 @@ interface Endpoint {
   gone: boolean;
 }
 
+/** The service a method belongs to; undefined for ebb's own `$` methods, which every node offers. */
+export function serviceOf(method: string): string | undefined {
+  const dot = method.indexOf(".");
+  return method.startsWith("$") || dot < 0 ? undefined : method.slice(0, dot);
+}
+
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 
@@ -133,10 +139,10 @@ export class ClusterClient implements Transport {
   }
 
   /** Resolves once at least `count` nodes offering `service` can be called; rejects after `timeoutMs`. */
-  async whenAvailable(service: string, count = 1, timeoutMs = 10_000): Promise<void> {
+  async whenAvailable(service: string | undefined, count = 1, timeoutMs = 10_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (this.eligible(service, new Set()).length < count) {
-      if (this.closed || Date.now() >= until) throw new RpcError(`Fewer than ${count} nodes offering "${service}" within ${timeoutMs} ms`, "UNAVAILABLE", { processed: false });
+      if (this.closed || Date.now() >= until) throw new RpcError(`Fewer than ${count} nodes offering "${service ?? "$"}" within ${timeoutMs} ms`, "UNAVAILABLE", { processed: false });
       await this.changed(until - Date.now());
     }
   }
@@ -146,7 +152,7 @@ export class ClusterClient implements Transport {
     this.stats.calls++;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     const deadline = Date.now() + timeoutMs;
-    const service = method.slice(0, method.indexOf("."));
+    const service = serviceOf(method);
     const tried = new Set<Endpoint>();
     const requestId = options.requestId ?? crypto.randomUUID();
     for (;;) {
@@ -189,7 +195,7 @@ export class ClusterClient implements Transport {
 
   // ---- choosing -----------------------------------------------------------------------------
 
-  private async choose(service: string, tried: Set<Endpoint>, deadline: number, signal: AbortSignal | undefined): Promise<Endpoint | undefined> {
+  private async choose(service: string | undefined, tried: Set<Endpoint>, deadline: number, signal: AbortSignal | undefined): Promise<Endpoint | undefined> {
     const waitUntil = Math.min(deadline, Date.now() + this.options.candidateWaitMs);
     for (;;) {
       const candidates = this.eligible(service, tried);
@@ -197,6 +203,8 @@ export class ClusterClient implements Transport {
       const picked = pickTwoChoices(candidates, (e) => this.weight(e, now));
       if (picked) return picked;
       if (this.closed || signal?.aborted || Date.now() >= waitUntil) return undefined;
+      // Static addresses, all tried by this call: no other node can turn up, so waiting cannot help.
+      if (this.isStatic && tried.size >= this.endpoints.size) return undefined;
       // Nothing to call right now (a restart in progress): wait for the view to change.
       await this.changed(waitUntil - Date.now());
     }
@@ -214,19 +222,24 @@ export class ClusterClient implements Transport {
     return out;
   }
 
+  private get isStatic(): boolean {
+    return !this.source.seeds?.length && !this.source.membership;
+  }
+
   private weight(endpoint: Endpoint, now: number): number {
     return endpoint.readySince === undefined ? this.options.warmupFloor : warmupWeight(endpoint.readySince, now, this.options.warmupMs, this.options.warmupFloor);
   }
 
-  private noCandidate(service: string, tried: Set<Endpoint>): RpcError {
+  private noCandidate(service: string | undefined, tried: Set<Endpoint>): RpcError {
     const all = [...this.endpoints.values()].filter((e) => !e.gone);
-    const offering = all.filter((e) => e.services === undefined || e.services.includes(service));
+    const offering = all.filter((e) => service === undefined || e.services === undefined || e.services.includes(service));
+    const what = service === undefined ? "nodes" : `nodes offering "${service}"`;
     let why: string;
     if (all.length === 0) why = "no node is known";
     else if (offering.length === 0) why = `no member offers the service "${service}"`;
-    else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} nodes offering "${service}" are draining or not ready`;
-    else if (tried.size > 0) why = `every node offering "${service}" refused or could not be reached (${tried.size} tried)`;
-    else why = `none of the ${offering.length} nodes offering "${service}" is reachable`;
+    else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} ${what} are draining or not ready`;
+    else if (tried.size > 0) why = `every one of the ${what} refused or could not be reached (${tried.size} tried)`;
+    else why = `none of the ${offering.length} ${what} is reachable`;
     return new RpcError(`No node to call: ${why}`, "UNAVAILABLE", { processed: false });
   }
 

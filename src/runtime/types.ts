@@ -5,6 +5,9 @@
  * every protocol decision lives in the core.
  */
 
+/** The process's two output streams. */
+export type OutputStream = "stdout" | "stderr";
+
 /** Callbacks a socket owner receives; the model is Bun's (`data`, `drain`, `end`, `close`). */
 export interface SocketHandlers {
   /** Bytes from the peer. The chunk is owned by the callee; it is not reused by the adapter. */
@@ -101,8 +104,10 @@ export interface Runtime {
   exit(code: number): never;
   /** A snapshot of the environment variables. */
   env(): Record<string, string>;
-  /** True when standard output is a terminal. */
-  stdoutIsTerminal(): boolean;
+  /** True when standard output (or standard error) is a terminal. */
+  isTerminal(stream: OutputStream): boolean;
+  /** Writes text to standard output or standard error as is (no newline added), all of it before returning. */
+  write(stream: OutputStream, text: string): void;
   /** Command-line arguments after the script (or the compiled binary). */
   args(): string[];
 }

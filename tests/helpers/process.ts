@@ -36,22 +36,40 @@ const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM:
 
 /** Spawns `src/main.ts` on a runtime with extra environment, and waits for its listening line. */
 export async function startNodeProcess(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): Promise<NodeProcess> {
-  const proc = spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto", ...env }, args);
+  const { command, args: base } = RUNNERS[runner];
+  return startCommand(runner, command, [...base, ...args], env);
+}
+
+/** `deno task serve`, as deno.json defines it (with its least permissions). */
+export const DENO_TASK = { command: `${ROOT}node_modules/.bin/deno`, args: ["task", "--quiet", "serve"] };
+
+/** Spawns `src/main.ts` on a runtime without waiting for anything. */
+export function spawnNode(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): NodeProcess {
+  const { command, args: base } = RUNNERS[runner];
+  if (runner === "binary" && !existsSync(command)) throw new Error(`${command} is missing: run "npm run build" (npm test builds it)`);
+  return spawnCommand(runner, command, [...base, ...args], env);
+}
+
+/** Starts any command that runs a node (such as `deno task serve`) and waits for its listening line. */
+export async function startCommand(label: string, command: string, args: string[], env: Record<string, string> = {}): Promise<NodeProcess> {
+  const proc = spawnCommand(label, command, args, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto", ...env });
   const listening = await proc.waitForLine((line) => typeof line.rpc === "string");
   proc.port = Number(String(listening.rpc).split(":").pop());
   if (typeof listening.http === "string") proc.httpPort = Number(listening.http.split(":").pop());
   return proc;
 }
 
-/** Spawns `src/main.ts` on a runtime without waiting for anything. */
-export function spawnNode(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): NodeProcess {
-  const { command, args: base } = RUNNERS[runner];
-  if (runner === "binary" && !existsSync(command)) throw new Error(`${command} is missing: run "npm run build" (npm test builds it)`);
-  const child = spawn(command, [...base, ...args], {
+/** A child in the repository root with a minimal environment, no standard input and piped output. */
+function spawnQuiet(command: string, args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+}
+
+function spawnCommand(runner: string, command: string, args: string[], env: Record<string, string>): NodeProcess {
+  const child = spawnQuiet(command, args, env);
   const lines: Record<string, unknown>[] = [];
   let stderr = "";
   let waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
@@ -114,4 +132,27 @@ export async function stopProcess(proc: NodeProcess | undefined): Promise<void> 
  */
 export function sendSignal(proc: NodeProcess, signal: "SIGTERM" | "SIGINT" | "SIGKILL"): void {
   process.kill(proc.child.pid!, signal);
+}
+
+/** What a command-line run printed, and its exit code. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ebb <args>` on a runtime (or the binary) to completion; `onStderr` sees standard error as it arrives. */
+export function runCli(runner: RunnerName, args: string[], env: Record<string, string> = {}, onStderr?: (text: string) => void): Promise<CliResult> {
+  const { command, args: base } = RUNNERS[runner];
+  const child = spawnQuiet(command, [...base, ...args], env);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (text: string) => (stdout += text));
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (text: string) => {
+    stderr += text;
+    onStderr?.(text);
+  });
+  return new Promise((resolve) => child.on("close", (code, signal) => resolve({ code: code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0), stdout, stderr })));
 }

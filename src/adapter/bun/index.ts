@@ -1,5 +1,6 @@
 /// <reference types="bun-types" />
-import type { Runtime, SignalName } from "../../runtime/types.ts";
+import type { OutputStream, Runtime, SignalName } from "../../runtime/types.ts";
+import { writeSync } from "node:fs";
 import { serve } from "./http.ts";
 import { connect, listen } from "./tcp.ts";
 
@@ -24,8 +25,12 @@ export function createBunRuntime(): Runtime {
     args() {
       return Bun.argv.slice(2);
     },
-    stdoutIsTerminal() {
-      return process.stdout.isTTY === true;
+    isTerminal(stream: OutputStream) {
+      return process[stream].isTTY === true;
+    },
+    write(stream: OutputStream, text: string) {
+      // fs.writeSync on the stream's descriptor: complete and in order with console output.
+      writeSync(stream === "stdout" ? 1 : 2, text);
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { Runtime, SignalName } from "../../runtime/types.ts";
+import type { OutputStream, Runtime, SignalName } from "../../runtime/types.ts";
 import { serve } from "./http.ts";
 import { connect, listen } from "./tcp.ts";
 
@@ -24,8 +24,12 @@ export function createDenoRuntime(): Runtime {
     args() {
       return [...Deno.args];
     },
-    stdoutIsTerminal() {
-      return Deno.stdout.isTerminal();
+    isTerminal(stream: OutputStream) {
+      return Deno[stream].isTerminal();
+    },
+    write(stream: OutputStream, text: string) {
+      const bytes = new TextEncoder().encode(text);
+      for (let written = 0; written < bytes.byteLength; ) written += Deno[stream].writeSync(bytes.subarray(written));
     },
   };
 }

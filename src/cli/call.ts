@@ -1,0 +1,55 @@
+import { z } from "zod";
+import { createClusterClient } from "../cluster/client.ts";
+import { RpcError } from "../rpc/errors.ts";
+import { defineCommand, jsonText, UsageError, wholeNumber } from "./command.ts";
+import { clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+
+/** `ebb call <method> [json]`: one call through the cluster client, the result as JSON. */
+export const callCommand = defineCommand({
+  name: "call",
+  summary: "call one method and print its result as JSON",
+  usage: ["call <method> [json] [--addr host:port | --seeds host:port,...]"],
+  options: {
+    ...TARGET_OPTIONS,
+    timeout: { type: "string", value: "ms", description: "deadline of the call (default 10000)" },
+  },
+  flags: z.object({ ...targetFlags, timeout: wholeNumber(1).default(10_000) }),
+  details: `The input is one JSON value (omit it for methods without input). The result is printed
+as JSON on standard output. A failed call prints its code and message on standard error
+and exits 1; a usage mistake exits 2. Examples:
+  ebb call demo.echo '{"hello":"world"}' --addr 127.0.0.1:7400
+  ebb call demo.sleep '{"ms":100}' --seeds 10.0.0.5:7400
+  ebb call '$info' --addr 127.0.0.1:7400`,
+  async run(runtime, flags, positionals) {
+    const [method, input, ...extra] = positionals;
+    if (!method) throw new UsageError("name the method to call, e.g. ebb call demo.echo '{\"x\":1}'");
+    if (extra.length > 0) throw new UsageError(`one JSON input at most; also got ${extra.map((e) => JSON.stringify(e)).join(" ")} (quote the JSON)`);
+    let params: unknown;
+    if (input !== undefined) {
+      const parsed = jsonText.safeParse(input);
+      if (!parsed.success) throw new UsageError(`the input ${parsed.error.issues[0]!.message}`);
+      params = parsed.data;
+    }
+    const target = resolveTarget(flags, runtime.env());
+    const cluster = createClusterClient({ ...clusterOptions(target), runtime, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
+    try {
+      const result = await cluster.call(method, params);
+      runtime.write("stdout", `${toJson(result ?? null)}\n`);
+      return 0;
+    } catch (thrown) {
+      const error = RpcError.from(thrown);
+      const lines = [`${error.code}: ${error.rawMessage}`];
+      if (error.processed === false) lines.push("(not processed: no handler ran)");
+      if (error.data !== undefined) lines.push(`data: ${toJson(error.data)}`);
+      runtime.write("stderr", `${lines.join("\n")}\n`);
+      return 1;
+    } finally {
+      cluster.close();
+    }
+  },
+});
+
+/** JSON for what msgpack may carry: bigints as strings, bytes as arrays of numbers. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Array.from(v) : v), 2);
+}

@@ -1,0 +1,43 @@
+import type { ClusterClientOptions } from "../cluster/client.ts";
+import { DEFAULTS } from "../config/schema.ts";
+import { addressList, type OptionSpec, UsageError } from "./command.ts";
+
+/** `--addr` and `--seeds`: which nodes a client command talks to. */
+export const TARGET_OPTIONS: Record<string, OptionSpec> = {
+  addr: { type: "string", value: "host:port,...", description: "call these nodes directly (no discovery)" },
+  seeds: { type: "string", value: "host:port,...", description: "discover the cluster through these nodes (default: EBB_SEEDS)" },
+};
+
+/** The flags' part that names the target. */
+export const targetFlags = { addr: addressList.optional(), seeds: addressList.optional() };
+
+/** Where a client command sends its calls. */
+export interface Target {
+  mode: "addr" | "seeds";
+  addresses: string[];
+  /** For messages: `seeds 127.0.0.1:7400`. */
+  label: string;
+}
+
+/**
+ * `--addr` wins, then `--seeds`, then `EBB_SEEDS`; with none of them, the
+ * default RPC port on this machine.
+ */
+export function resolveTarget(flags: { addr?: string[]; seeds?: string[] }, env: Record<string, string | undefined>): Target {
+  if (flags.addr && flags.seeds) throw new UsageError("give --addr or --seeds, not both");
+  let target: Target;
+  if (flags.addr) target = { mode: "addr", addresses: flags.addr, label: "" };
+  else if (flags.seeds) target = { mode: "seeds", addresses: flags.seeds, label: "" };
+  else if (env.EBB_SEEDS) {
+    const parsed = addressList.safeParse(env.EBB_SEEDS);
+    if (!parsed.success) throw new UsageError(`EBB_SEEDS="${env.EBB_SEEDS}" must be comma-separated host:port pairs`);
+    target = { mode: "seeds", addresses: parsed.data, label: "" };
+  } else target = { mode: "addr", addresses: [`127.0.0.1:${DEFAULTS.rpcPort}`], label: "" };
+  target.label = `${target.mode} ${target.addresses.join(",")}`;
+  return target;
+}
+
+/** The cluster client options that reach `target`. */
+export function clusterOptions(target: Target): ClusterClientOptions {
+  return target.mode === "addr" ? { addresses: target.addresses } : { seeds: target.addresses };
+}

@@ -1,0 +1,178 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import type { BenchSummary } from "../../src/cli/bench.ts";
+import { DESCRIPTIONS } from "../../src/config/schema.ts";
+import { createClient } from "../../src/rpc/client.ts";
+import { demo } from "../../src/demo/demo.ts";
+import { connectChannel } from "../helpers/net.ts";
+import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, type RunnerName, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
+
+/** Two nodes on `runner`, b joined through a, each seeing the other ready. */
+async function startPair(runner: RunnerName): Promise<[NodeProcess, NodeProcess]> {
+  const a = await startNodeProcess(runner, { ...FAST, EBB_NODE_ID: "a" });
+  const b = await startNodeProcess(runner, { ...FAST, EBB_NODE_ID: "b", EBB_SEEDS: `127.0.0.1:${a.port}` });
+  const seesReady = (proc: NodeProcess, id: string) => proc.waitForLine((l) => l.member === id && l.memberState === "ready");
+  await Promise.all([seesReady(a, "b"), seesReady(b, "a")]);
+  return [a, b];
+}
+
+for (const runner of RUNNER_NAMES) {
+  test(`${runner}: ebb --help, <command> --help and --version; usage mistakes exit 2 with the reason`, async () => {
+    const [help, callHelp, membersHelp, benchHelp, serveHelp, version, unknown, noMethod, badFlag, badRate, both] = await Promise.all([
+      runCli(runner, ["--help"]),
+      runCli(runner, ["call", "--help"]),
+      runCli(runner, ["members", "--help"]),
+      runCli(runner, ["bench", "--help"]),
+      runCli(runner, ["serve", "--help"]),
+      runCli(runner, ["--version"]),
+      runCli(runner, ["frobnicate"]),
+      runCli(runner, ["call"]),
+      runCli(runner, ["call", "demo.echo", "--adr", "127.0.0.1:1"]),
+      runCli(runner, ["bench", "--rate", "fast"]),
+      runCli(runner, ["bench", "--rate", "5", "--concurrency", "2"]),
+    ]);
+    assert.equal(help.code, 0);
+    for (const name of ["serve", "call", "members", "bench"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
+    for (const variable of Object.keys(DESCRIPTIONS)) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
+    assert.match(callHelp.stdout, /^Usage: ebb call <method> \[json\]/m);
+    assert.match(callHelp.stdout, /--addr <host:port,...>/);
+    assert.match(membersHelp.stdout, /^Usage: ebb members/m);
+    for (const option of ["--rate", "--concurrency", "--duration", "--json", "--method", "--input"]) assert.match(benchHelp.stdout, new RegExp(option));
+    assert.match(serveHelp.stdout, /EBB_SHUTDOWN_TIMEOUT_MS/);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, new RegExp(`^ebb \\d+\\.\\d+\\.\\d+ \\((bun|deno) `));
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"; the commands are serve, call, members, bench/);
+    assert.equal(noMethod.code, 2);
+    assert.match(noMethod.stderr, /^ebb call: name the method to call/);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /^ebb call: Unknown option '--adr'/);
+    assert.equal(badRate.code, 2);
+    assert.match(badRate.stderr, /--rate must be a whole number/);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /give --rate or --concurrency, not both/);
+  });
+
+  test(`${runner}: ebb call prints results as JSON, and errors as code and message with exit 1`, async () => {
+    const [a, b] = await startPair(runner);
+    try {
+      const addr = `127.0.0.1:${a.port}`;
+      const [echo, viaSeeds, info, missing, invalid, badJson, unreachable] = await Promise.all([
+        runCli(runner, ["call", "demo.echo", '{"hello":["wörld",1,null]}', "--addr", addr]),
+        runCli(runner, ["call", "demo.sleep", '{"ms":5}', "--seeds", `127.0.0.1:${b.port}`]),
+        runCli(runner, ["call", "$info", "--addr", addr]),
+        runCli(runner, ["call", "demo.nope", "{}", "--addr", addr]),
+        runCli(runner, ["call", "demo.sleep", '{"ms":"soon"}', "--addr", addr]),
+        runCli(runner, ["call", "demo.echo", "{oops", "--addr", addr]),
+        // A port nothing listens on: the one just freed by nobody is not knowable, so use port 1.
+        runCli(runner, ["call", "demo.echo", "{}", "--addr", "127.0.0.1:1"]),
+      ]);
+      assert.equal(echo.code, 0, echo.stderr);
+      assert.deepEqual(JSON.parse(echo.stdout), { hello: ["wörld", 1, null] });
+      assert.equal(viaSeeds.code, 0, viaSeeds.stderr);
+      assert.ok((JSON.parse(viaSeeds.stdout) as { sleptMs: number }).sleptMs >= 4);
+      assert.equal(info.code, 0, info.stderr);
+      assert.equal((JSON.parse(info.stdout) as { node: string }).node, "a");
+      assert.equal(missing.code, 1);
+      assert.equal(missing.stdout, "");
+      assert.match(missing.stderr, /^METHOD_NOT_FOUND: /);
+      assert.equal(invalid.code, 1);
+      assert.match(invalid.stderr, /^INVALID_PARAMS: .*ms/);
+      assert.match(invalid.stderr, /^data: \[/m);
+      assert.equal(badJson.code, 2);
+      assert.match(badJson.stderr, /the input is not valid JSON/);
+      assert.equal(unreachable.code, 1);
+      assert.match(unreachable.stderr, /^UNAVAILABLE: No node to call/);
+      assert.match(unreachable.stderr, /not processed: no handler ran/);
+    } finally {
+      await Promise.all([stopProcess(a), stopProcess(b)]);
+    }
+  });
+
+  test(`${runner}: ebb members shows the cluster as a table or JSON, skipping a seed that does not answer`, async () => {
+    const [a, b] = await startPair(runner);
+    try {
+      const seeds = `127.0.0.1:1,127.0.0.1:${b.port}`;
+      const [table, json, none] = await Promise.all([
+        runCli(runner, ["members", "--seeds", seeds]),
+        runCli(runner, ["members", "--addr", `127.0.0.1:${a.port}`, "--json"]),
+        runCli(runner, ["members", "--seeds", "127.0.0.1:1"]),
+      ]);
+      assert.equal(table.code, 0, table.stderr);
+      const lines = table.stdout.trimEnd().split("\n");
+      assert.match(lines[0]!, /^ID\s+ADDRESS\s+STATUS\s+LIFECYCLE\s+SERVICES\s+INCARNATION\s+AGE$/);
+      assert.match(lines[1]!, new RegExp(`^a\\s+127\\.0\\.0\\.1:${a.port}\\s+alive\\s+ready\\s+demo\\s+\\d+\\s+\\d+(ms|s)$`));
+      assert.match(lines[2]!, new RegExp(`^b\\s+127\\.0\\.0\\.1:${b.port}\\s+alive\\s+ready\\s+demo\\s+\\d+\\s+\\d+(ms|s)$`));
+      assert.equal(lines.at(-1), `2 members as seen by b (127.0.0.1:${b.port})`);
+      assert.equal(json.code, 0, json.stderr);
+      const view = JSON.parse(json.stdout) as { node: string; members: { id: string; status: string }[] };
+      assert.equal(view.node, "a");
+      assert.deepEqual(view.members.map((m) => `${m.id}:${m.status}`).sort(), ["a:alive", "b:alive"]);
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /^UNAVAILABLE: no node answered\n {2}127\.0\.0\.1:1: /);
+    } finally {
+      await Promise.all([stopProcess(a), stopProcess(b)]);
+    }
+  });
+
+  test(`${runner}: ebb bench runs at a fixed concurrency or rate across the cluster, with plain progress lines off a terminal`, async () => {
+    const [a, b] = await startPair(runner);
+    try {
+      const seeds = `127.0.0.1:${a.port}`;
+      const progress: string[] = [];
+      const [closed, open] = await Promise.all([
+        runCli(runner, ["bench", "--seeds", seeds, "--concurrency", "4", "--duration", "1500ms"], {}, (text) => progress.push(text)),
+        runCli(runner, ["bench", "--seeds", seeds, "--method", "demo.sleep", "--input", '{"ms":2}', "--rate", "200", "--duration", "1s", "--json"]),
+      ]);
+      assert.equal(closed.code, 0, closed.stderr);
+      const out = closed.stdout.split("\n");
+      assert.match(out[0]!, /^ebb bench: demo\.echo, concurrency 4, 1\.\d s, seeds /);
+      assert.match(out[2]!, /^calls\s+ok\s+errors\s+calls\/s\s+p50\s+p90\s+p99\s+max$/);
+      const [calls, ok, errors] = out[3]!.split(/\s+/);
+      assert.ok(Number(calls!.replaceAll(",", "")) > 100, out[3]);
+      assert.equal(calls, ok);
+      assert.equal(errors, "0");
+      assert.match(closed.stdout, /^errors\s+none$/m);
+      assert.match(closed.stdout, /^nodes\s+a [\d,]+ \([\d.]+%\), b [\d,]+ \([\d.]+%\)$/m);
+      // Not a terminal: whole lines, never rewritten in place.
+      const stderr = progress.join("");
+      assert.ok(!stderr.includes("\r"), "no carriage returns off a terminal");
+      assert.match(stderr, /^\s+1\.\ds\s+[\d,]+ calls\/s {2}0 errors {2}p99 [\d.]+ ms {2}\d+ in flight$/m);
+
+      assert.equal(open.code, 0, open.stderr);
+      const summary = JSON.parse(open.stdout) as BenchSummary;
+      assert.equal(summary.mode, "rate");
+      assert.equal(summary.rate, 200);
+      assert.equal(summary.calls, 200, "an open model starts exactly rate x duration calls");
+      assert.equal(summary.ok, 200);
+      assert.deepEqual(summary.errors, {});
+      assert.ok(summary.latencyMs.p50 >= 2, `p50 ${summary.latencyMs.p50} ms for 2 ms sleeps`);
+      assert.deepEqual(Object.keys(summary.nodes).sort(), ["a", "b"]);
+    } finally {
+      await Promise.all([stopProcess(a), stopProcess(b)]);
+    }
+  });
+}
+
+test("deno task serve runs the node with only --allow-net and --allow-env, serves, and drains on SIGTERM", async () => {
+  const task = (JSON.parse(readFileSync(`${ROOT}deno.json`, "utf8")) as { tasks: Record<string, string> }).tasks.serve!;
+  const flags = task.split(/\s+/).filter((word) => word.startsWith("-"));
+  assert.deepEqual(flags, ["--allow-net", "--allow-env"], `least permissions in "${task}"`);
+  const proc = await startCommand("deno task", DENO_TASK.command, DENO_TASK.args, { EBB_NODE_ID: "task-node" });
+  try {
+    const channel = await connectChannel(proc.port);
+    assert.deepEqual(await createClient(demo, channel).echo({ via: "deno task" }), { via: "deno task" });
+    channel.close();
+    const ready = await fetch(`http://127.0.0.1:${proc.httpPort}/readyz`);
+    assert.equal(ready.status, 200);
+    await ready.body?.cancel();
+    sendSignal(proc, "SIGTERM");
+    assert.equal(await proc.exited, 0);
+    assert.ok(proc.lines.some((l) => String(l.msg).startsWith("stopped: drained")), "the node itself drained");
+  } finally {
+    await stopProcess(proc);
+  }
+});
