@@ -238,7 +238,10 @@ export class ClusterClient implements Transport {
     if (all.length === 0) why = "no node is known";
     else if (offering.length === 0) why = `no member offers the service "${service}"`;
     else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} ${what} are draining or not ready`;
-    else if (tried.size > 0) why = `every one of the ${what} refused or could not be reached (${tried.size} tried)`;
+    else if (tried.size > 0) {
+      const addrs = [...tried].map((e) => e.addr);
+      why = `every one of the ${what} refused or could not be reached (tried ${addrs.slice(0, 3).join(", ")}${addrs.length > 3 ? ` and ${addrs.length - 3} more` : ""})`;
+    }
     else why = `none of the ${offering.length} ${what} is reachable`;
     return new RpcError(`No node to call: ${why}`, "UNAVAILABLE", { processed: false });
   }

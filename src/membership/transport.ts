@@ -27,12 +27,19 @@ export class RpcSwimTransport implements SwimTransport {
   ) {}
 
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void {
-    void this.channel(to).then((channel) => {
+    // A join goes to a seed, often a DNS name for many nodes (a Kubernetes headless
+    // Service): a new connection each time resolves it again, so a node whose first
+    // try reached itself (or a dying pod) reaches another on the next.
+    const join = message.t === "sync" && message.join === true;
+    void (join ? this.open(to) : this.channel(to)).then((channel) => {
       if (!channel) return onReply(undefined);
-      channel.request(`$swim.${message.t}`, [message], { timeoutMs }).then(
-        (reply) => onReply(isSwimMessage(reply) ? reply : undefined),
-        () => onReply(undefined),
-      );
+      channel
+        .request(`$swim.${message.t}`, [message], { timeoutMs })
+        .then(
+          (reply) => onReply(isSwimMessage(reply) ? reply : undefined),
+          () => onReply(undefined),
+        )
+        .finally(() => join && channel.close());
     });
   }
 
@@ -47,24 +54,30 @@ export class RpcSwimTransport implements SwimTransport {
     this.channels.clear();
   }
 
-  private channel(address: string): Promise<Channel | undefined> {
+  /** A new connection to `address`, or undefined when it cannot be reached. */
+  private open(address: string, onClose?: () => void): Promise<Channel | undefined> {
     if (this.closed) return Promise.resolve(undefined);
-    const existing = this.channels.get(address);
-    if (existing) return existing;
     const [host, port] = splitAddress(address);
-    const opening = Channel.connect(this.runtime, {
+    return Channel.connect(this.runtime, {
       host,
       port,
       maxMessageBytes: this.maxMessageBytes,
       // Members keep talking to a draining member until it has left.
       ignoreGoaway: true,
-      onClose: () => {
-        if (this.channels.get(address) === opening) this.channels.delete(address);
-      },
+      onClose,
     }).catch((error: unknown) => {
       this.log.debug("membership cannot reach a member", { address, error: error instanceof Error ? error.message : String(error) });
-      this.channels.delete(address);
+      onClose?.();
       return undefined;
+    });
+  }
+
+  private channel(address: string): Promise<Channel | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const existing = this.channels.get(address);
+    if (existing) return existing;
+    const opening = this.open(address, () => {
+      if (this.channels.get(address) === opening) this.channels.delete(address);
     });
     this.channels.set(address, opening);
     return opening;

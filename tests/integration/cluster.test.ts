@@ -1,5 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { silentLogger } from "../../src/log.ts";
+import { RpcSwimTransport } from "../../src/membership/transport.ts";
+import type { SwimMessage } from "../../src/membership/types.ts";
+import { runtime, startTestNode } from "../helpers/net.ts";
 import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
@@ -62,5 +66,26 @@ test("five members on Bun, Deno and the binary join through one seed, detect a k
     console.log(`membership on loopback: kill -9 detected by all in ${detection} ms; drain+leave seen by all in ${leaveMs} ms`);
   } finally {
     for (const proc of procs) await stopProcess(proc);
+  }
+});
+
+test("a join opens a new connection each time, so a seed given as a DNS name is resolved again; other membership traffic is pooled", async () => {
+  const seed = await startTestNode(() => {}, { nodeId: "seed" });
+  const transport = new RpcSwimTransport(runtime, silentLogger, 1 << 20);
+  try {
+    const address = `localhost:${seed.port}`;
+    const ask = (message: SwimMessage) => new Promise<SwimMessage | undefined>((resolve) => transport.request(address, message, 2_000, resolve));
+    const before = seed.node.stats.accepted;
+    for (let i = 0; i < 2; i++) {
+      const answer = await ask({ t: "sync", from: "joiner", join: true, state: [] });
+      assert.equal(answer?.t, "sync");
+      assert.ok(answer?.t === "sync" && answer.state?.some((u) => u.id === "seed"), "the seed answers with its state");
+    }
+    assert.equal(seed.node.stats.accepted, before + 2, "one connection per join");
+    for (let i = 0; i < 3; i++) assert.equal((await ask({ t: "ping", from: "joiner", target: "seed" }))?.t, "ack");
+    assert.equal(seed.node.stats.accepted, before + 3, "pings share one pooled connection");
+  } finally {
+    transport.close();
+    await seed.close();
   }
 });
