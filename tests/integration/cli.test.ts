@@ -1,12 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { BenchSummary } from "../../src/cli/bench.ts";
 import { DESCRIPTIONS } from "../../src/config/schema.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
-import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, type RunnerName, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
 
@@ -174,5 +175,37 @@ test("deno task serve runs the node with only --allow-net and --allow-env, serve
     assert.ok(proc.lines.some((l) => String(l.msg).startsWith("stopped: drained")), "the node itself drained");
   } finally {
     await stopProcess(proc);
+  }
+});
+
+/** Runs `ebb <args>` with its output on a real terminal: script(1) gives it a pty. */
+async function onTerminal(runner: RunnerName, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+  const { command, args: base } = RUNNERS[runner];
+  const words = ["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), command, ...base, ...args];
+  const child = spawn("script", ["-qec", words.map((word) => `'${word}'`).join(" "), "/dev/null"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (text: string) => (output += text));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, output };
+}
+
+test("on a terminal (a real pty from script(1)), ebb bench rewrites one progress line in place and logs are readable lines, on Bun, Deno and the binary", async () => {
+  const node = await startNodeProcess("bun", { EBB_NODE_ID: "pty" });
+  try {
+    for (const runner of RUNNER_NAMES) {
+      const bench = await onTerminal(runner, ["bench", "--addr", `127.0.0.1:${node.port}`, "--duration", "700ms", "--concurrency", "2"]);
+      assert.equal(bench.code, 0, `${runner}: ${bench.output}`);
+      assert.match(bench.output, /\r\x1b\[2K\s+0\.\ds\s+[\d,]+ calls\/s {2}0 errors/, `${runner}: progress rewritten in place`);
+      assert.match(bench.output, /\r\x1b\[2Kebb bench: demo\.echo, concurrency 2/, `${runner}: the line is cleared before the summary`);
+      // EBB_LOG_FORMAT=auto: pretty on a terminal. A startup hook that times out makes the node exit 3 by itself.
+      const serve = await onTerminal(runner, ["serve"], { NO_COLOR: "1", EBB_NODE_ID: "tty", EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0", EBB_DEMO_WARMUP_MS: "5000", EBB_STARTUP_TIMEOUT_MS: "1" });
+      assert.equal(serve.code, 3, `${runner}: ${serve.output}`);
+      assert.match(serve.output, /^\S+Z INFO +tty listening on 127\.0\.0\.1:\d+/m, `${runner}: ${serve.output}`);
+      assert.match(serve.output, /^\S+Z ERROR +tty Startup hook "demo-warmup" timed out/m);
+      assert.doesNotMatch(serve.output, /^\{/m, "no JSON lines on a terminal");
+    }
+  } finally {
+    await stopProcess(node);
   }
 });
