@@ -146,7 +146,7 @@ export function createNode(options: NodeOptions): EbbNode {
     const out: Sample[] = [];
     for (const [method, byCode] of dispatcher.answers) for (const [code, n] of byCode) out.push(["ebb_calls_total", { method, code }, n]);
     out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
-    out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount]);
+    out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount], ["ebb_overloaded_total", {}, overloadedCount]);
     out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);
     const retries = new Map<string, number>();
     let clientCalls = 0;
@@ -156,6 +156,10 @@ export function createNode(options: NodeOptions): EbbNode {
       for (const [reason, n] of Object.entries(m.retries)) retries.set(reason, (retries.get(reason) ?? 0) + n);
     }
     out.push(["ebb_client_calls_total", {}, clientCalls]);
+    // The share each callable node gets during its warm-up, as this node's clients weigh it (the highest of them).
+    const weights = new Map<string, number>();
+    for (const cluster of clusterClients) for (const c of cluster.candidates()) weights.set(c.id, Math.max(weights.get(c.id) ?? 0, c.weight));
+    for (const [id, weight] of weights) out.push(["ebb_client_weight", { node: id }, weight]);
     for (const [reason, n] of retries) out.push(["ebb_client_retries_total", { reason }, n]);
     const byStatus: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
     for (const member of membership?.list() ?? []) byStatus[member.status] = (byStatus[member.status] ?? 0) + 1;
@@ -164,6 +168,16 @@ export function createNode(options: NodeOptions): EbbNode {
     out.push(["ebb_drain_seconds", {}, drainStartedAt === undefined ? 0 : (Date.now() - drainStartedAt) / 1000]);
     out.push(["ebb_event_loop_lag_seconds", {}, lastLagMs / 1000], ["ebb_membership_health_score", {}, membership?.healthScore ?? 0]);
     return out;
+  };
+
+  /** EBB_MAX_INFLIGHT: past the limit, a new request is refused unprocessed, so the caller tries another node. */
+  let overloadedCount = 0;
+  const overloaded = (): RpcError | undefined => {
+    if (config.maxInflight === 0 || inflight.count < config.maxInflight) return undefined;
+    overloadedCount++;
+    return new RpcError(`Node ${config.nodeId} has ${inflight.count} requests in flight, its limit (EBB_MAX_INFLIGHT)`, "OVERLOADED", {
+      data: { inflight: inflight.count, limit: config.maxInflight },
+    });
   };
 
   /** Answers a `$swim.*` request through the membership. */
@@ -177,7 +191,7 @@ export function createNode(options: NodeOptions): EbbNode {
     router,
     log,
     hooks: {
-      admit: () => lifecycle.admit(),
+      admit: () => lifecycle.admit() ?? overloaded(),
       enter: () => inflight.enter(),
       leave: () => inflight.leave(),
     },
@@ -344,7 +358,7 @@ export function createNode(options: NodeOptions): EbbNode {
       return () => memberListeners.delete(listener);
     },
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime, log, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime, log, warmupMs: config.warmupMs, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },

@@ -12,6 +12,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   drainDelayMs: number;
   startupTimeoutMs: number;
+  /** Warm-up window of the node's cluster clients (`node.client()`). */
+  warmupMs: number;
+  /** Requests in flight beyond this are answered OVERLOADED; 0: no limit. */
+  maxInflight: number;
   demoWarmupMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "pretty" | "auto";
@@ -67,6 +71,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownTimeoutMs: c.EBB_SHUTDOWN_TIMEOUT_MS,
     drainDelayMs: c.EBB_DRAIN_DELAY_MS,
     startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
+    warmupMs: c.EBB_WARMUP_MS,
+    maxInflight: c.EBB_MAX_INFLIGHT,
     demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
     demoRecord: c.EBB_DEMO_RECORD === "1" || c.EBB_DEMO_RECORD === "true",
     logLevel: c.EBB_LOG_LEVEL,

@@ -9,6 +9,8 @@ export const DEFAULTS = {
   shutdownTimeoutMs: 10_000, // EBB_SHUTDOWN_TIMEOUT_MS: drain waits this long for calls in flight, then cancels them
   drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
+  warmupMs: 10_000, // EBB_WARMUP_MS: this node's cluster clients ramp a newly ready node's share over this window
+  maxInflight: 10_000, // EBB_MAX_INFLIGHT: more requests in flight than this are answered OVERLOADED (processed false); 0: no limit
   demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
   logLevel: "info", // EBB_LOG_LEVEL: debug, info, warn or error
   logFormat: "auto", // EBB_LOG_FORMAT: json, pretty, or auto (pretty on a terminal, JSON lines otherwise)
@@ -53,6 +55,8 @@ export const ConfigSchema = z.object({
   EBB_SHUTDOWN_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.shutdownTimeoutMs),
   EBB_DRAIN_DELAY_MS: milliseconds(3_600_000).default(DEFAULTS.drainDelayMs),
   EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
+  EBB_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.warmupMs),
+  EBB_MAX_INFLIGHT: integer(0, 10_000_000).default(DEFAULTS.maxInflight),
   EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
   EBB_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default(DEFAULTS.logLevel),
   EBB_LOG_FORMAT: z.enum(["json", "pretty", "auto"], { error: "must be json, pretty or auto" }).default(DEFAULTS.logFormat),
@@ -85,6 +89,8 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_SHUTDOWN_TIMEOUT_MS: `how long draining waits for calls in flight before cancelling them (default ${DEFAULTS.shutdownTimeoutMs})`,
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
+  EBB_WARMUP_MS: `this node's cluster clients ramp a newly ready node's share of calls over this window (default ${DEFAULTS.warmupMs})`,
+  EBB_MAX_INFLIGHT: `requests in flight beyond this are answered OVERLOADED, processed false (try elsewhere); 0: no limit (default ${DEFAULTS.maxInflight})`,
   EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
   EBB_LOG_LEVEL: `least severe log level written: debug, info, warn, error (default ${DEFAULTS.logLevel})`,
   EBB_LOG_FORMAT: `json, pretty, or auto: pretty on a terminal, JSON lines otherwise (default ${DEFAULTS.logFormat})`,

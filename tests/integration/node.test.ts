@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { configWith, type Config } from "../../src/config/load.ts";
 import { StartupError } from "../../src/lifecycle/startup.ts";
 import type { LifecycleState } from "../../src/lifecycle/state.ts";
+import { createClusterClient } from "../../src/cluster/client.ts";
 import { createNode, type EbbNode } from "../../src/node.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
@@ -287,5 +288,66 @@ test("the gateway takes and answers msgpack bodies, refuses bad and oversized bo
     assert.deepEqual(await after.json(), { result: 4 });
   } finally {
     await node.shutdown();
+  }
+});
+
+test("past EBB_MAX_INFLIGHT a request is answered OVERLOADED, processed false, and cluster clients take it to another node", async () => {
+  const { node: full } = newNode({ nodeId: "full", maxInflight: 2 });
+  const { node: spare } = newNode({ nodeId: "spare" });
+  await Promise.all([full.start(), spare.start()]);
+  const cluster = createClusterClient({ runtime, addresses: [`127.0.0.1:${full.rpcAddress.port}`, `127.0.0.1:${spare.rpcAddress.port}`] });
+  const alone = createClusterClient({ runtime, addresses: [`127.0.0.1:${full.rpcAddress.port}`] });
+  try {
+    const channel = await connectChannel(full.rpcAddress.port);
+    const api = createClient(probe, channel);
+    // Two calls hold the node at its limit until this test cancels them.
+    const release = new AbortController();
+    const held = ["full-1", "full-2"].map((tag) => api.wait({ ms: 60_000, tag }, { signal: release.signal }).catch((e: unknown) => RpcError.from(e).code));
+    await Promise.all([probeReached("full-1", "started"), probeReached("full-2", "started")]);
+    const refused = await rejectsWith(api.add({ a: 1, b: 1 }), "OVERLOADED");
+    assert.equal(refused.processed, false);
+    assert.deepEqual(refused.data, { inflight: 2, limit: 2 });
+    const http = await fetch(`http://127.0.0.1:${full.httpAddress!.port}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 1, b: 1 }) });
+    assert.equal(http.status, 503);
+    assert.equal(((await http.json()) as { error: { code: string } }).error.code, "OVERLOADED");
+    // A client that knows only the full node: tried once, retried nowhere, told why.
+    await rejectsWith(alone.call("probe.add", { a: 1, b: 1 }), "UNAVAILABLE");
+    assert.deepEqual(alone.metrics().retries, { overloaded: 1 });
+    // With a spare node every call succeeds; each one sent to the full node went on to the spare.
+    for (let i = 0; i < 20; i++) assert.equal(await cluster.call("probe.add", { a: i, b: 1 }), i + 1);
+    const metrics = cluster.metrics();
+    assert.equal(metrics.retries.overloaded ?? 0, metrics.sentByNode[`127.0.0.1:${full.rpcAddress.port}`] ?? 0);
+    assert.equal(metrics.sentByNode[`127.0.0.1:${spare.rpcAddress.port}`], 20);
+    release.abort();
+    assert.deepEqual(await Promise.all(held), ["CANCELLED", "CANCELLED"]);
+    await Promise.all([probeReached("full-1", "aborted"), probeReached("full-2", "aborted")]);
+    // Below the limit again: served.
+    assert.equal(await api.add({ a: 2, b: 2 }), 4);
+    const text = await (await fetch(`http://127.0.0.1:${full.httpAddress!.port}/metrics`)).text();
+    const overloaded = Number(/^ebb_overloaded_total (\d+)$/m.exec(text)?.[1]);
+    assert.equal(overloaded, 3 + (metrics.retries.overloaded ?? 0), "direct, HTTP, the lone client and every cluster retry");
+    channel.close();
+  } finally {
+    cluster.close();
+    alone.close();
+    await Promise.all([full.shutdown(), spare.shutdown()]);
+  }
+});
+
+test("EBB_WARMUP_MS sets the ramp of the node's own cluster clients, reported as ebb_client_weight", async () => {
+  const { node: slow } = newNode({ nodeId: "slow-ramp", warmupMs: 600_000 });
+  const { node: none } = newNode({ nodeId: "no-ramp", warmupMs: 0 });
+  await Promise.all([slow.start(), none.start()]);
+  try {
+    for (const node of [slow, none]) assert.equal(await node.client(probe).add({ a: 1, b: 2 }), 3);
+    const weight = async (node: EbbNode) => {
+      const text = await (await fetch(`http://127.0.0.1:${node.httpAddress!.port}/metrics`)).text();
+      return Number(new RegExp(`^ebb_client_weight\\{node="${node.id}"\\} (\\S+)$`, "m").exec(text)?.[1]);
+    };
+    const ramping = await weight(slow);
+    assert.ok(ramping >= 0.1 && ramping < 0.11, `weight ${ramping} at the start of a 10-minute ramp`);
+    assert.equal(await weight(none), 1);
+  } finally {
+    await Promise.all([slow.shutdown(), none.shutdown()]);
   }
 });

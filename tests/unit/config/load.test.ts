@@ -8,6 +8,8 @@ test("loadConfig takes the documented defaults when nothing is set", () => {
   assert.equal(config.host, DEFAULTS.host);
   assert.equal(config.rpcPort, 7400);
   assert.equal(config.maxMessageBytes, 8 * 1024 * 1024);
+  assert.equal(config.warmupMs, 10_000);
+  assert.equal(config.maxInflight, 10_000);
   assert.match(config.nodeId, /^n-[0-9a-f]{6}$/);
 });
 
@@ -22,6 +24,8 @@ test("loadConfig reads every variable", () => {
     EBB_DRAIN_DELAY_MS: "100",
     EBB_STARTUP_TIMEOUT_MS: "5000",
     EBB_DEMO_WARMUP_MS: "10",
+    EBB_WARMUP_MS: "30000",
+    EBB_MAX_INFLIGHT: "0",
   });
   const { seeds, advertise, swim, ...rest } = config;
   assert.deepEqual(seeds, []);
@@ -37,6 +41,8 @@ test("loadConfig reads every variable", () => {
     drainDelayMs: 100,
     startupTimeoutMs: 5000,
     demoWarmupMs: 10,
+    warmupMs: 30_000,
+    maxInflight: 0,
     demoRecord: false,
     logLevel: "info",
     logFormat: "auto",
