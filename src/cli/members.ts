@@ -39,7 +39,7 @@ status change, by the answering node's clock). Exits 1 when no node answers.`,
         if (flags.json) {
           runtime.write("stdout", `${toJson({ node: ping.node, addr, members })}\n`);
         } else {
-          runtime.write("stdout", `${membersTable(members, ping.time)}\n\n${members.length} members as seen by ${ping.node} (${addr})\n`);
+          runtime.write("stdout", `${membersTable(members, ping.time)}\n\n${members.length} member${members.length === 1 ? "" : "s"} as seen by ${ping.node} (${addr})\n`);
         }
         return 0;
       } catch (error) {
