@@ -212,6 +212,17 @@ export function createNode(options: NodeOptions): EbbNode {
     },
   });
 
+  /** Opens a listener; a failure names the listener, address and variable (a port in use is the usual one). */
+  async function bound<T>(what: "RPC" | "HTTP", port: number, open: () => Promise<T>): Promise<T> {
+    try {
+      return await open();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      const variable = what === "RPC" ? "EBB_RPC_PORT" : "EBB_HTTP_PORT";
+      throw new Error(`Cannot listen for ${what} on ${config.host}:${port} (${variable}): ${reason}`, { cause: error });
+    }
+  }
+
   async function listen(rt: Runtime): Promise<void> {
     server = new RpcServer(rt, {
       dispatcher,
@@ -222,10 +233,11 @@ export function createNode(options: NodeOptions): EbbNode {
         if (method.startsWith("$swim.") && membership && typeof message === "object" && message !== null) membership.handle(message as SwimMessage, () => {});
       },
     });
-    rpcListener = await server.listen(config.host, config.rpcPort);
+    rpcListener = await bound("RPC", config.rpcPort, () => server!.listen(config.host, config.rpcPort));
     if (config.httpPort !== null) {
       const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes });
-      http = await rt.serve({ host: config.host, port: config.httpPort, fetch: app.fetch });
+      const port = config.httpPort;
+      http = await bound("HTTP", port, () => rt.serve({ host: config.host, port, fetch: app.fetch }));
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;
     const fields: Record<string, unknown> = { rpc, runtime: rt.name };

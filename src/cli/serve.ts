@@ -17,7 +17,7 @@ export function environmentHelp(): string {
 }
 
 export const SERVE_EXIT_CODES = `Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
-2 bad configuration, 3 a startup hook failed, 130/143 forced by a second SIGINT/SIGTERM.`;
+2 bad configuration, 3 startup failed (a hook, or a port in use), 130/143 forced by a second SIGINT/SIGTERM.`;
 
 /** `ebb serve`: a node hosting the demo service, configured by EBB_* variables. */
 export const serveCommand = defineCommand({

@@ -10,7 +10,7 @@ export const EXIT_CODES = {
   drainTimedOut: 1,
   /** Bad configuration. */
   badConfig: 2,
-  /** A startup hook failed or timed out. */
+  /** Startup failed: a hook failed or timed out, or a listener could not bind its port. */
   startupFailed: 3,
   /** Forced by a second SIGINT. */
   forcedInt: 130,

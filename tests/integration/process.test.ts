@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import { type AddressInfo, createServer } from "node:net";
 import assert from "node:assert/strict";
 import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
@@ -56,6 +57,26 @@ for (const runner of RUNNER_NAMES) {
       assert.match(proc.stderr(), /Invalid configuration: EBB_RPC_PORT="http" must be a number; EBB_MAX_MESSAGE_BYTES="-5" must be at least 1024/);
     } finally {
       await stopProcess(proc);
+    }
+  });
+
+  test(`the reference node on ${runner} names the listener whose port is taken and exits 3`, async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      for (const [variable, other, what] of [["EBB_RPC_PORT", "EBB_HTTP_PORT", "RPC"], ["EBB_HTTP_PORT", "EBB_RPC_PORT", "HTTP"]] as const) {
+        const proc = spawnNode(runner, { [variable]: String(port), [other]: "0", EBB_NODE_ID: "clash" });
+        try {
+          assert.equal(await proc.exited, 3);
+          const error = proc.lines.find((l) => l.level === "error");
+          assert.match(String(error?.msg), new RegExp(`^Cannot listen for ${what} on 127\\.0\\.0\\.1:${port} \\(${variable}\\): `), JSON.stringify(proc.lines));
+        } finally {
+          await stopProcess(proc);
+        }
+      }
+    } finally {
+      taken.close();
     }
   });
 }
