@@ -228,6 +228,7 @@ export function createNode(options: NodeOptions): EbbNode {
       dispatcher,
       log,
       maxMessageBytes: config.maxMessageBytes,
+      clusterKey: config.clusterKey,
       onNotification: (method, params) => {
         const message = params[0];
         if (method.startsWith("$swim.") && membership && typeof message === "object" && message !== null) membership.handle(message as SwimMessage, () => {});
@@ -235,7 +236,7 @@ export function createNode(options: NodeOptions): EbbNode {
     });
     rpcListener = await bound("RPC", config.rpcPort, () => server!.listen(config.host, config.rpcPort));
     if (config.httpPort !== null) {
-      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes });
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes, clusterKey: config.clusterKey });
       const port = config.httpPort;
       http = await bound("HTTP", port, () => rt.serve({ host: config.host, port, fetch: app.fetch }));
     }
@@ -251,7 +252,7 @@ export function createNode(options: NodeOptions): EbbNode {
     const wildcard = config.host === "0.0.0.0" || config.host === "::";
     const addr = config.advertise ?? `${wildcard ? "127.0.0.1" : config.host}:${rpcPort}`;
     if (wildcard && !config.advertise) log.warn(`bound to ${config.host} without EBB_ADVERTISE: other members are told ${addr}`);
-    swimTransport = new RpcSwimTransport(rt, log, config.maxMessageBytes);
+    swimTransport = new RpcSwimTransport(rt, log, config.maxMessageBytes, config.clusterKey);
     membership = new Membership({
       id: config.nodeId,
       addr,
@@ -370,7 +371,7 @@ export function createNode(options: NodeOptions): EbbNode {
       return () => memberListeners.delete(listener);
     },
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime, log, warmupMs: config.warmupMs, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },

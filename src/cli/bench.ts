@@ -64,8 +64,9 @@ every second otherwise. The summary goes to standard output. SIGINT ends the run
 and still prints the summary. Exits 0 when every call succeeded, 1 when any failed.`,
   async run(runtime, flags) {
     if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("give --rate or --concurrency, not both");
-    const target = resolveTarget(flags, runtime.env());
-    const cluster = createClusterClient({ ...clusterOptions(target), runtime, timeoutMs: flags.timeout });
+    const env = runtime.env();
+    const target = resolveTarget(flags, env);
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout });
     try {
       await cluster.whenAvailable(serviceOf(flags.method), 1, 10_000);
     } catch (error) {

@@ -30,8 +30,9 @@ and exits 1; a usage mistake exits 2. Examples:
       if (!parsed.success) throw new UsageError(`the input ${parsed.error.issues[0]!.message}`);
       params = parsed.data;
     }
-    const target = resolveTarget(flags, runtime.env());
-    const cluster = createClusterClient({ ...clusterOptions(target), runtime, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
+    const env = runtime.env();
+    const target = resolveTarget(flags, env);
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
     try {
       const result = await cluster.call(method, params);
       runtime.write("stdout", `${toJson(result ?? null)}\n`);

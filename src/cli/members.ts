@@ -5,7 +5,7 @@ import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { defineCommand } from "./command.ts";
 import { formatAge, renderTable } from "./table.ts";
-import { resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clusterKeyFrom, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 import { toJson } from "./call.ts";
 
 const ASK_TIMEOUT_MS = 3_000;
@@ -25,13 +25,14 @@ id, RPC address, status (alive, suspect, dead, left), lifecycle (starting, ready
 draining, stopped), services, incarnation, and age (time since the member's last
 status change, by the answering node's clock). Exits 1 when no node answers.`,
   async run(runtime, flags) {
-    const target = resolveTarget(flags, runtime.env());
+    const env = runtime.env();
+    const target = resolveTarget(flags, env);
     const failures: string[] = [];
     for (const addr of target.addresses) {
       let channel: Channel | undefined;
       try {
         const [host, port] = splitAddress(addr);
-        channel = await Channel.connect(runtime, { host, port });
+        channel = await Channel.connect(runtime, { host, port, clusterKey: clusterKeyFrom(env) });
         const [ping, members] = (await Promise.all([
           channel.call("$ping", undefined, { timeoutMs: ASK_TIMEOUT_MS }),
           channel.call("$members", undefined, { timeoutMs: ASK_TIMEOUT_MS }),

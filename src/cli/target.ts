@@ -37,7 +37,13 @@ export function resolveTarget(flags: { addr?: string[]; seeds?: string[] }, env:
   return target;
 }
 
-/** The cluster client options that reach `target`. */
-export function clusterOptions(target: Target): ClusterClientOptions {
-  return target.mode === "addr" ? { addresses: target.addresses } : { seeds: target.addresses };
+/** The cluster client options that reach `target`, with the cluster key from EBB_CLUSTER_KEY when it is set. */
+export function clusterOptions(target: Target, env: Record<string, string | undefined>): ClusterClientOptions {
+  const where = target.mode === "addr" ? { addresses: target.addresses } : { seeds: target.addresses };
+  return { ...where, clusterKey: clusterKeyFrom(env) };
+}
+
+/** EBB_CLUSTER_KEY, when set: client commands prove it as nodes do. */
+export function clusterKeyFrom(env: Record<string, string | undefined>): string | undefined {
+  return env.EBB_CLUSTER_KEY || undefined;
 }

@@ -39,6 +39,8 @@ export interface ClusterClientOptions {
   /** How long a call waits for a candidate to appear before failing UNAVAILABLE. Default 1 s. */
   candidateWaitMs?: number;
   maxMessageBytes?: number;
+  /** EBB_CLUSTER_KEY of the cluster: every connection proves it. */
+  clusterKey?: string;
 }
 
 /** Counters the client keeps. */
@@ -85,13 +87,15 @@ const BACKOFF_MAX_MS = 5_000;
 export class ClusterClient implements Transport {
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly idempotent = new Set<string>();
-  private readonly options: Required<Omit<ClusterClientOptions, "seeds" | "addresses" | "membership" | "runtime" | "log">>;
+  private readonly options: Required<Omit<ClusterClientOptions, "seeds" | "addresses" | "membership" | "runtime" | "log" | "clusterKey">>;
   private readonly log: Logger;
   private runtime: Runtime | undefined;
   private refreshTimer: ReturnType<typeof setInterval> | undefined;
   private unsubscribe: (() => void) | undefined;
   private waiters: (() => void)[] = [];
   private closed = false;
+  /** Why the last member-list refresh reached no node, if it did not. */
+  private discoveryError: RpcError | undefined;
   private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {} };
 
   constructor(private readonly source: ClusterClientOptions) {
@@ -142,6 +146,7 @@ export class ClusterClient implements Transport {
   async whenAvailable(service: string | undefined, count = 1, timeoutMs = 10_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (this.eligible(service, new Set()).length < count) {
+      if (this.discoveryError?.code === "UNAUTHENTICATED" && this.endpoints.size === 0) throw this.discoveryError;
       if (this.closed || Date.now() >= until) throw new RpcError(`Fewer than ${count} nodes offering "${service ?? "$"}" within ${timeoutMs} ms`, "UNAVAILABLE", { processed: false });
       await this.changed(until - Date.now());
     }
@@ -161,7 +166,9 @@ export class ClusterClient implements Transport {
       let channel: Channel;
       try {
         channel = await this.connect(endpoint);
-      } catch {
+      } catch (error) {
+        // A key mismatch is the same on every node: say so rather than try them all.
+        if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
         tried.add(endpoint);
         this.retried("unreachable");
         continue;
@@ -203,6 +210,8 @@ export class ClusterClient implements Transport {
       const picked = pickTwoChoices(candidates, (e) => this.weight(e, now));
       if (picked) return picked;
       if (this.closed || signal?.aborted || Date.now() >= waitUntil) return undefined;
+      // The seeds refuse our cluster key: waiting changes nothing.
+      if (this.discoveryError?.code === "UNAUTHENTICATED" && this.endpoints.size === 0) return undefined;
       // Static addresses, all tried by this call: no other node can turn up, so waiting cannot help.
       if (this.isStatic && tried.size >= this.endpoints.size) return undefined;
       // Nothing to call right now (a restart in progress): wait for the view to change.
@@ -235,7 +244,8 @@ export class ClusterClient implements Transport {
     const offering = all.filter((e) => service === undefined || e.services === undefined || e.services.includes(service));
     const what = service === undefined ? "nodes" : `nodes offering "${service}"`;
     let why: string;
-    if (all.length === 0) why = "no node is known";
+    if (all.length === 0 && this.discoveryError?.code === "UNAUTHENTICATED") return this.discoveryError;
+    if (all.length === 0) why = this.discoveryError ? `no node is known (asking the seeds for members failed: ${this.discoveryError.rawMessage})` : "no node is known";
     else if (offering.length === 0) why = `no member offers the service "${service}"`;
     else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} ${what} are draining or not ready`;
     else if (tried.size > 0) {
@@ -279,6 +289,7 @@ export class ClusterClient implements Transport {
           host,
           port,
           maxMessageBytes: this.options.maxMessageBytes,
+          clusterKey: this.source.clusterKey,
           log: this.log,
           onNotification: (method) => method === "$goaway" && this.wake(),
           onClose: () => {
@@ -311,12 +322,15 @@ export class ClusterClient implements Transport {
     for (const addr of ask) {
       try {
         const members = await this.membersFrom(addr);
+        this.discoveryError = undefined;
         this.apply(members);
         return;
-      } catch {
-        // Try the next one.
+      } catch (error) {
+        // Try the next one; remember why, for the error of a call that finds no node.
+        this.discoveryError = RpcError.from(error, "UNAVAILABLE");
       }
     }
+    this.wake();
   }
 
   private async membersFrom(addr: string): Promise<Member[]> {
@@ -324,7 +338,7 @@ export class ClusterClient implements Transport {
     if (existing?.channel) return (await existing.channel.call("$members", undefined, { timeoutMs: 2_000 })) as Member[];
     this.runtime ??= await detectRuntime();
     const [host, port] = splitAddress(addr);
-    const channel = await Channel.connect(this.runtime, { host, port });
+    const channel = await Channel.connect(this.runtime, { host, port, clusterKey: this.source.clusterKey });
     try {
       return (await channel.call("$members", undefined, { timeoutMs: 2_000 })) as Member[];
     } finally {

@@ -27,6 +27,8 @@ export interface Config {
   demoRecord: boolean;
   /** Members to join through, host:port. */
   seeds: string[];
+  /** EBB_CLUSTER_KEY: when set, connections and HTTP calls must prove it. Never logged. */
+  clusterKey: string | undefined;
   /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
   advertise: string | undefined;
   /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
@@ -57,7 +59,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       const name = String(issue.path[0]);
       if (seen.has(name)) continue;
       seen.add(name);
-      problems.push(`${name}=${JSON.stringify(relevant[name] ?? "")} ${issue.message}`);
+      // A secret is described, never echoed.
+      const shown = name === "EBB_CLUSTER_KEY" ? `(${(relevant[name] ?? "").length} characters, not shown)` : JSON.stringify(relevant[name] ?? "");
+      problems.push(`${name}=${shown} ${issue.message}`);
     }
     throw new ConfigError(problems);
   }
@@ -80,6 +84,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     benchPlainShutdown: c.EBB_BENCH_PLAIN_SHUTDOWN === "1",
     warnings: unknownVariables(env),
     seeds: c.EBB_SEEDS ? c.EBB_SEEDS.split(",") : [],
+    clusterKey: c.EBB_CLUSTER_KEY,
     advertise: c.EBB_ADVERTISE,
     swim: {
       probeIntervalMs: c.EBB_SWIM_PROBE_INTERVAL_MS,

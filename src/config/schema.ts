@@ -16,6 +16,7 @@ export const DEFAULTS = {
   logFormat: "auto", // EBB_LOG_FORMAT: json, pretty, or auto (pretty on a terminal, JSON lines otherwise)
   demoRecord: false, // EBB_DEMO_RECORD: the demo service logs the request ids it executed when the node stops (for tests)
   seeds: "", // EBB_SEEDS: comma-separated host:port of members to join through; empty starts a new cluster
+  clusterKey: "", // EBB_CLUSTER_KEY: shared secret; when set, every connection and HTTP call must prove it
   advertise: "", // EBB_ADVERTISE: host:port other members use for this one; default EBB_HOST and the bound RPC port
   swimProbeIntervalMs: 1_000, // EBB_SWIM_PROBE_INTERVAL_MS: failure check of one member every second
   swimProbeTimeoutMs: 500, // EBB_SWIM_PROBE_TIMEOUT_MS: direct ack expected within this
@@ -66,6 +67,10 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^([^,:\s]+:\d{1,5})(,[^,:\s]+:\d{1,5})*$/, { error: "must be comma-separated host:port pairs" })
     .optional(),
+  EBB_CLUSTER_KEY: z
+    .string()
+    .regex(/^[A-Za-z0-9._~+/-]{16,256}=*$/, { error: "must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (then = padding)" })
+    .optional(),
   EBB_ADVERTISE: z
     .string()
     .regex(/^[^,:\s]+:\d{1,5}$/, { error: "must be host:port" })
@@ -97,6 +102,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_BENCH_PLAIN_SHUTDOWN: "1: die at once on SIGTERM, no drain; only for npm run bench:restart's comparison (default 0)",
   EBB_DEMO_RECORD: "1: the demo service logs the request ids it executed when the node stops, for at-most-once checks (default 0)",
   EBB_SEEDS: "comma-separated host:port of members to join through (default: none, a new cluster)",
+  EBB_CLUSTER_KEY: "shared secret (16-256 of A-Za-z0-9._~+/-): every RPC connection must prove it, HTTP /rpc and /cluster need Authorization: Bearer <key> (default: none)",
   EBB_ADVERTISE: "host:port other members use to reach this one (default: EBB_HOST and the bound RPC port)",
   EBB_SWIM_PROBE_INTERVAL_MS: `failure check of one member every interval (default ${DEFAULTS.swimProbeIntervalMs})`,
   EBB_SWIM_PROBE_TIMEOUT_MS: `direct ack expected within this before asking others (default ${DEFAULTS.swimProbeTimeoutMs})`,

@@ -1,4 +1,5 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import type { InflightCounter } from "../lifecycle/inflight.ts";
 import type { Lifecycle } from "../lifecycle/state.ts";
@@ -21,6 +22,8 @@ export interface HttpAppOptions {
   members(): Member[];
   /** Largest gateway body accepted (`EBB_MAX_MESSAGE_BYTES`); larger ones get 413. */
   maxBodyBytes: number;
+  /** EBB_CLUSTER_KEY: the gateway and /cluster then need `Authorization: Bearer <key>`; probes and /metrics stay open. */
+  clusterKey?: string;
 }
 
 /**
@@ -43,6 +46,18 @@ export function createHttpApp(options: HttpAppOptions): Hono {
       if (lifecycle.state === "draining" || lifecycle.state === "stopped") c.header("Connection", "close");
     }
   });
+
+  if (options.clusterKey !== undefined) {
+    const refuse = (message: string) => (c: Context) => replyError(c, new RpcError(message, "UNAUTHENTICATED"), requestedFormat(c), 401);
+    const guard = bearerAuth({
+      token: options.clusterKey,
+      noAuthenticationHeader: { message: refuse("This node requires the cluster key: send Authorization: Bearer <EBB_CLUSTER_KEY>") },
+      invalidAuthenticationHeader: { message: refuse("The Authorization header must be: Bearer <EBB_CLUSTER_KEY>") },
+      invalidToken: { message: refuse("Wrong cluster key") },
+    });
+    app.use("/rpc/*", guard);
+    app.use("/cluster", guard);
+  }
 
   /** A gateway body above the wire's message limit is refused before it is read in full. */
   const maxSize = options.maxBodyBytes;

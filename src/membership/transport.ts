@@ -1,5 +1,6 @@
 import type { Logger } from "../log.ts";
 import { Channel } from "../rpc/channel.ts";
+import { RpcError } from "../rpc/errors.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
 
@@ -24,7 +25,12 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly runtime: Runtime,
     private readonly log: Logger,
     private readonly maxMessageBytes: number,
+    /** EBB_CLUSTER_KEY: membership connections prove it, so only key holders join. */
+    private readonly clusterKey?: string,
   ) {}
+
+  /** Addresses already warned about for refusing our key: warned once, then only at debug. */
+  private readonly refusedBy = new Set<string>();
 
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void {
     // A join goes to a seed, often a DNS name for many nodes (a Kubernetes headless
@@ -64,9 +70,14 @@ export class RpcSwimTransport implements SwimTransport {
       maxMessageBytes: this.maxMessageBytes,
       // Members keep talking to a draining member until it has left.
       ignoreGoaway: true,
+      clusterKey: this.clusterKey,
       onClose,
     }).catch((error: unknown) => {
-      this.log.debug("membership cannot reach a member", { address, error: error instanceof Error ? error.message : String(error) });
+      const reason = error instanceof Error ? error.message : String(error);
+      if (error instanceof RpcError && error.code === "UNAUTHENTICATED" && !this.refusedBy.has(address)) {
+        this.refusedBy.add(address);
+        this.log.warn(`membership: ${error.rawMessage}`, { address });
+      } else this.log.debug("membership cannot reach a member", { address, error: reason });
       onClose?.();
       return undefined;
     });

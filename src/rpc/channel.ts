@@ -4,6 +4,7 @@ import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 
 /** Per-call options. */
@@ -37,6 +38,8 @@ export interface ChannelOptions {
   log?: Logger;
   /** Keep sending after `$goaway` (membership traffic to a member that is draining but not gone). */
   ignoreGoaway?: boolean;
+  /** EBB_CLUSTER_KEY: `connect` completes the `$auth` handshake (both sides prove the key) before resolving. */
+  clusterKey?: string;
   /** Called for each notification from the server (after ebb's own `$goaway` handling). */
   onNotification?(method: string, params: unknown[]): void;
   /** Called once when the connection closes. */
@@ -114,7 +117,38 @@ export class Channel implements Transport {
         processed: false,
       });
     }
+    if (options.clusterKey !== undefined) {
+      try {
+        await channel!.authenticate(options.clusterKey);
+      } catch (error) {
+        channel!.close();
+        throw error;
+      }
+    }
     return channel!;
+  }
+
+  /** The client's side of the cluster key handshake (auth.ts); rejects UNAUTHENTICATED. */
+  private async authenticate(key: string): Promise<void> {
+    const client = newNonce();
+    let challenge: { nonce?: unknown; proof?: unknown };
+    try {
+      challenge = (await this.request(AUTH_METHOD, [{ nonce: client }], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof challenge;
+    } catch (error) {
+      const rpcError = RpcError.from(error);
+      if (rpcError.code === "METHOD_NOT_FOUND") throw new RpcError(`${this.address} has no cluster key, but EBB_CLUSTER_KEY is set here`, "UNAUTHENTICATED");
+      throw rpcError;
+    }
+    const server = readNonce(challenge?.nonce);
+    if (!server || !proofMatches(proof(key, "server", client, server), challenge.proof)) {
+      throw new RpcError(`${this.address} does not hold the same cluster key`, "UNAUTHENTICATED");
+    }
+    try {
+      await this.request(AUTH_METHOD, [{ proof: proof(key, "client", client, server) }], { timeoutMs: AUTH_TIMEOUT_MS });
+    } catch (error) {
+      const rpcError = RpcError.from(error);
+      throw new RpcError(`${this.address}: ${rpcError.rawMessage}`, rpcError.code, { data: rpcError.data });
+    }
   }
 
   /** Calls in flight on this connection. */

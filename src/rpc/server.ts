@@ -3,6 +3,7 @@ import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
 
@@ -16,6 +17,10 @@ export interface RpcServerOptions {
   highWaterBytes?: number;
   /** Notifications other than ebb's own `$cancel` (membership's one-way `$swim.*`). */
   onNotification?(method: string, params: unknown[], peer: string): void;
+  /** EBB_CLUSTER_KEY: every connection must prove it holds this key (see auth.ts) before anything else. */
+  clusterKey?: string;
+  /** A keyed connection not authenticated within this is closed. Default AUTH_TIMEOUT_MS (10 s). */
+  authTimeoutMs?: number;
 }
 
 /** Default for `highWaterBytes`: reads pause while a connection owes this much unread reply. */
@@ -102,6 +107,10 @@ export class ServerConnection {
   /** Our write side is closed: requests that still arrive are dropped unread. */
   private finished = false;
   private closed = false;
+  /** With a cluster key: false until the peer completes the `$auth` handshake. */
+  private authenticated: boolean;
+  private nonces: { client: Uint8Array; server: Uint8Array } | undefined;
+  private authTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly server: RpcServer,
@@ -113,6 +122,12 @@ export class ServerConnection {
     this.decoder = new MessageDecoder(options.maxMessageBytes);
     this.writer = new BatchWriter(socket, () => this.afterFlush());
     socket.setNoDelay(true);
+    this.authenticated = options.clusterKey === undefined;
+    // Unauthenticated connections do not linger: not even half-closed after a refusal.
+    if (!this.authenticated) {
+      const ms = options.authTimeoutMs ?? AUTH_TIMEOUT_MS;
+      this.authTimer = setTimeout(() => (this.finished ? this.close() : this.reject(`no cluster key handshake within ${ms} ms`)), ms);
+    }
     server.connections.add(this);
     server.stats.accepted++;
     if (server.goaway !== undefined) this.notify("$goaway", [server.goaway]);
@@ -176,6 +191,7 @@ export class ServerConnection {
 
   private handle(message: unknown): void {
     const parsed = parseMessage(message);
+    if (!this.authenticated && parsed.kind !== "malformed") return this.authenticate(parsed);
     switch (parsed.kind) {
       case "request": {
         const { msgid } = parsed;
@@ -210,6 +226,37 @@ export class ServerConnection {
         this.reject(`Not a msgpack-rpc message: ${parsed.reason}`);
         return;
     }
+  }
+
+  /** The server's side of the cluster key handshake; anything else first is refused. */
+  private authenticate(parsed: Exclude<ReturnType<typeof parseMessage>, { kind: "malformed" }>): void {
+    const key = this.server.options.clusterKey!;
+    if (parsed.kind !== "request" || parsed.method !== AUTH_METHOD) {
+      const msgid = parsed.kind === "request" || parsed.kind === "invalid-request" ? parsed.msgid : undefined;
+      return this.refuse(msgid, "This node requires the cluster key (EBB_CLUSTER_KEY): the connection must begin with the $auth handshake");
+    }
+    const input = parsed.params[0] as { nonce?: unknown; proof?: unknown } | undefined;
+    if (!this.nonces) {
+      const client = readNonce(input?.nonce);
+      if (!client) return this.refuse(parsed.msgid, "$auth must begin with a 16-byte nonce");
+      const server = newNonce();
+      this.nonces = { client, server };
+      return this.respond(parsed.msgid, null, { nonce: server, proof: proof(key, "server", client, server) });
+    }
+    if (!proofMatches(proof(key, "client", this.nonces.client, this.nonces.server), input?.proof)) return this.refuse(parsed.msgid, "Wrong cluster key");
+    this.authenticated = true;
+    clearTimeout(this.authTimer);
+    this.respond(parsed.msgid, null, { ok: true });
+  }
+
+  /** Answers UNAUTHENTICATED (when there is a request to answer), then closes once that is written. */
+  private refuse(msgid: number | undefined, message: string): void {
+    if (msgid !== undefined) this.respond(msgid, new RpcError(message, "UNAUTHENTICATED"), undefined);
+    this.log.warn(`closing connection from ${this.peer}: ${message}`, { peer: this.peer });
+    this.server.stats.rejected++;
+    this.finished = true;
+    this.writer.flush();
+    this.socket.end();
   }
 
   private respond(msgid: number, error: RpcError | null, result: unknown): void {
@@ -249,6 +296,7 @@ export class ServerConnection {
   private onClosed(error?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.authTimer);
     this.server.forget(this);
     if (error) this.log.debug("connection closed with an error", { peer: this.peer, error: error.message });
     const gone = new RpcError("The caller disconnected", "CANCELLED");

@@ -1,4 +1,6 @@
+import assert from "node:assert/strict";
 import { createNode, type EbbNode, type ShutdownSummary } from "../../src/node.ts";
+import { RpcError } from "../../src/rpc/errors.ts";
 import { type Config, configWith } from "../../src/config/load.ts";
 import { Channel, type ChannelOptions } from "../../src/rpc/channel.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
@@ -103,4 +105,15 @@ export async function connectRaw(port: number): Promise<RawConnection> {
     },
     closed,
   };
+}
+
+/** The RpcError a promise rejects with (failing the test if it resolves), checked against `code` when given. */
+export async function rejectsWith(promise: Promise<unknown>, code?: string): Promise<RpcError> {
+  const error = await promise.then(
+    () => assert.fail(`expected a rejection${code ? ` with ${code}` : ""}`),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof RpcError, String(error));
+  if (code !== undefined) assert.equal(error.code, code, error.message);
+  return error;
 }

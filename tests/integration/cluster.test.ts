@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { silentLogger } from "../../src/log.ts";
 import { RpcSwimTransport } from "../../src/membership/transport.ts";
 import type { SwimMessage } from "../../src/membership/types.ts";
-import { runtime, startTestNode } from "../helpers/net.ts";
-import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { connectChannel, runtime, startTestNode } from "../helpers/net.ts";
+import { type NodeProcess, type RunnerName, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
 const FAST = {
@@ -87,5 +87,40 @@ test("a join opens a new connection each time, so a seed given as a DNS name is 
   } finally {
     transport.close();
     await seed.close();
+  }
+});
+
+test("with a cluster key, members on Bun, Deno and the binary form one cluster; a node with another key is kept out, and the CLI needs the key", async () => {
+  const KEY = "cluster-test-key-0123456789";
+  const procs: NodeProcess[] = [];
+  try {
+    const a = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-a", EBB_CLUSTER_KEY: KEY });
+    procs.push(a);
+    const seeds = `127.0.0.1:${a.port}`;
+    const b = await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "k-b", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
+    const c = await startNodeProcess("binary", { ...FAST, EBB_NODE_ID: "k-c", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
+    const x = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-x", EBB_CLUSTER_KEY: "some-other-key-0123456789", EBB_SEEDS: seeds });
+    procs.push(b, c, x);
+    for (const [proc, others] of [[a, ["k-b", "k-c"]], [b, ["k-a", "k-c"]], [c, ["k-a", "k-b"]]] as const) {
+      for (const id of others) await memberEvent(proc, id, "join");
+    }
+    await x.waitForLine((l) => l.level === "warn" && String(l.msg) === `membership: 127.0.0.1:${a.port} does not hold the same cluster key`);
+    const channel = await connectChannel(a.port, { clusterKey: KEY });
+    const members = (await channel.call("$members", undefined)) as { id: string }[];
+    channel.close();
+    assert.deepEqual(members.map((m) => m.id).sort(), ["k-a", "k-b", "k-c"]);
+    const [withKey, withoutKey] = await Promise.all([
+      runCli("binary", ["call", "demo.echo", '{"via":"key"}', "--seeds", seeds], { EBB_CLUSTER_KEY: KEY }),
+      runCli("deno", ["call", "demo.echo", "{}", "--seeds", seeds]),
+    ]);
+    assert.equal(withKey.code, 0, withKey.stderr);
+    assert.deepEqual(JSON.parse(withKey.stdout), { via: "key" });
+    assert.equal(withoutKey.code, 1);
+    assert.match(withoutKey.stderr, /^UNAUTHENTICATED: /);
+    for (const proc of procs) sendSignal(proc, "SIGTERM");
+    for (const proc of procs) assert.equal(await proc.exited, 0);
+    assert.ok(!a.lines.some((l) => l.member === "k-x"), "a never heard of the node with the other key");
+  } finally {
+    for (const proc of procs) await stopProcess(proc);
   }
 });

@@ -9,7 +9,7 @@ import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { decode, encode } from "@msgpack/msgpack";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, connectRaw, LogCapture, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, connectRaw, LogCapture, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
 import { probe, probeHandlers, probeReached } from "../helpers/services.ts";
 
 function newNode(overrides: Partial<Config> = {}): { node: EbbNode; logs: LogCapture } {
@@ -24,16 +24,6 @@ function stateReached(node: EbbNode, state: LifecycleState): Promise<void> {
   return new Promise((resolve) => {
     const off = node.onStateChange((s) => s === state && (off(), resolve()));
   });
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<RpcError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof RpcError, String(error));
-  assert.equal(error.code, code, error.message);
-  return error;
 }
 
 test("shutdown() before start() stops the node, and start() then refuses", async () => {

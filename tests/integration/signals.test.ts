@@ -4,9 +4,8 @@ import { encode } from "@msgpack/msgpack";
 import { demo } from "../../src/demo/demo.ts";
 import type { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
-import { RpcError } from "../../src/rpc/errors.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, connectRaw, type RawConnection } from "../helpers/net.ts";
+import { connectChannel, connectRaw, type RawConnection, rejectsWith } from "../helpers/net.ts";
 import { type NodeProcess, RUNNER_NAMES, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 /** A channel that records the $goaway it hears. */
@@ -46,15 +45,6 @@ function rawReader(raw: RawConnection): (count: number) => Promise<unknown[]> {
 
 function summaryOf(proc: NodeProcess): Promise<Record<string, unknown>> {
   return proc.waitForLine((l) => String(l.msg).startsWith("stopped:"));
-}
-
-async function callError(promise: Promise<unknown>): Promise<RpcError> {
-  const error = await promise.then(
-    () => assert.fail("the call should have failed"),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof RpcError, String(error));
-  return error;
 }
 
 for (const runner of RUNNER_NAMES) {
@@ -120,7 +110,7 @@ for (const runner of RUNNER_NAMES) {
       const { call: stuck } = await sleepStarted(channel, 60_000);
       const signalled = Date.now();
       sendSignal(proc, "SIGTERM");
-      const error = await callError(stuck);
+      const error = await rejectsWith(stuck);
       assert.equal(error.code, "CANCELLED");
       assert.equal(await proc.exited, 1);
       const elapsed = Date.now() - signalled;
@@ -143,7 +133,7 @@ for (const runner of RUNNER_NAMES) {
         await proc.waitForLine((l) => l.msg === "draining");
         sendSignal(proc, signal);
         assert.equal(await proc.exited, signal === "SIGINT" ? 130 : 143);
-        assert.equal((await callError(stuck)).code, "UNAVAILABLE");
+        assert.equal((await rejectsWith(stuck)).code, "UNAVAILABLE");
       } finally {
         await stopProcess(proc);
       }
@@ -159,7 +149,7 @@ for (const runner of RUNNER_NAMES) {
       assert.equal(ready.status, 503);
       assert.equal(((await ready.json()) as { state: string }).state, "starting");
       const channel = await connectChannel(proc.port);
-      const notReady = await callError(channel.call("demo.echo", 1));
+      const notReady = await rejectsWith(channel.call("demo.echo", 1));
       assert.equal(notReady.code, "UNAVAILABLE");
       assert.equal(notReady.processed, false);
       const signalled = Date.now();

@@ -43,6 +43,7 @@ test("loadConfig reads every variable", () => {
     demoWarmupMs: 10,
     warmupMs: 30_000,
     maxInflight: 0,
+    clusterKey: undefined,
     demoRecord: false,
     logLevel: "info",
     logFormat: "auto",
@@ -97,4 +98,16 @@ test("EBB_LOG_LEVEL and EBB_LOG_FORMAT take their documented values", () => {
 
 test("loadConfig treats an empty variable as unset", () => {
   assert.equal(loadConfig({ EBB_RPC_PORT: "" }).rpcPort, 7400);
+});
+
+test("EBB_CLUSTER_KEY is read, and a bad one is described without being echoed", () => {
+  assert.equal(loadConfig({}).clusterKey, undefined);
+  assert.equal(loadConfig({ EBB_CLUSTER_KEY: "0123456789abcdef+/==" }).clusterKey, "0123456789abcdef+/==", "base64, padding included");
+  assert.throws(
+    () => loadConfig({ EBB_CLUSTER_KEY: "short secret" }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message === "Invalid configuration: EBB_CLUSTER_KEY=(12 characters, not shown) must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (then = padding)" &&
+      !e.message.includes("short secret"),
+  );
 });
