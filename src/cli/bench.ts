@@ -63,7 +63,7 @@ export const benchCommand = defineCommand({
 every second otherwise. The summary goes to standard output. SIGINT ends the run early
 and still prints the summary. Exits 0 when every call succeeded, 1 when any failed.`,
   async run(runtime, flags) {
-    if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("give --rate or --concurrency, not both");
+    if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("Give --rate or --concurrency, not both");
     const env = runtime.env();
     const target = resolveTarget(flags, env);
     const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout });

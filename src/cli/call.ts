@@ -22,12 +22,12 @@ and exits 1; a usage mistake exits 2. Examples:
   ebb call '$info' --addr 127.0.0.1:7400`,
   async run(runtime, flags, positionals) {
     const [method, input, ...extra] = positionals;
-    if (!method) throw new UsageError("name the method to call, e.g. ebb call demo.echo '{\"x\":1}'");
-    if (extra.length > 0) throw new UsageError(`one JSON input at most; also got ${extra.map((e) => JSON.stringify(e)).join(" ")} (quote the JSON)`);
+    if (!method) throw new UsageError("Name the method to call, e.g. ebb call demo.echo '{\"x\":1}'");
+    if (extra.length > 0) throw new UsageError(`One JSON input at most; also got ${extra.map((e) => JSON.stringify(e)).join(" ")} (quote the JSON)`);
     let params: unknown;
     if (input !== undefined) {
       const parsed = jsonText.safeParse(input);
-      if (!parsed.success) throw new UsageError(`the input ${parsed.error.issues[0]!.message}`);
+      if (!parsed.success) throw new UsageError(`The input ${parsed.error.issues[0]!.message}`);
       params = parsed.data;
     }
     const env = runtime.env();

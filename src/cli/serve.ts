@@ -16,6 +16,7 @@ export function environmentHelp(): string {
     .join("\n");
 }
 
+/** The exit codes of `ebb serve`, for `--help`. */
 export const SERVE_EXIT_CODES = `Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
 2 bad configuration, 3 startup failed (a hook, or a port in use), 130/143 forced by a second SIGINT/SIGTERM.`;
 
@@ -28,7 +29,7 @@ export const serveCommand = defineCommand({
   flags: z.object({}),
   details: `Configured by the environment only:\n${environmentHelp()}\n\n${SERVE_EXIT_CODES}`,
   async run(runtime, _flags, positionals) {
-    if (positionals.length > 0) throw new UsageError(`serve takes no arguments (got ${positionals.join(" ")}); configure it with EBB_* variables`);
+    if (positionals.length > 0) throw new UsageError(`Serve takes no arguments (got ${positionals.join(" ")}); configure it with EBB_* variables`);
     await serve(runtime);
     // The process ends through its signal handlers (or exits on failure above): keep serving.
     return new Promise<number>(() => {});

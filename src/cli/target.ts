@@ -24,7 +24,7 @@ export interface Target {
  * default RPC port on this machine.
  */
 export function resolveTarget(flags: { addr?: string[]; seeds?: string[] }, env: Record<string, string | undefined>): Target {
-  if (flags.addr && flags.seeds) throw new UsageError("give --addr or --seeds, not both");
+  if (flags.addr && flags.seeds) throw new UsageError("Give --addr or --seeds, not both");
   let target: Target;
   if (flags.addr) target = { mode: "addr", addresses: flags.addr, label: "" };
   else if (flags.seeds) target = { mode: "seeds", addresses: flags.seeds, label: "" };

@@ -21,6 +21,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
 
 /** Content types read and written as msgpack; anything else is JSON. */
 const MSGPACK_TYPES = ["application/msgpack", "application/x-msgpack", "application/vnd.msgpack"];
+/** The content type of msgpack answers. */
 export const MSGPACK_CONTENT_TYPE = "application/msgpack";
 
 function isMsgpack(header: string | undefined): boolean {

@@ -15,6 +15,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
  * done, a keyed server answers any other request UNAUTHENTICATED and closes.
  */
 export const AUTH_METHOD = "$auth";
+/** Length of each side's nonce. */
 export const NONCE_BYTES = 16;
 /** A connection to a keyed node must finish the handshake within this. */
 export const AUTH_TIMEOUT_MS = 10_000;

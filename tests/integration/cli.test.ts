@@ -48,13 +48,13 @@ for (const runner of RUNNER_NAMES) {
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command "frobnicate"; the commands are serve, call, members, bench/);
     assert.equal(noMethod.code, 2);
-    assert.match(noMethod.stderr, /^ebb call: name the method to call/);
+    assert.match(noMethod.stderr, /^ebb call: Name the method to call/);
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /^ebb call: Unknown option '--adr'/);
     assert.equal(badRate.code, 2);
     assert.match(badRate.stderr, /--rate must be a whole number/);
     assert.equal(both.code, 2);
-    assert.match(both.stderr, /give --rate or --concurrency, not both/);
+    assert.match(both.stderr, /Give --rate or --concurrency, not both/);
   });
 
   test(`${runner}: ebb call prints results as JSON, and errors as code and message with exit 1`, async () => {
@@ -84,7 +84,7 @@ for (const runner of RUNNER_NAMES) {
       assert.match(invalid.stderr, /^INVALID_PARAMS: .*ms/);
       assert.match(invalid.stderr, /^data: \[/m);
       assert.equal(badJson.code, 2);
-      assert.match(badJson.stderr, /the input is not valid JSON/);
+      assert.match(badJson.stderr, /The input is not valid JSON/);
       assert.equal(unreachable.code, 1);
       assert.match(unreachable.stderr, /^UNAVAILABLE: No node to call/);
       assert.match(unreachable.stderr, /not processed: no handler ran/);
