@@ -2,6 +2,7 @@
 // `npm test`: type-checks with tsc (Bun's types) and deno check, then runs the
 // same test files under `bun test` and `deno test`, and prints one summary line.
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -54,7 +55,9 @@ if (tsc.code !== 0 || denoCheck.code !== 0) {
 
 if (!checkOnly) {
   // The integration tests run the compiled binary too: build it first.
-  const build = await run("build (bun build --compile)", bin("bun"), ["build", "--compile", "src/main.ts", "--outfile", "dist/ebb"]);
+  // The same command as `npm run build`, read from package.json so the two never differ.
+  const [, ...buildArgs] = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts.build.split(" ");
+  const build = await run("build (npm run build)", bin("bun"), buildArgs);
   if (build.code !== 0) failed = true;
   const bun = await run("bun test", bin("bun"), ["test", "--timeout", "60000", ...targets]);
   const bunPass = Number(/^\s*(\d+) pass\s*$/m.exec(bun.output)?.[1] ?? 0);

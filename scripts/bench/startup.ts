@@ -9,18 +9,24 @@
  * set size (VmRSS in /proc, so Linux) one second after ready, with no traffic.
  * Budget (issue 6): ready in under 200 ms, idle under 80 MB.
  *
+ * Baseline, in the same run: scripts/bench/startup-bare.ts, the runtime's own
+ * HTTP server answering 200 with nothing else loaded, started the same way
+ * (compiled with `bun build --compile` into dist/startup-bare for the binary
+ * row), so the table shows what ebb itself adds to the runtime's start.
+ *
  * Each runner gets one discarded warm-up start (Deno compiles TypeScript into
  * its cache on a first run), then BENCH_RUNS (10) measured starts; medians are
  * reported. Writes scripts/bench/results/startup.json.
  */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { type RunnerName, sendSignal, spawnNode, stopProcess } from "../../tests/helpers/process.ts";
+import { type NodeProcess, ROOT, RUNNERS, type RunnerName, sendSignal, spawnCommand, spawnNode, stopProcess } from "../../tests/helpers/process.ts";
 import { median, table } from "./stats.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const BUDGET = { readyMs: 200, idleMb: 80 };
-const RUNNERS: RunnerName[] = ["binary", "deno", "bun"];
-const LABELS: Record<RunnerName, string> = { binary: "dist/ebb (bun build --compile)", deno: "deno run --allow-net --allow-env", bun: "bun src/main.ts (reference)" };
+const RUNNERS_MEASURED: RunnerName[] = ["binary", "deno", "bun"];
+const LABELS: Record<RunnerName, string> = { binary: "dist/ebb (bun build --compile --bytecode)", deno: "deno run --allow-net --allow-env", bun: "bun src/main.ts (reference)" };
 const here = decodeURIComponent(new URL(".", import.meta.url).pathname);
 
 function pause(ms: number): Promise<void> {
@@ -33,9 +39,18 @@ function residentMb(pid: number): number {
   return kb / 1024;
 }
 
-async function startOnce(runner: RunnerName): Promise<{ readyMs: number; idleMb: number }> {
+/** How to start the baseline on each runner. */
+const BARE: Record<RunnerName, { command: string; args: string[] }> = {
+  binary: { command: `${ROOT}dist/startup-bare`, args: [] },
+  deno: { command: RUNNERS.deno.command, args: ["run", "--allow-net", "--allow-env", "scripts/bench/startup-bare.ts"] },
+  bun: { command: RUNNERS.bun.command, args: ["scripts/bench/startup-bare.ts"] },
+};
+
+async function startOnce(runner: RunnerName, bare: boolean): Promise<Run> {
   const started = performance.now();
-  const proc = spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto", EBB_LOG_FORMAT: "json" });
+  const proc: NodeProcess = bare
+    ? spawnCommand(`${runner} baseline`, BARE[runner].command, BARE[runner].args, {})
+    : spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto", EBB_LOG_FORMAT: "json" });
   try {
     const listening = await proc.waitForLine((l) => typeof l.http === "string");
     const url = `http://${String(listening.http)}/readyz`;
@@ -59,33 +74,58 @@ async function startOnce(runner: RunnerName): Promise<{ readyMs: number; idleMb:
   }
 }
 
-const results: Record<string, { label: string; readyMs: { median: number; min: number; max: number }; idleMb: { median: number; min: number; max: number }; runs: { readyMs: number; idleMb: number }[] }> = {};
-for (const runner of RUNNERS) {
-  await startOnce(runner);
-  const runs: { readyMs: number; idleMb: number }[] = [];
-  for (let i = 0; i < RUNS; i++) runs.push(await startOnce(runner));
+interface Run {
+  readyMs: number;
+  idleMb: number;
+}
+
+interface Summary {
+  readyMs: { median: number; min: number; max: number };
+  idleMb: { median: number; min: number; max: number };
+  runs: Run[];
+}
+
+async function measure(runner: RunnerName, bare: boolean): Promise<Summary> {
+  await startOnce(runner, bare);
+  const runs: Run[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await startOnce(runner, bare));
   const ready = runs.map((r) => r.readyMs);
   const idle = runs.map((r) => r.idleMb);
-  results[runner] = {
-    label: LABELS[runner],
+  return {
     readyMs: { median: median(ready), min: Math.min(...ready), max: Math.max(...ready) },
     idleMb: { median: median(idle), min: Math.min(...idle), max: Math.max(...idle) },
     runs,
   };
 }
 
-const rows = RUNNERS.map((runner) => {
-  const r = results[runner]!;
-  const ok = r.readyMs.median < BUDGET.readyMs && r.idleMb.median < BUDGET.idleMb;
+// Compiled with the flags of `npm run build` (bytecode included), for a like-for-like row.
+const buildFlags = (JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as { scripts: { build: string } }).scripts.build.split(" ").filter((word) => word.startsWith("--") && word !== "--outfile");
+const built = spawnSync(RUNNERS.bun.command, ["build", ...buildFlags, "scripts/bench/startup-bare.ts", "--outfile", "dist/startup-bare"], { cwd: ROOT, encoding: "utf8" });
+if (built.status !== 0) throw new Error(`building the baseline failed: ${built.stderr}`);
+
+const results: Record<string, { label: string; ebb: Summary; baseline: Summary }> = {};
+for (const runner of RUNNERS_MEASURED) {
+  // Alternate baseline and ebb per runner, so drift on a shared machine hits both.
+  const baseline = await measure(runner, true);
+  const ebb = await measure(runner, false);
+  results[runner] = { label: LABELS[runner], ebb, baseline };
+}
+
+const rows = RUNNERS_MEASURED.map((runner) => {
+  const { label, ebb, baseline } = results[runner]!;
+  const ok = ebb.readyMs.median < BUDGET.readyMs && ebb.idleMb.median < BUDGET.idleMb;
   return [
-    r.label,
-    `${r.readyMs.median.toFixed(0)} ms`,
-    `${r.readyMs.min.toFixed(0)}–${r.readyMs.max.toFixed(0)} ms`,
-    `${r.idleMb.median.toFixed(1)} MB`,
+    label,
+    `${baseline.readyMs.median.toFixed(0)} ms`,
+    `${ebb.readyMs.median.toFixed(0)} ms (${ebb.readyMs.min.toFixed(0)}–${ebb.readyMs.max.toFixed(0)})`,
+    `+${(ebb.readyMs.median - baseline.readyMs.median).toFixed(0)} ms`,
+    `${baseline.idleMb.median.toFixed(1)} MB`,
+    `${ebb.idleMb.median.toFixed(1)} MB`,
     runner === "bun" ? "(reference)" : ok ? "within budget" : "OVER BUDGET",
   ];
 });
-console.log(`startup: exec -> /readyz 200, and idle RSS 1 s after ready; median of ${RUNS} starts after one warm-up (budget < ${BUDGET.readyMs} ms, < ${BUDGET.idleMb} MB)\n`);
-console.log(table(["runner", "ready (median)", "ready (min–max)", "idle RSS (median)", "budget"], rows));
+console.log(`startup: exec -> /readyz 200, and idle RSS 1 s after ready; median of ${RUNS} starts after one warm-up (budget < ${BUDGET.readyMs} ms, < ${BUDGET.idleMb} MB)`);
+console.log("baseline: the runtime's own HTTP server answering 200, nothing else loaded (scripts/bench/startup-bare.ts)\n");
+console.log(table(["runner", "baseline ready", "ebb ready (min–max)", "ebb adds", "baseline RSS", "ebb RSS", "budget"], rows));
 mkdirSync(`${here}results`, { recursive: true });
 writeFileSync(`${here}results/startup.json`, `${JSON.stringify({ date: new Date().toISOString(), runs: RUNS, budget: BUDGET, results }, null, 2)}\n`);

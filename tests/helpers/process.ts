@@ -68,7 +68,8 @@ function spawnQuiet(command: string, args: string[], env: Record<string, string>
   });
 }
 
-function spawnCommand(runner: string, command: string, args: string[], env: Record<string, string>): NodeProcess {
+/** Spawns any command whose standard output is JSON lines (a node, or a benchmark baseline) without waiting. */
+export function spawnCommand(runner: string, command: string, args: string[], env: Record<string, string>): NodeProcess {
   const child = spawnQuiet(command, args, env);
   const lines: Record<string, unknown>[] = [];
   let stderr = "";
