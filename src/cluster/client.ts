@@ -94,6 +94,9 @@ export class ClusterClient implements Transport {
   private unsubscribe: (() => void) | undefined;
   private waiters: (() => void)[] = [];
   private closed = false;
+  /** About 55 random bits in base 36, then "-": ids stay unique across clients. */
+  private readonly idPrefix = `${crypto.getRandomValues(new Uint32Array(2)).reduce((text, word) => text + word.toString(36).padStart(7, "0"), "").slice(0, 12)}-`;
+  private idCounter = 0;
   /** Why the last member-list refresh reached no node, if it did not. */
   private discoveryError: RpcError | undefined;
   private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {} };
@@ -158,18 +161,20 @@ export class ClusterClient implements Transport {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     const deadline = Date.now() + timeoutMs;
     const service = serviceOf(method);
-    const tried = new Set<Endpoint>();
-    const requestId = options.requestId ?? crypto.randomUUID();
+    // The nodes this call already tried; allocated on the first retry only.
+    let tried: Set<Endpoint> | undefined;
+    const requestId = options.requestId ?? this.nextRequestId();
     for (;;) {
-      const endpoint = await this.choose(service, tried, deadline, options.signal);
-      if (!endpoint) return this.fail(this.noCandidate(service, tried));
+      // The hot path stays synchronous: a node to call now, on an open connection.
+      const endpoint = this.pick(service, tried) ?? (await this.choose(service, (tried ??= new Set()), deadline, options.signal));
+      if (!endpoint) return this.fail(this.noCandidate(service, tried ?? new Set()));
       let channel: Channel;
       try {
-        channel = await this.connect(endpoint);
+        channel = endpoint.channel && !endpoint.channel.closed ? endpoint.channel : await this.connect(endpoint);
       } catch (error) {
         // A key mismatch is the same on every node: say so rather than try them all.
         if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
-        tried.add(endpoint);
+        (tried ??= new Set()).add(endpoint);
         this.retried("unreachable");
         continue;
       }
@@ -183,12 +188,21 @@ export class ClusterClient implements Transport {
         const rpcError = RpcError.from(error);
         const reason = this.retryReason(rpcError, method);
         if (!reason) return this.fail(rpcError);
-        tried.add(endpoint);
+        (tried ??= new Set()).add(endpoint);
         this.retried(reason);
       } finally {
         endpoint.inflight--;
       }
     }
+  }
+
+  /**
+   * A request id unique to this call, kept across its retries: this client's
+   * random prefix and a counter. A third the length of a UUID, which matters
+   * here: decoding a string costs the server about 13 ns per character.
+   */
+  private nextRequestId(): string {
+    return `${this.idPrefix}${(this.idCounter++).toString(36)}`;
   }
 
   /** Closes every connection and stops discovery. */
@@ -202,12 +216,19 @@ export class ClusterClient implements Transport {
 
   // ---- choosing -----------------------------------------------------------------------------
 
+  /** A node to call now, by weighted power of two choices; undefined when none is eligible. */
+  private pick(service: string | undefined, tried: Set<Endpoint> | undefined): Endpoint | undefined {
+    const candidates = this.eligible(service, tried);
+    if (candidates.length <= 1) return candidates[0];
+    const now = Date.now();
+    return pickTwoChoices(candidates, (e) => this.weight(e, now));
+  }
+
+  /** Waits (up to `candidateWaitMs`) for a node to call when none is eligible now. */
   private async choose(service: string | undefined, tried: Set<Endpoint>, deadline: number, signal: AbortSignal | undefined): Promise<Endpoint | undefined> {
     const waitUntil = Math.min(deadline, Date.now() + this.options.candidateWaitMs);
     for (;;) {
-      const candidates = this.eligible(service, tried);
-      const now = Date.now();
-      const picked = pickTwoChoices(candidates, (e) => this.weight(e, now));
+      const picked = this.pick(service, tried);
       if (picked) return picked;
       if (this.closed || signal?.aborted || Date.now() >= waitUntil) return undefined;
       // The seeds refuse our cluster key: waiting changes nothing.
@@ -219,11 +240,11 @@ export class ClusterClient implements Transport {
     }
   }
 
-  private eligible(service: string | undefined, tried: Set<Endpoint>): Endpoint[] {
+  private eligible(service: string | undefined, tried: Set<Endpoint> | undefined): Endpoint[] {
     const now = Date.now();
     const out: Endpoint[] = [];
     for (const e of this.endpoints.values()) {
-      if (e.gone || !e.ready || tried.has(e) || e.backoffUntil > now) continue;
+      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now) continue;
       if (e.channel?.goaway !== undefined) continue;
       if (service !== undefined && e.services !== undefined && !e.services.includes(service)) continue;
       out.push(e);
