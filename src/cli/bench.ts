@@ -61,7 +61,8 @@ export const benchCommand = defineCommand({
   }),
   details: `Progress goes to standard error: one line rewritten in place on a terminal, a plain line
 every second otherwise. The summary goes to standard output. SIGINT ends the run early
-and still prints the summary. Exits 0 when every call succeeded, 1 when any failed.`,
+and still prints the summary (a second SIGINT quits at once, exit 130). Exits 0 when every
+call succeeded, 1 when any failed.`,
   async run(runtime, flags) {
     if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("Give --rate or --concurrency, not both");
     const env = runtime.env();
@@ -76,7 +77,14 @@ and still prints the summary. Exits 0 when every call succeeded, 1 when any fail
     }
     const input = flags.input === undefined ? { hello: "ebb" } : flags.input;
     const load = new Load(runtime, () => cluster.call(flags.method, input), !runtime.isTerminal("stderr"));
-    const stopEarly = runtime.onSignal("SIGINT", () => load.stop());
+    // The first SIGINT ends the run with a summary; a second one (calls stuck until their deadline) quits now.
+    let sigints = 0;
+    const stopEarly = runtime.onSignal("SIGINT", () => {
+      if (++sigints > 1) runtime.exit(130);
+      load.stop();
+      const clear = runtime.isTerminal("stderr") ? "\r\x1b[2K" : "";
+      runtime.write("stderr", `${clear}SIGINT: no new calls; waiting for ${load.inflight} in flight (SIGINT again to quit now)\n`);
+    });
     try {
       if (flags.rate !== undefined) await load.atRate(flags.rate, flags.duration);
       else await load.withConcurrency(flags.concurrency ?? DEFAULT_CONCURRENCY, flags.duration);

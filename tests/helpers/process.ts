@@ -142,18 +142,40 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `ebb <args>` on a runtime (or the binary) to completion; `onStderr` sees standard error as it arrives. */
-export function runCli(runner: RunnerName, args: string[], env: Record<string, string> = {}, onStderr?: (text: string) => void): Promise<CliResult> {
+/** A running `ebb <command>`: its process, what it printed so far, and its end. */
+export interface CliRun {
+  child: ChildProcess;
+  /** Resolves once standard error matches `pattern`. */
+  stderrMatches(pattern: RegExp): Promise<void>;
+  done: Promise<CliResult>;
+}
+
+/** Starts `ebb <args>` on a runtime (or the binary) without waiting for it. */
+export function startCli(runner: RunnerName, args: string[], env: Record<string, string> = {}): CliRun {
   const { command, args: base } = RUNNERS[runner];
   const child = spawnQuiet(command, [...base, ...args], env);
   let stdout = "";
   let stderr = "";
+  let waiters: { pattern: RegExp; resolve: () => void }[] = [];
   child.stdout!.setEncoding("utf8");
   child.stdout!.on("data", (text: string) => (stdout += text));
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (text: string) => {
     stderr += text;
-    onStderr?.(text);
+    waiters = waiters.filter((w) => (w.pattern.test(stderr) ? (w.resolve(), false) : true));
   });
-  return new Promise((resolve) => child.on("close", (code, signal) => resolve({ code: code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0), stdout, stderr })));
+  const done = new Promise<CliResult>((resolve) => child.on("close", (code, signal) => resolve({ code: code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0), stdout, stderr })));
+  return {
+    child,
+    done,
+    stderrMatches(pattern) {
+      if (pattern.test(stderr)) return Promise.resolve();
+      return new Promise((resolve) => waiters.push({ pattern, resolve }));
+    },
+  };
+}
+
+/** Runs `ebb <args>` on a runtime (or the binary) to completion. */
+export function runCli(runner: RunnerName, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return startCli(runner, args, env).done;
 }

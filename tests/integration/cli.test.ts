@@ -7,7 +7,7 @@ import { DESCRIPTIONS } from "../../src/config/schema.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
-import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCli, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
 
@@ -123,9 +123,8 @@ for (const runner of RUNNER_NAMES) {
     const [a, b] = await startPair(runner);
     try {
       const seeds = `127.0.0.1:${a.port}`;
-      const progress: string[] = [];
       const [closed, open] = await Promise.all([
-        runCli(runner, ["bench", "--seeds", seeds, "--concurrency", "4", "--duration", "1500ms"], {}, (text) => progress.push(text)),
+        runCli(runner, ["bench", "--seeds", seeds, "--concurrency", "4", "--duration", "1500ms"]),
         runCli(runner, ["bench", "--seeds", seeds, "--method", "demo.sleep", "--input", '{"ms":2}', "--rate", "200", "--duration", "1s", "--json"]),
       ]);
       assert.equal(closed.code, 0, closed.stderr);
@@ -139,7 +138,7 @@ for (const runner of RUNNER_NAMES) {
       assert.match(closed.stdout, /^errors\s+none$/m);
       assert.match(closed.stdout, /^nodes\s+a [\d,]+ \([\d.]+%\), b [\d,]+ \([\d.]+%\)$/m);
       // Not a terminal: whole lines, never rewritten in place.
-      const stderr = progress.join("");
+      const stderr = closed.stderr;
       assert.ok(!stderr.includes("\r"), "no carriage returns off a terminal");
       assert.match(stderr, /^\s+1\.\ds\s+[\d,]+ calls\/s {2}0 errors {2}p99 [\d.]+ ms {2}\d+ in flight$/m);
 
@@ -154,6 +153,30 @@ for (const runner of RUNNER_NAMES) {
       assert.deepEqual(Object.keys(summary.nodes).sort(), ["a", "b"]);
     } finally {
       await Promise.all([stopProcess(a), stopProcess(b)]);
+    }
+  });
+
+  test(`${runner}: SIGINT ends ebb bench early with a summary; a second SIGINT quits while calls still hang`, async () => {
+    const node = await startNodeProcess(runner, { EBB_NODE_ID: "sigint" });
+    try {
+      const addr = `127.0.0.1:${node.port}`;
+      // Calls of 50 ms: the first SIGINT stops sending, the ones in flight finish, the summary follows.
+      const early = startCli(runner, ["bench", "--addr", addr, "--method", "demo.sleep", "--input", '{"ms":50}', "--concurrency", "4", "--duration", "60s"]);
+      await early.stderrMatches(/calls\/s/);
+      process.kill(early.child.pid!, "SIGINT");
+      const ended = await early.done;
+      assert.equal(ended.code, 0, ended.stderr);
+      assert.match(ended.stdout, /^ebb bench: demo\.sleep, concurrency 4, \d+\.\d s \(interrupted\), addr /);
+      assert.match(ended.stdout, /^errors\s+none$/m);
+      // Calls that would take a minute: the second SIGINT does not wait for them.
+      const stuck = startCli(runner, ["bench", "--addr", addr, "--method", "demo.sleep", "--input", '{"ms":60000}', "--timeout", "120000", "--concurrency", "2", "--duration", "60s"]);
+      await stuck.stderrMatches(/2 in flight/);
+      process.kill(stuck.child.pid!, "SIGINT");
+      await stuck.stderrMatches(/SIGINT: no new calls; waiting for 2 in flight \(SIGINT again to quit now\)/);
+      process.kill(stuck.child.pid!, "SIGINT");
+      assert.equal((await stuck.done).code, 130);
+    } finally {
+      await stopProcess(node);
     }
   });
 }
