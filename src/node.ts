@@ -12,6 +12,7 @@ import { realClock, RpcSwimTransport } from "./membership/transport.ts";
 import type { Member, MemberEvent, MemberMeta, SwimMessage } from "./membership/types.ts";
 import type { Implementation, ServiceContract } from "./rpc/contract.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
+import { CallStats } from "./rpc/call-stats.ts";
 import { RpcError } from "./rpc/errors.ts";
 import { Router } from "./rpc/router.ts";
 import { RpcServer } from "./rpc/server.ts";
@@ -144,7 +145,11 @@ export function createNode(options: NodeOptions): EbbNode {
   let drainStartedAt: number | undefined;
   const samples = (): Sample[] => {
     const out: Sample[] = [];
-    for (const [method, byCode] of dispatcher.answers) for (const [code, n] of byCode) out.push(["ebb_calls_total", { method, code }, n]);
+    for (const [method, stats] of dispatcher.stats.methods) {
+      for (const [code, n] of stats.codes) out.push(["ebb_calls_total", { method, code }, n]);
+      for (const [le, n] of CallStats.cumulative(stats)) out.push(["ebb_call_duration_seconds_bucket", { method, le }, n]);
+      out.push(["ebb_call_duration_seconds_sum", { method }, stats.sumSeconds], ["ebb_call_duration_seconds_count", { method }, stats.count]);
+    }
     out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
     out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount], ["ebb_overloaded_total", {}, overloadedCount]);
     out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);

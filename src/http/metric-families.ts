@@ -3,6 +3,7 @@ import type { Families } from "./metrics.ts";
 /** Every metric a node exports on /metrics. Names are append-only once shipped. */
 export const METRIC_FAMILIES: Families = {
   ebb_calls_total: { help: "Calls answered, by method and code (OK for success); unknown methods as method=\"unknown\".", type: "counter" },
+  ebb_call_duration_seconds: { help: "Time from a request reaching dispatch to its answer, by method; refusals included.", type: "histogram" },
   ebb_inflight: { help: "Requests in flight now (RPC and HTTP; a scrape counts itself).", type: "gauge" },
   ebb_handled_total: { help: "Handler entries since start.", type: "counter" },
   ebb_baffled_total: { help: "Requests answered SHUTTING_DOWN by the baffle without running a handler.", type: "counter" },

@@ -2,6 +2,7 @@ import type { Logger } from "../log.ts";
 import type { RequestMeta } from "../wire/messages.ts";
 import type { CallContext } from "./contract.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
+import { CallStats } from "./call-stats.ts";
 import { RpcError } from "./errors.ts";
 import type { Route, Router } from "./router.ts";
 
@@ -132,14 +133,8 @@ export class Dispatcher {
     this.builtins = options.builtins ?? {};
   }
 
-  /** Answers by method and code ("OK" for success); unknown methods count as "unknown". */
-  readonly answers = new Map<string, Map<string, number>>();
-
-  private count(code: string, method: string): void {
-    let byCode = this.answers.get(method);
-    if (!byCode) this.answers.set(method, (byCode = new Map()));
-    byCode.set(code, (byCode.get(code) ?? 0) + 1);
-  }
+  /** Answers by method and code ("OK" for success) and their durations; unknown methods count as "unknown". */
+  readonly stats = new CallStats();
 
   /** Calls whose handler is running. */
   get activeCount(): number {
@@ -153,8 +148,10 @@ export class Dispatcher {
       this.builtin(call, answer);
       return undefined;
     }
+    const started = performance.now();
     const reply: Reply = (error, result) => {
-      this.count(error === null ? "OK" : error.code, error?.code === "METHOD_NOT_FOUND" ? "unknown" : method);
+      const label = error?.code === "METHOD_NOT_FOUND" ? "unknown" : method;
+      this.stats.record(label, error === null ? "OK" : error.code, (performance.now() - started) / 1_000);
       answer(error, result);
     };
     const refused = this.hooks.admit?.(method);

@@ -216,6 +216,13 @@ test("/metrics reports calls by method and code, in-flight and members; /cluster
     assert.match(text, /^ebb_calls_total\{method="probe.add",code="OK"\} 2$/m);
     assert.match(text, /^ebb_calls_total\{method="probe.raise",code="APPLICATION"\} 1$/m);
     assert.match(text, /^ebb_calls_total\{method="unknown",code="METHOD_NOT_FOUND"\} 1$/m);
+    assert.match(text, /^# TYPE ebb_call_duration_seconds histogram$/m);
+    assert.match(text, /^ebb_call_duration_seconds_bucket\{method="probe.add",le="\+Inf"\} 2$/m);
+    assert.match(text, /^ebb_call_duration_seconds_count\{method="probe.add"\} 2$/m);
+    assert.match(text, /^ebb_call_duration_seconds_count\{method="probe.raise"\} 1$/m);
+    const buckets = [...text.matchAll(/^ebb_call_duration_seconds_bucket\{method="probe.add",le="([^"]+)"\} (\d+)$/gm)].map((m) => Number(m[2]));
+    assert.equal(buckets.length, 15, "14 bounds and +Inf");
+    assert.ok(buckets.every((n, i) => i === 0 || n >= buckets[i - 1]!), `cumulative: ${buckets}`);
     assert.match(text, /^ebb_inflight 1$/m, "the scrape itself is in flight");
     assert.match(text, /^ebb_members\{status="alive"\} 1$/m);
     assert.match(text, /^ebb_lifecycle_state\{state="ready"\} 1$/m);
