@@ -1,9 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createClusterClient } from "../../src/cluster/client.ts";
+import { configWith } from "../../src/config/load.ts";
 import { silentLogger } from "../../src/log.ts";
 import { RpcSwimTransport } from "../../src/membership/transport.ts";
-import type { SwimMessage } from "../../src/membership/types.ts";
-import { connectChannel, runtime, startTestNode } from "../helpers/net.ts";
+import type { MemberEvent, SwimMessage } from "../../src/membership/types.ts";
+import { createNode, type EbbNode } from "../../src/node.ts";
+import { RpcError } from "../../src/rpc/errors.ts";
+import { connectChannel, LogCapture, runtime, startTestNode } from "../helpers/net.ts";
 import { type NodeProcess, type RunnerName, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
@@ -122,5 +126,84 @@ test("with a cluster key, members on Bun, Deno and the binary form one cluster; 
     assert.ok(!a.lines.some((l) => l.member === "k-x"), "a never heard of the node with the other key");
   } finally {
     for (const proc of procs) await stopProcess(proc);
+  }
+});
+
+const CALL_TIMEOUT_MS = 500;
+
+test("a node frozen by SIGSTOP is suspected and routed around at once, and takes traffic again after SIGCONT refutes it", async () => {
+  const procs: NodeProcess[] = [];
+  let viewer: EbbNode | undefined;
+  let load: ReturnType<typeof setInterval> | undefined;
+  let cluster: ReturnType<typeof createClusterClient> | undefined;
+  try {
+    const first = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "s0" });
+    procs.push(first);
+    const seeds = `127.0.0.1:${first.port}`;
+    procs.push(await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "s1", EBB_SEEDS: seeds }));
+    const frozen = await startNodeProcess("binary", { ...FAST, EBB_NODE_ID: "s2", EBB_SEEDS: seeds });
+    procs.push(frozen);
+
+    // The viewer is a member of the cluster (offering nothing); the client follows its membership.
+    const swim = { ...configWith().swim, probeIntervalMs: 200, probeTimeoutMs: 100, gossipIntervalMs: 50, suspicionMult: 3, pushPullIntervalMs: 2_000 };
+    viewer = createNode({ config: configWith({ nodeId: "viewer", rpcPort: 0, httpPort: null, seeds: [seeds], swim }), log: new LogCapture().logger, runtime });
+    const events: MemberEvent[] = [];
+    let waiter: { from: number; match: (e: MemberEvent) => boolean; resolve: () => void } | undefined;
+    viewer.onMemberEvent((event) => {
+      events.push(event);
+      if (waiter && waiter.match(event)) waiter.resolve();
+    });
+    /** Resolves at the first member event from index `from` on that matches. */
+    const seen = (from: number, match: (e: MemberEvent) => boolean) =>
+      events.slice(from).some(match) ? Promise.resolve() : new Promise<void>((resolve) => (waiter = { from, match, resolve }));
+    await viewer.start();
+    cluster = createClusterClient({ membership: viewer, runtime, timeoutMs: CALL_TIMEOUT_MS, warmupMs: 0 });
+    await cluster.whenAvailable("demo", 3);
+
+    // 100 calls a second, each recorded with when it was sent and how it ended.
+    const calls: { at: number; code: string }[] = [];
+    let target: { n: number; resolve: () => void } | undefined;
+    const afterCalls = (n: number) => new Promise<void>((resolve) => (target = { n: calls.length + n, resolve }));
+    const client = cluster;
+    load = setInterval(() => {
+      const at = Date.now();
+      client
+        .call("demo.echo", { at })
+        .then(
+          () => calls.push({ at, code: "OK" }),
+          (error: unknown) => calls.push({ at, code: error instanceof RpcError ? error.code : String(error) }),
+        )
+        .finally(() => target && calls.length >= target.n && target.resolve());
+    }, 10);
+    await afterCalls(50);
+    assert.ok((cluster.metrics().sentByNode.s2 ?? 0) > 0, "s2 takes traffic before the freeze");
+
+    process.kill(frozen.child.pid!, "SIGSTOP");
+    const frozenAt = Date.now();
+    await seen(events.length, (e) => e.member.id === "s2" && e.member.status !== "alive");
+    const suspectedAt = Date.now();
+    const suspicionIndex = events.length;
+    const sentBefore = cluster.metrics().sentByNode.s2 ?? 0;
+    // Stay frozen for longer than a call's deadline, so calls stuck there fail and show up below.
+    await afterCalls(80);
+    assert.equal(cluster.metrics().sentByNode.s2 ?? 0, sentBefore, "nothing is sent to a suspected node");
+    const late = calls.filter((c) => c.at >= suspectedAt);
+    assert.deepEqual([...new Set(late.map((c) => c.code))], ["OK"], "every call sent after the suspicion succeeded");
+    const failed = calls.filter((c) => c.code !== "OK");
+    assert.ok(failed.every((c) => c.code === "DEADLINE_EXCEEDED" && c.at > frozenAt - CALL_TIMEOUT_MS && c.at < suspectedAt), JSON.stringify(failed));
+
+    process.kill(frozen.child.pid!, "SIGCONT");
+    await seen(suspicionIndex, (e) => e.member.id === "s2" && e.member.status === "alive");
+    await afterCalls(100);
+    assert.ok((cluster.metrics().sentByNode.s2 ?? 0) > sentBefore, "s2 takes traffic again once it refuted");
+    console.log(`SIGSTOP: s2 suspected after ${suspectedAt - frozenAt} ms; ${failed.length} of ${calls.length} calls failed, all sent to s2 before that (DEADLINE_EXCEEDED)`);
+  } finally {
+    if (load !== undefined) clearInterval(load);
+    cluster?.close();
+    await viewer?.shutdown();
+    for (const proc of procs) {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) process.kill(proc.child.pid!, "SIGCONT");
+      await stopProcess(proc);
+    }
   }
 });
