@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
-import { DEFAULTS } from "../../../src/config/schema.ts";
+import { readFileSync } from "node:fs";
+import { DEFAULTS, DESCRIPTIONS } from "../../../src/config/schema.ts";
 
 test("loadConfig takes the documented defaults when nothing is set", () => {
   const config = loadConfig({});
@@ -110,4 +111,10 @@ test("EBB_CLUSTER_KEY is read, and a bad one is described without being echoed",
       e.message === "Invalid configuration: EBB_CLUSTER_KEY=(12 characters, not shown) must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (then = padding)" &&
       !e.message.includes("short secret"),
   );
+});
+
+test("the README's configuration table documents every EBB_* variable the schema knows", () => {
+  const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+  const missing = Object.keys(DESCRIPTIONS).filter((name) => !readme.includes(`| \`${name}\` |`));
+  assert.deepEqual(missing, []);
 });
