@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
 import { readFileSync } from "node:fs";
+import { ROOT } from "../../helpers/process.ts";
 import { DEFAULTS, DESCRIPTIONS } from "../../../src/config/schema.ts";
 
 test("loadConfig takes the documented defaults when nothing is set", () => {
@@ -114,7 +115,7 @@ test("EBB_CLUSTER_KEY is read, and a bad one is described without being echoed",
 });
 
 test("the README's configuration table documents every EBB_* variable the schema knows", () => {
-  const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
   const missing = Object.keys(DESCRIPTIONS).filter((name) => !readme.includes(`| \`${name}\` |`));
   assert.deepEqual(missing, []);
 });

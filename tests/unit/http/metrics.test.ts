@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { ROOT } from "../../helpers/process.ts";
 import { METRIC_FAMILIES } from "../../../src/http/metric-families.ts";
 import { renderPrometheus } from "../../../src/http/metrics.ts";
 
@@ -36,6 +37,6 @@ test("Prometheus text: HELP and TYPE per family, labels escaped, histogram serie
 });
 
 test("the README's metrics table documents every metric a node exports", () => {
-  const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
   assert.deepEqual(Object.keys(METRIC_FAMILIES).filter((name) => !readme.includes(`\`${name}`)), []);
 });
