@@ -175,6 +175,14 @@ export function createNode(options: NodeOptions): EbbNode {
     return out;
   };
 
+  /** A startup hook's in-process call to this node's own services (admitted while starting). */
+  const warmupCall = (method: string, input?: unknown): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      dispatcher.dispatch({ method, params: input === undefined ? [] : [input], meta: undefined, peer: "startup", warmup: true }, (error, result) =>
+        error ? reject(error) : resolve(result),
+      );
+    });
+
   /** EBB_MAX_INFLIGHT: past the limit, a new request is refused unprocessed, so the caller tries another node. */
   let overloadedCount = 0;
   const overloaded = (): RpcError | undefined => {
@@ -385,7 +393,7 @@ export function createNode(options: NodeOptions): EbbNode {
       if (stopping) throw new StartupError("Startup aborted: the node is already shutting down", undefined, true);
       listening = (async () => listen((runtime ??= await detectRuntime())))();
       await listening;
-      await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log });
+      await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log, context: { call: warmupCall } });
       if (lifecycle.state !== "starting") throw new StartupError("Startup aborted: the node is shutting down", undefined, true);
       lifecycle.advance("ready");
     },

@@ -11,7 +11,7 @@ export const DEFAULTS = {
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
   warmupMs: 10_000, // EBB_WARMUP_MS: this node's cluster clients ramp a newly ready node's share over this window
   maxInflight: 10_000, // EBB_MAX_INFLIGHT: more requests in flight than this are answered OVERLOADED (processed false); 0: no limit
-  demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo service's startup hook waits this long (a stand-in for cache warm-up)
+  demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo's startup hook makes 100 warm-up calls, then waits out this long (a stand-in for cache warm-up)
   logLevel: "info", // EBB_LOG_LEVEL: debug, info, warn or error
   logFormat: "auto", // EBB_LOG_FORMAT: json, pretty, or auto (pretty on a terminal, JSON lines otherwise)
   demoRecord: false, // EBB_DEMO_RECORD: the demo service logs the request ids it executed when the node stops (for tests)
@@ -96,7 +96,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
   EBB_WARMUP_MS: `this node's cluster clients ramp a newly ready node's share of calls over this window (default ${DEFAULTS.warmupMs})`,
   EBB_MAX_INFLIGHT: `requests in flight beyond this are answered OVERLOADED, processed false (try elsewhere); 0: no limit (default ${DEFAULTS.maxInflight})`,
-  EBB_DEMO_WARMUP_MS: `the demo service's startup hook waits this long, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
+  EBB_DEMO_WARMUP_MS: `above 0, the demo's startup hook makes 100 warm-up calls to demo.echo, then waits until this long has passed, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
   EBB_LOG_LEVEL: `least severe log level written: debug, info, warn, error (default ${DEFAULTS.logLevel})`,
   EBB_LOG_FORMAT: `json, pretty, or auto: pretty on a terminal, JSON lines otherwise (default ${DEFAULTS.logFormat})`,
   EBB_BENCH_PLAIN_SHUTDOWN: "1: die at once on SIGTERM, no drain; only for npm run bench:restart's comparison (default 0)",

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { StartupHook } from "../lifecycle/startup.ts";
 import { defineService, type Implementation } from "../rpc/contract.ts";
 
 /** The demo service the reference binary hosts. */
@@ -45,14 +46,24 @@ export function createDemoHandlers(executed?: string[]): Implementation<typeof d
 /** Handlers of the demo service, recording nothing. */
 export const demoHandlers: Implementation<typeof demo> = createDemoHandlers();
 
-/** The demo's startup hook: waits `ms` (a stand-in for warming caches), stopping early if aborted. */
-export function demoWarmup(ms: number): (signal: AbortSignal) => Promise<void> {
-  return (signal) =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(resolve, ms);
+/** Warm-up calls the demo's startup hook makes to its own `demo.echo` before waiting. */
+export const DEMO_WARMUP_CALLS = 100;
+
+/**
+ * The demo's startup hook: DEMO_WARMUP_CALLS in-process calls of `demo.echo`
+ * (what warms a JIT), then a wait until `ms` have passed (a stand-in for
+ * filling caches); it stops early if aborted.
+ */
+export function demoWarmup(ms: number): StartupHook {
+  return async (signal, { call }) => {
+    const started = Date.now();
+    for (let i = 0; i < DEMO_WARMUP_CALLS && !signal.aborted; i++) await call("demo.echo", { warmup: i });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, Math.max(0, ms - (Date.now() - started)));
       signal.addEventListener("abort", () => {
         clearTimeout(timer);
         reject(signal.reason);
       });
     });
+  };
 }

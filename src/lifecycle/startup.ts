@@ -1,7 +1,19 @@
 import type { Logger } from "../log.ts";
 
+/** What a startup hook may use besides its signal. */
+export interface StartupContext {
+  /**
+   * A warm-up call to this node's own service, in process: validation, handler
+   * and counter as for any call, but admitted while the node is still starting
+   * (callers from outside get UNAVAILABLE until the hooks are done).
+   */
+  call(method: string, input?: unknown): Promise<unknown>;
+}
+
+const NO_SERVICES: StartupContext = { call: (method) => Promise.reject(new Error(`No node to run "${method}" on`)) };
+
 /** A startup hook: warm a cache, make warm-up calls. It should stop early when `signal` aborts. */
-export type StartupHook = (signal: AbortSignal) => void | Promise<void>;
+export type StartupHook = (signal: AbortSignal, context: StartupContext) => void | Promise<void>;
 
 /** Why startup did not finish. */
 export class StartupError extends Error {
@@ -24,8 +36,9 @@ export class StartupError extends Error {
  */
 export async function runStartupHooks(
   hooks: readonly { name: string; run: StartupHook }[],
-  options: { timeoutMs: number; abort: AbortSignal; log: Logger },
+  options: { timeoutMs: number; abort: AbortSignal; log: Logger; context?: StartupContext },
 ): Promise<void> {
+  const context = options.context ?? NO_SERVICES;
   const deadline = AbortSignal.timeout(options.timeoutMs);
   const signal = AbortSignal.any([deadline, options.abort]);
   for (const { name, run } of hooks) {
@@ -34,7 +47,7 @@ export async function runStartupHooks(
     options.log.info(`startup hook "${name}" running`);
     try {
       // Race the hook against the signal: a hook that ignores its signal must not hold startup.
-      await Promise.race([Promise.resolve().then(() => run(signal)), whenAborted(signal)]);
+      await Promise.race([Promise.resolve().then(() => run(signal, context)), whenAborted(signal)]);
     } catch (error) {
       if (signal.aborted) throw stopped(name, options);
       throw new StartupError(`Startup hook "${name}" failed: ${error instanceof Error ? error.message : String(error)}`, name, false, { cause: error });

@@ -13,6 +13,8 @@ export interface IncomingCall {
   readonly params: unknown[];
   readonly meta: RequestMeta | undefined;
   readonly peer: string;
+  /** A startup hook's warm-up call: not subject to admission (the node is still starting). */
+  readonly warmup?: boolean;
 }
 
 /** Receives the single answer to a call. */
@@ -154,7 +156,7 @@ export class Dispatcher {
       this.stats.record(label, error === null ? "OK" : error.code, (performance.now() - started) / 1_000);
       answer(error, result);
     };
-    const refused = this.hooks.admit?.(method);
+    const refused = call.warmup ? undefined : this.hooks.admit?.(method);
     if (refused) {
       reply(refused);
       return undefined;

@@ -348,3 +348,20 @@ test("EBB_WARMUP_MS sets the ramp of the node's own cluster clients, reported as
     await Promise.all([slow.shutdown(), none.shutdown()]);
   }
 });
+
+test("a startup hook's warm-up calls run in process while the node is starting, validated like any call", async () => {
+  const { node } = newNode({ nodeId: "warming" });
+  const seen: unknown[] = [];
+  node.onStartup("warm", async (_signal, { call }) => {
+    seen.push(node.state, await call("probe.add", { a: 1, b: 2 }));
+    seen.push((await rejectsWith(call("probe.add", { a: "x" }), "INVALID_PARAMS")).code);
+    seen.push((await rejectsWith(call("probe.nope"), "METHOD_NOT_FOUND")).code);
+  });
+  await node.start();
+  try {
+    assert.deepEqual(seen, ["starting", 3, "INVALID_PARAMS", "METHOD_NOT_FOUND"]);
+    assert.equal(node.stats.handled, 1, "one handler ran; the refused calls never reached one");
+  } finally {
+    await node.shutdown();
+  }
+});

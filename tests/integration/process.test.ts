@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
-import { connectChannel, runtime } from "../helpers/net.ts";
+import { connectChannel, rejectsWith, runtime } from "../helpers/net.ts";
 import { RUNNER_NAMES, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Each runtime's test run calls a node on each runtime: Bun -> Deno and Deno -> Bun included.
@@ -55,6 +55,26 @@ for (const runner of RUNNER_NAMES) {
     try {
       assert.equal(await proc.exited, 2);
       assert.match(proc.stderr(), /Invalid configuration: EBB_RPC_PORT="http" must be a number; EBB_MAX_MESSAGE_BYTES="-5" must be at least 1024/);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+
+  test(`the reference node on ${runner} makes its warm-up calls in process while callers from outside are told UNAVAILABLE`, async () => {
+    const proc = await startNodeProcess(runner, { EBB_NODE_ID: "warm", EBB_DEMO_WARMUP_MS: "30000", EBB_STARTUP_TIMEOUT_MS: "60000" });
+    try {
+      await proc.waitForLine((l) => l.msg === 'startup hook "demo-warmup" running');
+      const channel = await connectChannel(proc.port);
+      const refused = await rejectsWith(createClient(demo, channel).echo("too early"), "UNAVAILABLE");
+      assert.equal(refused.processed, false);
+      channel.close();
+      // The hook's own calls were served: 100 in-process echoes, before the node is ready.
+      const metrics = await (await fetch(`http://127.0.0.1:${proc.httpPort}/metrics`)).text();
+      assert.match(metrics, /^ebb_calls_total\{method="demo.echo",code="OK"\} 100$/m);
+      assert.match(metrics, /^ebb_calls_total\{method="demo.echo",code="UNAVAILABLE"\} 1$/m);
+      assert.match(metrics, /^ebb_lifecycle_state\{state="starting"\} 1$/m);
+      sendSignal(proc, "SIGTERM");
+      assert.equal(await proc.exited, 0);
     } finally {
       await stopProcess(proc);
     }
