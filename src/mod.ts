@@ -13,3 +13,4 @@ export { createClusterClient, ClusterClient, type ClusterClientOptions, type Clu
 export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership/types.ts";
 export type { ShutdownSummary, NodeStats } from "./node.ts";
 export type { LifecycleState } from "./lifecycle/state.ts";
+export { StartupError, type StartupContext, type StartupHook } from "./lifecycle/startup.ts";
