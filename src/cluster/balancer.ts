@@ -19,8 +19,8 @@ export const INFLIGHT_SLACK = 2;
 /**
  * Power of two choices with weights: two distinct candidates drawn with
  * probability proportional to weight; when their in-flight counts differ by
- * at least INFLIGHT_SLACK, the one with fewer calls in flight per unit of
- * weight wins, otherwise the first draw. So under light load a node's share is
+ * at least INFLIGHT_SLACK, the one with less load per unit of weight wins
+ * (load = calls in flight + 1), otherwise the first draw. So under light load a node's share is
  * its weight over the sum of weights (the warm-up ramp holds), and a node that
  * really falls behind is avoided.
  */
@@ -32,7 +32,9 @@ export function pickTwoChoices<T extends Weighted>(candidates: readonly T[], wei
   const a = candidates[first]!;
   const b = candidates[second]!;
   if (Math.abs(a.inflight - b.inflight) < INFLIGHT_SLACK) return a;
-  return b.inflight / weights[second]! < a.inflight / weights[first]! ? b : a;
+  // (in flight + 1) / weight, as Envoy's weighted least request: a node in warm-up with nothing
+  // in flight does not win over a warm one with a call or two, only over one that falls behind.
+  return (b.inflight + 1) / weights[second]! < (a.inflight + 1) / weights[first]! ? b : a;
 }
 
 function drawWeighted(weights: number[], random: () => number, exclude: number): number {

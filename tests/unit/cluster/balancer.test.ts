@@ -32,3 +32,14 @@ test("under load the node with fewer calls in flight per unit of weight wins", (
   assert.equal(pickTwoChoices([], () => 1), undefined);
   assert.equal(pickTwoChoices([busy], () => 1), busy);
 });
+
+test("a node in warm-up with nothing in flight does not win over a warm one with a few calls, only over one far behind", () => {
+  const fresh = { id: "fresh", inflight: 0, readySince: 0, w: 0.1 };
+  const warm = { id: "warm", inflight: 2, readySince: 0, w: 1 };
+  const swamped = { id: "swamped", inflight: 20, readySince: 0, w: 1 };
+  const random = seededRandom(5);
+  for (let i = 0; i < 100; i++) {
+    assert.equal(pickTwoChoices([fresh, warm], (n) => n.w, random)!.id, "warm", "(0+1)/0.1 = 10 > (2+1)/1 = 3");
+    assert.equal(pickTwoChoices([fresh, swamped], (n) => n.w, random)!.id, "fresh", "(0+1)/0.1 = 10 < (20+1)/1 = 21");
+  }
+});
