@@ -70,9 +70,10 @@ call succeeded, 1 when any failed.`,
     const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout });
     try {
       await cluster.whenAvailable(serviceOf(flags.method), 1, 10_000);
-    } catch (error) {
+    } catch (thrown) {
       cluster.close();
-      runtime.write("stderr", `${RpcError.from(error).code}: ${RpcError.from(error).rawMessage} (${target.label})\n`);
+      const error = RpcError.from(thrown);
+      runtime.write("stderr", `${error.code}: ${error.rawMessage} (${target.label})\n`);
       return 1;
     }
     const input = flags.input === undefined ? { hello: "ebb" } : flags.input;
