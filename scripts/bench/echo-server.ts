@@ -2,8 +2,11 @@
  * The server side of `npm run bench:echo`, run as its own process:
  *   ebb   the reference node's dispatch (lookup, zod validation, counter, batching)
  *   bare  a msgpack-rpc echo on the same runtime sockets: decode, answer, nothing else
+ *   peer  msgpack5rpc (a msgpack-rpc library, a dev dependency) on node:net, answering the same echo
  * Prints `port <n>` when listening.
  */
+import { createServer } from "node:net";
+import { Session } from "../../tests/helpers/msgpack5rpc.ts";
 import { configWith } from "../../src/config/load.ts";
 import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { createNode } from "../../src/node.ts";
@@ -38,7 +41,16 @@ if (mode === "ebb") {
     },
   });
   console.log(`port ${listener.port}`);
+} else if (mode === "peer") {
+  const server = createServer((socket) => {
+    socket.setNoDelay(true);
+    const session = new Session();
+    session.attach(socket, socket);
+    session.on("request", (_method, args, response) => response.send(args[0]));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  console.log(`port ${(server.address() as { port: number }).port}`);
 } else {
-  console.error(`usage: echo-server.ts ebb|bare`);
+  console.error(`usage: echo-server.ts ebb|bare|peer`);
   runtime.exit(2);
 }

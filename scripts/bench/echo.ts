@@ -1,5 +1,7 @@
 /**
- * `npm run bench:echo`: ebb's RPC path against a bare msgpack-rpc echo on the same runtime.
+ * `npm run bench:echo`: ebb's RPC path against a bare msgpack-rpc echo on the same runtime
+ * (the ceiling), and against a peer: msgpack5rpc, a msgpack-rpc library from npm, client
+ * and server, on node:net.
  *
  * One client, one server process, one connection, 64 calls in flight, a small
  * payload. Rounds alternate bare and ebb so drift on a shared machine hits both;
@@ -8,6 +10,7 @@
  * Options (environment): BENCH_ROUNDS (3), BENCH_SECONDS (2 per round), BENCH_WARMUP_SECONDS (0.5), BENCH_INFLIGHT (64).
  */
 import { spawn } from "node:child_process";
+import { createConnection } from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { demo } from "../../src/demo/demo.ts";
 import { Channel } from "../../src/rpc/channel.ts";
@@ -15,6 +18,7 @@ import { createClient } from "../../src/rpc/client.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
 import { BatchWriter } from "../../src/wire/encoder.ts";
+import { request, Session } from "../../tests/helpers/msgpack5rpc.ts";
 import { median, quantile, table } from "./stats.ts";
 
 const runtime = await detectRuntime();
@@ -26,7 +30,7 @@ const INFLIGHT = Number(env.BENCH_INFLIGHT ?? 64);
 const PAYLOAD = { id: 12345, name: "bench", tags: ["a", "b", "c"], ok: true };
 const here = decodeURIComponent(new URL(".", import.meta.url).pathname);
 
-type Mode = "bare" | "ebb";
+type Mode = "bare" | "ebb" | "peer";
 type Call = () => Promise<unknown>;
 interface Round {
   mode: Mode;
@@ -84,6 +88,15 @@ async function bareClient(port: number): Promise<{ call: Call; close(): void }> 
   };
 }
 
+async function peerClient(port: number): Promise<{ call: Call; close(): void }> {
+  const socket = createConnection({ host: "127.0.0.1", port });
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  socket.setNoDelay(true);
+  const session = new Session();
+  session.attach(socket, socket);
+  return { call: () => request(session, "demo.echo", [PAYLOAD]), close: () => socket.destroy() };
+}
+
 async function ebbClient(port: number): Promise<{ call: Call; close(): void }> {
   const channel = await Channel.connect(runtime, { host: "127.0.0.1", port });
   const client = createClient(demo, channel);
@@ -108,7 +121,7 @@ async function drive(call: Call, seconds: number, record: boolean): Promise<{ ca
 
 async function round(mode: Mode, clientMode: Mode = mode): Promise<Round> {
   const server = await startServer(mode);
-  const client = clientMode === "bare" ? await bareClient(server.port) : await ebbClient(server.port);
+  const client = clientMode === "bare" ? await bareClient(server.port) : clientMode === "peer" ? await peerClient(server.port) : await ebbClient(server.port);
   try {
     await drive(client.call, WARMUP_SECONDS, false);
     const started = performance.now();
@@ -123,7 +136,7 @@ async function round(mode: Mode, clientMode: Mode = mode): Promise<Round> {
 
 const rounds: Round[] = [];
 for (let i = 0; i < ROUNDS; i++) {
-  for (const mode of ["bare", "ebb"] as Mode[]) {
+  for (const mode of ["bare", "ebb", "peer"] as Mode[]) {
     const r = await round(mode);
     rounds.push(r);
     console.log(`round ${i + 1} ${mode.padEnd(4)} ${Math.round(r.callsPerSecond)} calls/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms`);
@@ -148,7 +161,9 @@ const summary = (mode: Mode) => {
 };
 const bare = summary("bare");
 const ebb = summary("ebb");
+const peer = summary("peer");
 const ratio = ebb.callsPerSecond / bare.callsPerSecond;
+const peerRatio = ebb.callsPerSecond / peer.callsPerSecond;
 const label = `${runtime.name} ${runtime.version}`;
 
 console.log(`\necho, ${label}: 1 connection, ${INFLIGHT} in flight, median of ${ROUNDS} rounds of ${SECONDS} s`);
@@ -158,16 +173,18 @@ console.log(
     [
       ["bare msgpack-rpc echo", Math.round(bare.callsPerSecond), bare.p50Ms.toFixed(3), bare.p99Ms.toFixed(3)],
       ["ebb (demo.echo)", Math.round(ebb.callsPerSecond), ebb.p50Ms.toFixed(3), ebb.p99Ms.toFixed(3)],
+      ["msgpack5rpc (peer, node:net)", Math.round(peer.callsPerSecond), peer.p50Ms.toFixed(3), peer.p99Ms.toFixed(3)],
     ],
   ),
 );
 console.log(`ebb / bare: ${(ratio * 100).toFixed(1)}% of the bare echo's calls/s (goal: at least 60%)`);
+console.log(`ebb / peer: ${peerRatio.toFixed(2)}x msgpack5rpc's calls/s`);
 
 mkdirSync(`${here}results`, { recursive: true });
 const file = `${here}results/echo-${runtime.name}.json`;
 writeFileSync(
   file,
-  JSON.stringify({ bench: "echo", runtime: runtime.name, runtimeVersion: runtime.version, date: new Date().toISOString(), inflight: INFLIGHT, seconds: SECONDS, rounds, bare, ebb, ratio }, null, 2) + "\n",
+  JSON.stringify({ bench: "echo", runtime: runtime.name, runtimeVersion: runtime.version, date: new Date().toISOString(), inflight: INFLIGHT, seconds: SECONDS, rounds, bare, ebb, peer, ratio, peerRatio }, null, 2) + "\n",
 );
 console.log(`wrote ${file}`);
 runtime.exit(0);
