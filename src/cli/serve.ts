@@ -1,11 +1,7 @@
 import { z } from "zod";
-import { ConfigError, loadConfig } from "../config/load.ts";
 import { DESCRIPTIONS } from "../config/schema.ts";
 import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
-import { EXIT_CODES, exitOnSignals } from "../lifecycle/signals.ts";
-import { StartupError } from "../lifecycle/startup.ts";
-import { createLogger } from "../log.ts";
-import { createNode } from "../node.ts";
+import { runNode } from "../run.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, UsageError } from "./command.ts";
 
@@ -36,36 +32,15 @@ export const serveCommand = defineCommand({
   },
 });
 
+/** The reference node: the demo service through `runNode`, as any service of your own would be. */
 async function serve(runtime: Runtime): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(runtime.env());
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    console.error(error.message);
-    runtime.exit(EXIT_CODES.badConfig);
-  }
-  const format = config.logFormat === "auto" ? (runtime.isTerminal("stdout") ? "pretty" : "json") : config.logFormat;
-  const log = createLogger({ node: config.nodeId, level: config.logLevel, format });
-  for (const warning of config.warnings) log.warn(warning);
-  const executed = config.demoRecord ? ([] as string[]) : undefined;
-  const node = createNode({ config, log, runtime }).register(demo, createDemoHandlers(executed));
-  if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
-  if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
-  // Signals first: one that arrives during the startup hooks aborts them.
-  if (config.benchPlainShutdown) {
-    // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
-    runtime.onSignal("SIGTERM", () => runtime.exit(EXIT_CODES.forcedTerm));
-  } else {
-    exitOnSignals(runtime, node, log);
-  }
-  try {
-    await node.start();
-  } catch (error) {
-    // Aborted by a signal: the drain it started exits the process.
-    if (error instanceof StartupError && error.aborted) return;
-    log.error(error instanceof Error ? error.message : String(error), { hook: error instanceof StartupError ? error.hook : undefined });
-    await node.shutdown("startup failed");
-    runtime.exit(EXIT_CODES.startupFailed);
-  }
+  await runNode(
+    (node, { config, log }) => {
+      const executed = config.demoRecord ? ([] as string[]) : undefined;
+      node.register(demo, createDemoHandlers(executed));
+      if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
+      if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
+    },
+    { runtime },
+  );
 }
