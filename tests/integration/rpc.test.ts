@@ -1,84 +1,69 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
-import { createClient } from "../../src/rpc/client.ts";
-import { RpcError } from "../../src/rpc/errors.ts";
+import type { Channel } from "../../src/rpc/channel.ts";
+import { createClient, type ServiceClient } from "../../src/rpc/client.ts";
 import { ErrorCodes } from "../../src/wire/codes.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, connectRaw, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, connectRaw, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
 import { probe, probeEvents, probeHandlers, probeReached } from "../helpers/services.ts";
 
 const server = await startTestNode((node) => node.register(probe, probeHandlers));
-after(() => server.close());
 
-async function rejects(promise: Promise<unknown>): Promise<RpcError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `expected an RpcError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("expected the call to fail");
-}
-
-test("many pipelined calls on one connection each get their own answer", async () => {
+/** Runs `body` with a fresh connection to the test node and a probe client on it; closes it after. */
+async function withChannel(body: (channel: Channel, client: ServiceClient<typeof probe>) => Promise<void>): Promise<void> {
   const channel = await connectChannel(server.port);
   try {
-    const client = createClient(probe, channel);
-    const results = await Promise.all(Array.from({ length: 2_000 }, (_, i) => client.add({ a: i, b: 1 })));
-    assert.deepEqual(results, Array.from({ length: 2_000 }, (_, i) => i + 1));
-    assert.equal(channel.inflight, 0);
+    await body(channel, createClient(probe, channel));
   } finally {
     channel.close();
   }
+}
+after(() => server.close());
+
+test("many pipelined calls on one connection each get their own answer", async () => {
+  await withChannel(async (channel, client) => {
+    const results = await Promise.all(Array.from({ length: 2_000 }, (_, i) => client.add({ a: i, b: 1 })));
+    assert.deepEqual(results, Array.from({ length: 2_000 }, (_, i) => i + 1));
+    assert.equal(channel.inflight, 0);
+  });
 });
 
 test("calls that finish out of order are matched to their callers", async () => {
-  const channel = await connectChannel(server.port);
-  try {
-    const client = createClient(probe, channel);
+  await withChannel(async (_channel, client) => {
     const slow = client.wait({ ms: 60, tag: "order-slow" });
     const fast = client.wait({ ms: 1, tag: "order-fast" });
     assert.equal(await fast, "order-fast");
     assert.equal(probeEvents.get("order-slow"), "started");
     assert.equal(await slow, "order-slow");
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("every error code a handler raises reaches the caller with its data", async () => {
-  const channel = await connectChannel(server.port);
-  try {
-    const client = createClient(probe, channel);
+  await withChannel(async (_channel, client) => {
     for (const code of ErrorCodes) {
-      const error = await rejects(client.raise({ code }));
+      const error = await rejectsWith(client.raise({ code }));
       assert.equal(error.code, code);
       assert.equal(error.message, `[${code}] raised ${code}`);
       assert.deepEqual(error.data, { code });
       assert.equal(error.processed, code === "SHUTTING_DOWN" || code === "OVERLOADED" ? false : undefined);
     }
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("the server's own errors reach the caller: unknown method, bad params, a crashing handler", async () => {
-  const channel = await connectChannel(server.port);
-  try {
-    const missing = await rejects(channel.call("probe.nope", {}));
+  await withChannel(async (channel) => {
+    const missing = await rejectsWith(channel.call("probe.nope", {}));
     assert.equal(missing.code, "METHOD_NOT_FOUND");
     assert.equal(missing.rawMessage, 'Unknown method "probe.nope"');
-    const invalid = await rejects(channel.call("probe.add", { a: "x" }));
+    const invalid = await rejectsWith(channel.call("probe.add", { a: "x" }));
     assert.equal(invalid.code, "INVALID_PARAMS");
     assert.ok(Array.isArray(invalid.data) && invalid.data.length === 2);
-    const crash = await rejects(channel.call("probe.crash", null));
+    const crash = await rejectsWith(channel.call("probe.crash", null));
     assert.equal(crash.code, "INTERNAL");
     assert.equal(crash.rawMessage, "unexpected failure");
     assert.ok(server.logs.lines.some((l) => l.msg === "handler threw" && l.method === "probe.crash"));
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("a request with a bad shape gets INVALID_REQUEST on its msgid", async () => {
@@ -97,34 +82,26 @@ test("a request with a bad shape gets INVALID_REQUEST on its msgid", async () =>
 });
 
 test("a call past its deadline fails DEADLINE_EXCEEDED and the handler's signal aborts", async () => {
-  const channel = await connectChannel(server.port);
-  try {
-    const client = createClient(probe, channel);
+  await withChannel(async (_channel, client) => {
     const started = Date.now();
-    const error = await rejects(client.wait({ ms: 10_000, tag: "deadline" }, { timeoutMs: 100 }));
+    const error = await rejectsWith(client.wait({ ms: 10_000, tag: "deadline" }, { timeoutMs: 100 }));
     assert.equal(error.code, "DEADLINE_EXCEEDED");
     assert.ok(Date.now() - started < 2_000);
     await probeReached("deadline", "aborted");
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("aborting a call fails it CANCELLED and aborts the handler on the server", async () => {
-  const channel = await connectChannel(server.port);
-  try {
-    const client = createClient(probe, channel);
+  await withChannel(async (_channel, client) => {
     const controller = new AbortController();
     const call = client.wait({ ms: 10_000, tag: "abort" }, { signal: controller.signal });
     await probeReached("abort", "started");
     controller.abort();
-    assert.equal((await rejects(call)).code, "CANCELLED");
+    assert.equal((await rejectsWith(call)).code, "CANCELLED");
     await probeReached("abort", "aborted");
     // The connection stays usable.
     assert.equal(await client.add({ a: 1, b: 2 }), 3);
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("a caller that closes its connection mid-call aborts its handler", async () => {
@@ -133,7 +110,7 @@ test("a caller that closes its connection mid-call aborts its handler", async ()
   const call = client.wait({ ms: 10_000, tag: "disconnect" });
   await probeReached("disconnect", "started");
   channel.close();
-  const error = await rejects(call);
+  const error = await rejectsWith(call);
   assert.equal(error.code, "CANCELLED");
   await probeReached("disconnect", "aborted");
   await channel.whenClosed();
@@ -143,22 +120,19 @@ test("a call to a port nobody listens on fails UNAVAILABLE, processed false", as
   const listener = await runtime.listen({ host: "127.0.0.1", port: 0, accept: () => ({ data() {}, close() {} }) });
   const port = listener.port;
   await listener.stop();
-  const error = await rejects(connectChannel(port));
+  const error = await rejectsWith(connectChannel(port));
   assert.equal(error.code, "UNAVAILABLE");
   assert.equal(error.processed, false);
 });
 
 test("$ping and $info answer without a service", async () => {
-  const channel = await connectChannel(server.port);
-  try {
+  await withChannel(async (channel) => {
     const ping = (await channel.call("$ping", undefined)) as { node: string; time: number };
     assert.equal(ping.node, "test-node");
     const info = (await channel.call("$info", undefined)) as { runtime: string; services: Record<string, { name: string }[]> };
     assert.equal(info.runtime, runtime.name);
     assert.ok(info.services.probe!.some((m) => m.name === "probe.echo"));
-  } finally {
-    channel.close();
-  }
+  });
 });
 
 test("large replies to a client that reads slowly arrive whole", async () => {
