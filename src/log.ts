@@ -48,3 +48,32 @@ function jsonSafe(_key: string, value: unknown): unknown {
 
 /** A logger that drops everything, for libraries used without one. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A warning that a peer can make happen again and again (refused connections,
+ * failed accepts): the first is logged at once, later ones as one line with a
+ * count per window, so an attacker cannot flood the log.
+ */
+export class WarningWindow {
+  private suppressed = 0;
+  private windowEnds = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly windowMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Logs `message` unless one was logged within the window; says how many were held back when it logs again. */
+  warn(message: string, fields?: LogFields): void {
+    const now = this.now();
+    if (now < this.windowEnds) {
+      this.suppressed++;
+      return;
+    }
+    const held = this.suppressed;
+    this.suppressed = 0;
+    this.windowEnds = now + this.windowMs;
+    this.log.warn(held > 0 ? `${message} (and ${held} more like it in the last ${Math.round(this.windowMs / 1000)} s)` : message, fields);
+  }
+}

@@ -151,8 +151,13 @@ export function createNode(options: NodeOptions): EbbNode {
       out.push(["ebb_call_duration_seconds_sum", { method }, stats.sumSeconds], ["ebb_call_duration_seconds_count", { method }, stats.count]);
     }
     out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
-    out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount], ["ebb_overloaded_total", {}, overloadedCount]);
+    out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount], ["ebb_overloaded_total", {}, overloadedCount + (server?.stats.overloaded ?? 0)]);
     out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);
+    if (server) {
+      const { stats } = server;
+      out.push(["ebb_connections_open", {}, server.connections.size], ["ebb_connections_refused_total", {}, stats.refusedOverCap], ["ebb_accept_errors_total", {}, stats.acceptErrors]);
+      out.push(["ebb_connections_timed_out_total", { kind: "read" }, stats.readTimeouts], ["ebb_connections_timed_out_total", { kind: "idle" }, stats.idleClosed], ["ebb_buffered_bytes", {}, server.bufferedBytes]);
+    }
     const retries = new Map<string, number>();
     let clientCalls = 0;
     for (const cluster of clusterClients) {
@@ -242,6 +247,7 @@ export function createNode(options: NodeOptions): EbbNode {
       log,
       maxMessageBytes: config.maxMessageBytes,
       clusterKey: config.clusterKey,
+      limits: config.limits,
       onNotification: (method, params) => {
         const message = params[0];
         if (method.startsWith("$swim.") && membership && typeof message === "object" && message !== null) membership.handle(message as SwimMessage, () => {});

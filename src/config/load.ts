@@ -1,4 +1,5 @@
 import type { SwimConfig } from "../membership/types.ts";
+import type { ConnectionLimits } from "../rpc/server.ts";
 import { ConfigSchema } from "./schema.ts";
 
 /** The node's configuration, read from EBB_* variables. */
@@ -16,6 +17,8 @@ export interface Config {
   warmupMs: number;
   /** Requests in flight beyond this are answered OVERLOADED; 0: no limit. */
   maxInflight: number;
+  /** What one peer can make the RPC server hold: EBB_MAX_CONNECTIONS, EBB_READ_TIMEOUT_MS and the rest. */
+  limits: ConnectionLimits;
   demoWarmupMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "pretty" | "auto";
@@ -77,6 +80,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     startupTimeoutMs: c.EBB_STARTUP_TIMEOUT_MS,
     warmupMs: c.EBB_WARMUP_MS,
     maxInflight: c.EBB_MAX_INFLIGHT,
+    limits: {
+      maxConnections: c.EBB_MAX_CONNECTIONS,
+      maxInflightPerConnection: c.EBB_MAX_INFLIGHT_PER_CONNECTION,
+      readTimeoutMs: c.EBB_READ_TIMEOUT_MS,
+      idleTimeoutMs: c.EBB_IDLE_TIMEOUT_MS,
+      maxBufferedBytes: c.EBB_MAX_BUFFERED_BYTES,
+      maxElements: c.EBB_MAX_MESSAGE_ELEMENTS,
+      maxDepth: c.EBB_MAX_DEPTH,
+      keepAliveMs: c.EBB_TCP_KEEPALIVE_MS,
+    },
     demoWarmupMs: c.EBB_DEMO_WARMUP_MS,
     demoRecord: c.EBB_DEMO_RECORD === "1" || c.EBB_DEMO_RECORD === "true",
     logLevel: c.EBB_LOG_LEVEL,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
 
 /** Documented defaults of every EBB_* variable. */
 export const DEFAULTS = {
@@ -11,6 +12,14 @@ export const DEFAULTS = {
   startupTimeoutMs: 30_000, // EBB_STARTUP_TIMEOUT_MS: startup hooks must finish within this, or the node exits 3
   warmupMs: 10_000, // EBB_WARMUP_MS: this node's cluster clients ramp a newly ready node's share over this window
   maxInflight: 10_000, // EBB_MAX_INFLIGHT: more requests in flight than this are answered OVERLOADED (processed false); 0: no limit
+  maxInflightPerConnection: LIMITS.maxInflightPerConnection, // EBB_MAX_INFLIGHT_PER_CONNECTION: one connection's share of EBB_MAX_INFLIGHT
+  maxConnections: LIMITS.maxConnections, // EBB_MAX_CONNECTIONS: open RPC connections; more are closed on accept
+  readTimeoutMs: LIMITS.readTimeoutMs, // EBB_READ_TIMEOUT_MS: a message begun must arrive whole within this
+  idleTimeoutMs: LIMITS.idleTimeoutMs, // EBB_IDLE_TIMEOUT_MS: a connection with nothing running or received this long is closed; 0: never
+  maxBufferedBytes: LIMITS.maxBufferedBytes, // EBB_MAX_BUFFERED_BYTES: partial messages of all connections together
+  maxElements: LIMITS.maxElements, // EBB_MAX_MESSAGE_ELEMENTS: items in one message
+  maxDepth: LIMITS.maxDepth, // EBB_MAX_DEPTH: nesting levels of one message, in and out
+  tcpKeepAliveMs: LIMITS.keepAliveMs, // EBB_TCP_KEEPALIVE_MS: TCP keep-alive after this much silence; 0: off
   demoWarmupMs: 0, // EBB_DEMO_WARMUP_MS: the demo's startup hook makes 100 warm-up calls, then waits out this long (a stand-in for cache warm-up)
   logLevel: "info", // EBB_LOG_LEVEL: debug, info, warn or error
   logFormat: "auto", // EBB_LOG_FORMAT: json, pretty, or auto (pretty on a terminal, JSON lines otherwise)
@@ -58,6 +67,14 @@ export const ConfigSchema = z.object({
   EBB_STARTUP_TIMEOUT_MS: milliseconds(3_600_000).default(DEFAULTS.startupTimeoutMs),
   EBB_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.warmupMs),
   EBB_MAX_INFLIGHT: integer(0, 10_000_000).default(DEFAULTS.maxInflight),
+  EBB_MAX_INFLIGHT_PER_CONNECTION: integer(1, 10_000_000).default(DEFAULTS.maxInflightPerConnection),
+  EBB_MAX_CONNECTIONS: integer(1, 10_000_000).default(DEFAULTS.maxConnections),
+  EBB_READ_TIMEOUT_MS: integer(1, 3_600_000, " ms").default(DEFAULTS.readTimeoutMs),
+  EBB_IDLE_TIMEOUT_MS: milliseconds(86_400_000).default(DEFAULTS.idleTimeoutMs),
+  EBB_MAX_BUFFERED_BYTES: integer(1024, 64 * 1024 * 1024 * 1024).default(DEFAULTS.maxBufferedBytes),
+  EBB_MAX_MESSAGE_ELEMENTS: integer(16, 1_000_000_000).default(DEFAULTS.maxElements),
+  EBB_MAX_DEPTH: integer(4, 1_000).default(DEFAULTS.maxDepth),
+  EBB_TCP_KEEPALIVE_MS: milliseconds(86_400_000).default(DEFAULTS.tcpKeepAliveMs),
   EBB_DEMO_WARMUP_MS: milliseconds(3_600_000).default(DEFAULTS.demoWarmupMs),
   EBB_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }).default(DEFAULTS.logLevel),
   EBB_LOG_FORMAT: z.enum(["json", "pretty", "auto"], { error: "must be json, pretty or auto" }).default(DEFAULTS.logFormat),
@@ -96,6 +113,14 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_STARTUP_TIMEOUT_MS: `startup hooks must finish within this, or the node exits 3 (default ${DEFAULTS.startupTimeoutMs})`,
   EBB_WARMUP_MS: `this node's cluster clients ramp a newly ready node's share of calls over this window (default ${DEFAULTS.warmupMs})`,
   EBB_MAX_INFLIGHT: `requests in flight beyond this are answered OVERLOADED, processed false (try elsewhere); 0: no limit (default ${DEFAULTS.maxInflight})`,
+  EBB_MAX_INFLIGHT_PER_CONNECTION: `calls running on one connection beyond this are answered OVERLOADED, processed false, while other connections are served (default ${DEFAULTS.maxInflightPerConnection})`,
+  EBB_MAX_CONNECTIONS: `open RPC connections; one more is closed as soon as it is accepted, before descriptors run out (default ${DEFAULTS.maxConnections})`,
+  EBB_READ_TIMEOUT_MS: `a message whose first bytes arrived must be complete within this, or its connection is closed (default ${DEFAULTS.readTimeoutMs})`,
+  EBB_IDLE_TIMEOUT_MS: `a connection with no call running and nothing received for this long is closed gracefully; ebb clients reconnect; 0: never (default ${DEFAULTS.idleTimeoutMs})`,
+  EBB_MAX_BUFFERED_BYTES: `bytes of partial messages held for all connections together; the connection that passes it is closed (default ${DEFAULTS.maxBufferedBytes})`,
+  EBB_MAX_MESSAGE_ELEMENTS: `items (values at any level) in one message; a message with more closes its connection (default ${DEFAULTS.maxElements})`,
+  EBB_MAX_DEPTH: `nesting levels of one message, the message array being level 1; deeper requests close their connection, deeper answers become INTERNAL errors (default ${DEFAULTS.maxDepth})`,
+  EBB_TCP_KEEPALIVE_MS: `TCP keep-alive on every RPC connection after this much silence, so vanished peers are found (Deno: the system's timing); 0: off (default ${DEFAULTS.tcpKeepAliveMs})`,
   EBB_DEMO_WARMUP_MS: `above 0, the demo's startup hook makes 100 warm-up calls to demo.echo, then waits until this long has passed, a stand-in for warming caches (default ${DEFAULTS.demoWarmupMs})`,
   EBB_LOG_LEVEL: `least severe log level written: debug, info, warn, error (default ${DEFAULTS.logLevel})`,
   EBB_LOG_FORMAT: `json, pretty, or auto: pretty on a terminal, JSON lines otherwise (default ${DEFAULTS.logFormat})`,

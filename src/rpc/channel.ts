@@ -6,6 +6,7 @@ import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/m
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
 import { RpcError } from "./errors.ts";
+import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -104,6 +105,7 @@ export class Channel implements Transport {
         open: (socket) => {
           channel = new Channel(socket, address, options);
           socket.setNoDelay(true);
+          socket.setKeepAlive(DEFAULT_CONNECTION_LIMITS.keepAliveMs);
           return {
             data: (chunk) => channel!.receive(chunk),
             end: () => channel!.peerEnded(),
@@ -221,7 +223,14 @@ export class Channel implements Transport {
         signal.addEventListener("abort", entry.onAbort, { once: true });
       }
       this.pending.set(msgid, entry);
-      this.writer.send(meta ? [REQUEST, msgid, method, params, meta] : [REQUEST, msgid, method, params]);
+      try {
+        this.writer.send(meta ? [REQUEST, msgid, method, params, meta] : [REQUEST, msgid, method, params]);
+      } catch (error) {
+        // Nothing was sent (too deep for EBB_MAX_DEPTH, or a value msgpack cannot carry).
+        this.settle(msgid);
+        const reason = error instanceof Error ? error.message : String(error);
+        reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
+      }
     });
   }
 

@@ -111,8 +111,12 @@ export class ActiveCall implements CallContext {
 
   /** The handler settled: answer if not answered yet, and leave. Runs once per call. */
   settle(error: RpcError | null, result: unknown): void {
-    this.answer(error, result);
-    this.owner.settled(this);
+    // Leaves exactly once, whatever happens on the way out.
+    try {
+      this.answer(error, result);
+    } finally {
+      this.owner.settled(this);
+    }
   }
 }
 

@@ -1,6 +1,6 @@
-import type { Logger } from "../log.ts";
+import { type Logger, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
-import { FrameError, MessageDecoder } from "../wire/decoder.ts";
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
@@ -21,7 +21,44 @@ export interface RpcServerOptions {
   clusterKey?: string;
   /** A keyed connection not authenticated within this is closed. Default AUTH_TIMEOUT_MS (10 s). */
   authTimeoutMs?: number;
+  /** Bounds on what one peer can make the server hold; each defaults to `DEFAULT_CONNECTION_LIMITS`. */
+  limits?: Partial<ConnectionLimits>;
 }
+
+/** What a peer can make the server hold, each bounded (Envoy's `max_connections`, `idle_timeout`, ...). */
+export interface ConnectionLimits {
+  /** Open connections; a connection past it is closed as soon as it is accepted (EBB_MAX_CONNECTIONS). */
+  maxConnections: number;
+  /** Calls running on one connection; past it, that connection's calls are answered OVERLOADED (EBB_MAX_INFLIGHT_PER_CONNECTION). */
+  maxInflightPerConnection: number;
+  /** A message begun must be complete within this, or its connection is closed (EBB_READ_TIMEOUT_MS). */
+  readTimeoutMs: number;
+  /** A connection with no call running and nothing received for this long is closed gracefully (EBB_IDLE_TIMEOUT_MS). 0: never. */
+  idleTimeoutMs: number;
+  /** Bytes of partial messages held for all connections together; the connection that passes it is closed (EBB_MAX_BUFFERED_BYTES). */
+  maxBufferedBytes: number;
+  /** Items in one message (EBB_MAX_MESSAGE_ELEMENTS). */
+  maxElements: number;
+  /** Nesting levels of one message, in and out (EBB_MAX_DEPTH). */
+  maxDepth: number;
+  /** TCP keep-alive: first probe after this much silence (EBB_TCP_KEEPALIVE_MS); 0: off. */
+  keepAliveMs: number;
+}
+
+/** Documented defaults of `ConnectionLimits`; each is an EBB_* variable (src/config/schema.ts). */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConnections: 10_000, // below the usual descriptor limit, so the node refuses before the runtime fails
+  maxInflightPerConnection: 1_024, // one connection cannot take all of EBB_MAX_INFLIGHT (10,000)
+  readTimeoutMs: 30_000, // an 8 MiB message at 300 KB/s still makes it
+  idleTimeoutMs: 300_000, // 5 min; ebb clients reconnect transparently, members talk every second
+  maxBufferedBytes: 256 * 1024 * 1024, // 32 messages of the maximum size mid-flight at once
+  maxElements: DEFAULT_MAX_ELEMENTS,
+  maxDepth: DEFAULT_MAX_DEPTH,
+  keepAliveMs: 30_000, // a vanished peer is found after 30 s of silence plus the probes
+};
+
+/** After this many failed accepts in a row (out of descriptors), wait the longest before trying again. */
+const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
 /** Default for `highWaterBytes`: reads pause while a connection owes this much unread reply. */
 export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
@@ -30,23 +67,64 @@ export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
 export class RpcServer {
   readonly connections = new Set<ServerConnection>();
   /** Counters for metrics and tests. */
-  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0 };
+  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0, refusedOverCap: 0, acceptErrors: 0, overloaded: 0, idleClosed: 0, readTimeouts: 0 };
+  readonly limits: ConnectionLimits;
+  /** Bytes of partial messages held by every connection together. */
+  bufferedBytes = 0;
   private readonly listeners: Listener[] = [];
+  private readonly capWarning: WarningWindow;
+  private readonly acceptWarning: WarningWindow;
+  private acceptBackoffMs = 0;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly runtime: Runtime,
     readonly options: RpcServerOptions,
-  ) {}
+  ) {
+    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+    this.capWarning = new WarningWindow(options.log);
+    this.acceptWarning = new WarningWindow(options.log);
+  }
 
   /** Starts accepting on `host:port` (0 picks a free port). */
   async listen(host: string, port: number): Promise<Listener> {
     const listener = await this.runtime.listen({
       host,
       port,
-      accept: (socket) => new ServerConnection(this, socket).handlers,
+      accept: (socket) => this.accept(socket),
+      acceptFailed: (error) => this.acceptFailed(error),
     });
     this.listeners.push(listener);
     return listener;
+  }
+
+  private accept(socket: Socket): SocketHandlers {
+    this.acceptBackoffMs = 0;
+    if (this.connections.size >= this.limits.maxConnections) {
+      // Refused before it costs anything: no decoder, no timers, no log line per connection.
+      this.stats.refusedOverCap++;
+      this.capWarning.warn(`refusing connections: ${this.connections.size} open, the limit (EBB_MAX_CONNECTIONS)`, { peer: socket.remote });
+      socket.close();
+      return { data() {}, close() {} };
+    }
+    const connection = new ServerConnection(this, socket);
+    if (this.limits.keepAliveMs > 0) socket.setKeepAlive(this.limits.keepAliveMs);
+    this.sweeper ??= setInterval(() => this.sweep(), sweepIntervalMs(this.limits));
+    return connection.handlers;
+  }
+
+  /** The runtime could not accept (out of descriptors, usually): log in aggregate and back off, doubling up to a second. */
+  private acceptFailed(error: Error): number {
+    this.stats.acceptErrors++;
+    this.acceptBackoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, Math.max(10, this.acceptBackoffMs * 2));
+    this.acceptWarning.warn(`cannot accept connections: ${error.message}; retrying in ${this.acceptBackoffMs} ms`, { open: this.connections.size });
+    return this.acceptBackoffMs;
+  }
+
+  /** Enforces the read and idle timeouts; runs while any connection is open. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const connection of this.connections) connection.checkTimeouts(now);
   }
 
   /** The `$goaway` payload once draining began; connections accepted later get it at once. */
@@ -73,6 +151,8 @@ export class RpcServer {
   /** @internal A connection closed. */
   forget(connection: ServerConnection): void {
     if (!this.connections.delete(connection) || this.connections.size > 0) return;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const waiters = this.closeWaiters;
     this.closeWaiters = [];
     for (const resolve of waiters) resolve();
@@ -102,7 +182,16 @@ export class ServerConnection {
   private readonly calls = new Map<number, ActiveCall>();
   private readonly log: Logger;
   private readonly highWaterBytes: number;
+  private readonly limits: ConnectionLimits;
+  /** Reads stopped because the peer reads our answers too slowly. */
   private paused = false;
+  /** Reads stopped to let other connections have a turn; `continueTimer` resumes them. */
+  private yielding: ReturnType<typeof setTimeout> | undefined;
+  /** Bytes this connection adds to the server's `bufferedBytes`. */
+  private held = 0;
+  /** When something was last received, and when the partial message now buffered began (0: none). */
+  private lastActivity = Date.now();
+  private partialSince = 0;
   private ending = false;
   /** Our write side is closed: requests that still arrive are dropped unread. */
   private finished = false;
@@ -119,8 +208,13 @@ export class ServerConnection {
     const { options } = server;
     this.log = options.log;
     this.highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
-    this.decoder = new MessageDecoder(options.maxMessageBytes);
-    this.writer = new BatchWriter(socket, () => this.afterFlush());
+    this.limits = server.limits;
+    this.decoder = new MessageDecoder(options.maxMessageBytes, {
+      maxElements: this.limits.maxElements,
+      maxDepth: this.limits.maxDepth,
+      turnBytes: DEFAULT_TURN_BYTES,
+    });
+    this.writer = new BatchWriter(socket, () => this.afterFlush(), this.limits.maxDepth);
     socket.setNoDelay(true);
     this.authenticated = options.clusterKey === undefined;
     // Unauthenticated connections do not linger: not even half-closed after a refusal.
@@ -134,7 +228,7 @@ export class ServerConnection {
     this.handlers = {
       data: (chunk) => this.receive(chunk),
       drain: () => this.drained(),
-      end: () => this.endWhenIdle(),
+      end: () => this.peerEnded(),
       close: (error) => this.onClosed(error),
     };
   }
@@ -169,13 +263,45 @@ export class ServerConnection {
     this.socket.close();
   }
 
+  /**
+   * The peer closed its side (FIN): it will send nothing more, and a caller
+   * that hung up wants no answer. Its calls are aborted at once (their
+   * handlers see `ctx.signal`, their answers go out CANCELLED), then we close
+   * our side, as on a reset.
+   */
+  private peerEnded(): void {
+    const gone = new RpcError("The caller closed the connection", "CANCELLED");
+    for (const active of [...this.calls.values()]) active.abort(gone);
+    this.endWhenIdle();
+  }
+
+  /** @internal Closes the connection when a partial message outlived the read timeout, or it idled past the idle timeout. */
+  checkTimeouts(now: number): void {
+    if (this.closed || this.finished) return;
+    const { readTimeoutMs, idleTimeoutMs } = this.limits;
+    if (this.partialSince > 0 && now - this.partialSince > readTimeoutMs) {
+      this.server.stats.readTimeouts++;
+      this.reject(`a message begun ${now - this.partialSince} ms ago is still incomplete (EBB_READ_TIMEOUT_MS=${readTimeoutMs})`);
+      return;
+    }
+    if (idleTimeoutMs > 0 && this.calls.size === 0 && this.partialSince === 0 && now - this.lastActivity > idleTimeoutMs) {
+      this.server.stats.idleClosed++;
+      this.log.debug("closing an idle connection", { peer: this.peer, idleMs: now - this.lastActivity });
+      this.endWhenIdle();
+    }
+  }
+
   private receive(chunk: Uint8Array): void {
+    if (this.closed || this.finished) return;
+    this.lastActivity = Date.now();
     let messages: unknown[];
     try {
       messages = this.decoder.push(chunk);
     } catch (error) {
       if (error instanceof FrameError) return this.reject(error.message);
       throw error;
+    } finally {
+      this.account();
     }
     try {
       for (const message of messages) {
@@ -186,7 +312,35 @@ export class ServerConnection {
       // A bug of ours, not the peer's: say so loudly, and keep the process up.
       this.log.error("failed to handle a message; closing the connection", { peer: this.peer, error });
       this.socket.close();
+      return;
     }
+    if (this.decoder.backlog) this.yieldTurn();
+  }
+
+  /** Tracks the bytes held for partial messages, against this connection's read timeout and the server's cap. */
+  private account(): void {
+    const held = this.closed ? 0 : this.decoder.bufferedBytes;
+    this.server.bufferedBytes += held - this.held;
+    this.held = held;
+    if (!this.decoder.partial) this.partialSince = 0;
+    else if (this.partialSince === 0) this.partialSince = this.lastActivity;
+    if (held > 0 && this.server.bufferedBytes > this.limits.maxBufferedBytes) {
+      this.reject(`partial messages of all connections hold over ${this.limits.maxBufferedBytes} bytes (EBB_MAX_BUFFERED_BYTES)`);
+    }
+  }
+
+  /**
+   * More complete messages are waiting than one turn handles: stop reading and
+   * go on in a later macrotask, so other connections' data is read first.
+   */
+  private yieldTurn(): void {
+    if (this.yielding !== undefined) return;
+    this.socket.pause();
+    this.yielding = setTimeout(() => {
+      this.yielding = undefined;
+      if (!this.paused) this.socket.resume();
+      this.receive(EMPTY);
+    }, 0);
   }
 
   private handle(message: unknown): void {
@@ -199,13 +353,22 @@ export class ServerConnection {
           this.respond(msgid, new RpcError(`msgid ${msgid} is already in flight on this connection`, "INVALID_REQUEST"), undefined);
           return;
         }
+        if (this.calls.size >= this.limits.maxInflightPerConnection && !parsed.method.startsWith("$")) {
+          this.server.stats.overloaded++;
+          const limit = this.limits.maxInflightPerConnection;
+          const refusal = new RpcError(`This connection has ${this.calls.size} calls in flight, its limit (EBB_MAX_INFLIGHT_PER_CONNECTION)`, "OVERLOADED", {
+            data: { inflight: this.calls.size, limit },
+          });
+          this.respond(msgid, refusal, undefined);
+          return;
+        }
         // Declared first: a call answered at once replies before dispatch returns.
         let active: ActiveCall | undefined;
         active = this.server.options.dispatcher.dispatch(
           { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote },
           (error, result) => {
             if (this.calls.get(msgid) === active) this.calls.delete(msgid);
-            this.respond(msgid, error, result);
+            this.respond(msgid, error, result, parsed.method);
           },
         );
         if (active && !active.answered) this.calls.set(msgid, active);
@@ -259,9 +422,19 @@ export class ServerConnection {
     this.socket.end();
   }
 
-  private respond(msgid: number, error: RpcError | null, result: unknown): void {
+  private respond(msgid: number, error: RpcError | null, result: unknown, method?: string): void {
     if (this.closed) return;
-    this.writer.send([RESPONSE, msgid, error ? error.toWire() : null, error ? null : (result ?? null)]);
+    try {
+      this.writer.send([RESPONSE, msgid, error ? error.toWire() : null, error ? null : (result ?? null)]);
+    } catch (cause) {
+      // The answer cannot be written (too deep, a value msgpack has no type for): the caller
+      // still gets exactly one answer, an INTERNAL error that says why.
+      const what = error ? "Error" : "Result";
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      const failure = new RpcError(`${what} of ${method ? `"${method}"` : `msgid ${msgid}`} cannot be encoded: ${reason}`, "INTERNAL");
+      this.log.error("an answer could not be encoded", { peer: this.peer, method, error: reason });
+      this.writer.send([RESPONSE, msgid, failure.toWire(), null]);
+    }
     if (this.ending && this.calls.size === 0) this.endWhenIdle();
   }
 
@@ -289,7 +462,7 @@ export class ServerConnection {
   private drained(): void {
     if (this.paused) {
       this.paused = false;
-      this.socket.resume();
+      if (this.yielding === undefined) this.socket.resume();
     }
   }
 
@@ -297,10 +470,18 @@ export class ServerConnection {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.authTimer);
+    clearTimeout(this.yielding);
+    this.account();
     this.server.forget(this);
     if (error) this.log.debug("connection closed with an error", { peer: this.peer, error: error.message });
     const gone = new RpcError("The caller disconnected", "CANCELLED");
     for (const active of this.calls.values()) active.abort(gone);
     this.calls.clear();
   }
+}
+
+/** How often the server checks read and idle timeouts: a quarter of the shorter, between 10 ms and 1 s. */
+function sweepIntervalMs(limits: ConnectionLimits): number {
+  const shortest = Math.min(limits.readTimeoutMs, limits.idleTimeoutMs > 0 ? limits.idleTimeoutMs : Infinity);
+  return Math.max(10, Math.min(1_000, Math.floor(shortest / 4)));
 }

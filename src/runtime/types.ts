@@ -38,6 +38,11 @@ export interface Socket {
   resume(): void;
   /** Disables (true) or enables Nagle's algorithm. */
   setNoDelay(noDelay: boolean): void;
+  /**
+   * Turns TCP keep-alive on, so a peer that vanished without FIN or RST is
+   * found. Bun honours `initialDelayMs`; Deno uses the system's timing.
+   */
+  setKeepAlive(initialDelayMs: number): void;
 }
 
 /** Options for accepting TCP connections. */
@@ -47,6 +52,11 @@ export interface ListenOptions {
   port: number;
   /** Called for every accepted connection; returns that connection's handlers. */
   accept(socket: Socket): SocketHandlers;
+  /**
+   * Accepting failed (out of descriptors: EMFILE, ENFILE); returns how many
+   * milliseconds to wait before accepting again. Without it, the adapter waits 100 ms.
+   */
+  acceptFailed?(error: Error): number;
 }
 
 /** Options for opening a TCP connection. */

@@ -7,13 +7,37 @@ export class FrameError extends Error {
 
 const INITIAL_BUFFER_BYTES = 64 * 1024;
 
+/** Limits every message must keep, besides its size; the same on the way in and out. */
+export interface MessageLimits {
+  /** Items (every value, container or not) in one message. Default `DEFAULT_MAX_ELEMENTS`. */
+  maxElements?: number;
+  /** Nesting levels of one message, the message array itself being level 1. Default `DEFAULT_MAX_DEPTH`. */
+  maxDepth?: number;
+  /**
+   * Bytes of complete messages one `push` returns at most; the rest waits for
+   * `push(EMPTY)`, so one connection's backlog cannot hold the event loop. Default: no budget
+   * (a server passes `DEFAULT_TURN_BYTES`).
+   */
+  turnBytes?: number;
+}
+
+/** Default of EBB_MAX_MESSAGE_ELEMENTS: decoding cost grows with items, not bytes (a 7.8 MB map of 1.3 million keys). */
+export const DEFAULT_MAX_ELEMENTS = 100_000;
+/** Default of EBB_MAX_DEPTH: nesting levels of a message, in and out (the msgpack encoder's own default is 100). */
+export const DEFAULT_MAX_DEPTH = 64;
+/** Bytes of messages handled in one turn of one connection before the others get theirs. */
+export const DEFAULT_TURN_BYTES = 256 * 1024;
+/** A chunk with nothing in it: `push(EMPTY)` goes on with a backlog. */
+export const EMPTY = new Uint8Array(0);
+
 /**
  * A streaming msgpack-rpc decoder for bytes arriving in arbitrary chunks.
  *
- * It first scans message boundaries (a header walk that counts the items still
- * owed, so it needs no stack and resumes where the last chunk stopped), then
- * decodes every complete message in the chunk in one `decodeMulti` pass. The
- * size limit is enforced while scanning, before a message is buffered whole.
+ * It first scans message boundaries (a header walk that keeps, per nesting
+ * level, the items still owed, so it resumes where the last chunk stopped),
+ * then decodes every complete message in the chunk in one `decodeMulti` pass.
+ * The size, element and depth limits are enforced while scanning, before a
+ * message is buffered whole.
  */
 export class MessageDecoder {
   private readonly decoder = new Decoder();
@@ -26,17 +50,44 @@ export class MessageDecoder {
   private messageStart = 0;
   /** Scan position: the next header to read. */
   private scan = 0;
-  /** Items the current message still owes; 0 between messages. */
+  /** Items the current message still owes, all levels together; 0 between messages. */
   private pending = 0;
+  /** Items the current message had so far. */
+  private elements = 0;
+  /** Nesting level of the next item (0 between messages) and the items each level still owes. */
+  private depth = 0;
+  private readonly owed: Float64Array;
+  readonly maxElements: number;
+  readonly maxDepth: number;
+  private readonly turnBytes: number;
+  /** True when the last `push` stopped at its turn's budget with bytes still to scan. */
+  backlog = false;
 
-  constructor(readonly maxMessageBytes: number) {}
+  constructor(
+    readonly maxMessageBytes: number,
+    limits: MessageLimits = {},
+  ) {
+    this.maxElements = limits.maxElements ?? DEFAULT_MAX_ELEMENTS;
+    this.maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.turnBytes = limits.turnBytes ?? Infinity;
+    this.owed = new Float64Array(this.maxDepth + 1);
+  }
 
   /** Bytes received and not yet returned as messages. */
   get bufferedBytes(): number {
     return this.end - this.start;
   }
 
-  /** Feeds a chunk; returns the messages it completed. Throws `FrameError` on bytes that are not msgpack-rpc. */
+  /** True while part of a message has arrived and the rest has not. */
+  get partial(): boolean {
+    return this.pending > 0;
+  }
+
+  /**
+   * Feeds a chunk; returns the messages it completed, up to the turn's budget
+   * (then `backlog` is true: call `push(EMPTY)` on a later turn for the rest).
+   * Throws `FrameError` on bytes that are not msgpack-rpc or break a limit.
+   */
   push(chunk: Uint8Array): unknown[] {
     this.append(chunk);
     this.scanMessages();
@@ -53,6 +104,7 @@ export class MessageDecoder {
   }
 
   private append(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
     if (this.start === this.end) {
       // Nothing is held back: take the chunk as the buffer, no copy.
       this.buffer = chunk;
@@ -80,19 +132,31 @@ export class MessageDecoder {
     const buf = this.buffer;
     const end = this.end;
     const max = this.maxMessageBytes;
+    const owed = this.owed;
+    const budgetEnd = this.start + this.turnBytes;
     let pos = this.scan;
     let pending = this.pending;
+    let elements = this.elements;
+    let depth = this.depth;
     let messageStart = this.messageStart;
+    this.backlog = false;
     for (;;) {
-      if (pending === 0) {
+      if (depth === 0) {
         // Between messages: the next byte starts one, and it must be an array.
         messageStart = pos;
         if (pos >= end) break;
+        if (pos >= budgetEnd) {
+          this.backlog = true;
+          break;
+        }
         const first = buf[pos]!;
         if (!((first >= 0x90 && first <= 0x9f) || first === 0xdc || first === 0xdd)) {
           throw new FrameError(`Message is not a msgpack-rpc array (first byte 0x${first.toString(16).padStart(2, "0")})`);
         }
         pending = 1;
+        elements = 0;
+        depth = 1;
+        owed[1] = 1;
       }
       if (pos >= end) break;
       const header = headerSize(buf, pos, end);
@@ -103,18 +167,30 @@ export class MessageDecoder {
       if (used > max || pending - 1 + items > max - used) {
         throw new FrameError(`Message exceeds the limit of ${max} bytes`);
       }
-      if (pos + header + payload > end) break;
+      if (++elements + pending - 1 + items > this.maxElements) {
+        throw new FrameError(`Message exceeds the limit of ${this.maxElements} elements`);
+      }
+      if (pos + header + payload > end) {
+        elements--;
+        break;
+      }
       pos += header + payload;
       pending += items - 1;
-      if (pending === 0) {
-        this.messageStart = pos;
+      owed[depth]!--;
+      if (items > 0) {
+        if (depth === this.maxDepth) throw new FrameError(`Message nests deeper than the limit of ${this.maxDepth} levels`);
+        owed[++depth] = items;
       }
+      while (depth > 0 && owed[depth] === 0) depth--;
+      if (depth === 0) this.messageStart = pos;
     }
-    if (pending > 0 && end - messageStart > max) {
+    if (depth > 0 && end - messageStart > max) {
       throw new FrameError(`Message exceeds the limit of ${max} bytes`);
     }
     this.scan = pos;
     this.pending = pending;
+    this.elements = elements;
+    this.depth = depth;
   }
 }
 

@@ -1,8 +1,16 @@
 import { Encoder } from "@msgpack/msgpack";
 import type { Socket } from "../runtime/types.ts";
+import { DEFAULT_MAX_DEPTH } from "./decoder.ts";
 import type { Message } from "./messages.ts";
 
-const encoder = new Encoder();
+/** One encoder per nesting limit: encoders are reused, never shared across limits. */
+const encoders = new Map<number, Encoder>();
+
+function encoderFor(maxDepth: number): Encoder {
+  let encoder = encoders.get(maxDepth);
+  if (!encoder) encoders.set(maxDepth, (encoder = new Encoder({ maxDepth })));
+  return encoder;
+}
 
 /**
  * Writes messages to a socket, batching every message produced in one tick
@@ -13,17 +21,22 @@ export class BatchWriter {
   private length = 0;
   private scheduled = false;
   private readonly flushNow = () => this.flush();
+  private readonly encoder: Encoder;
 
   constructor(
     private readonly socket: Socket,
     /** Called after each write, for backpressure checks. */
     private readonly afterWrite?: () => void,
-  ) {}
+    /** Nesting levels a message may have, the same limit the peer's decoder applies (EBB_MAX_DEPTH). */
+    maxDepth = DEFAULT_MAX_DEPTH,
+  ) {
+    this.encoder = encoderFor(maxDepth);
+  }
 
-  /** Encodes `message` and queues it for this tick's write. */
+  /** Encodes `message` and queues it for this tick's write; throws, queuing nothing, when it cannot be encoded. */
   send(message: Message): void {
     // encodeSharedRef returns a view of the encoder's buffer: copy it before the next encode.
-    const bytes = encoder.encodeSharedRef(message);
+    const bytes = this.encoder.encodeSharedRef(message);
     this.reserve(bytes.byteLength);
     this.batch.set(bytes, this.length);
     this.length += bytes.byteLength;

@@ -170,13 +170,17 @@ test("large replies to a client that reads slowly arrive whole", async () => {
   }
 });
 
-test("a client that half-closes after sending still gets its answer", async () => {
+test("a client that closes its side (FIN) cancels its running calls at once, and hears why", async () => {
   const raw = await connectRaw(server.port);
-  raw.socket.write(encode([0, 1, "probe.wait", [{ ms: 30, tag: "half-close" }]]));
+  raw.socket.write(encode([0, 1, "probe.wait", [{ ms: 60_000, tag: "half-close" }]]));
+  await probeReached("half-close", "started");
   raw.socket.end();
+  // The handler sees its signal now, not in a minute: a caller that hung up holds no slot.
+  await probeReached("half-close", "aborted");
   await raw.closed;
-  const messages = new MessageDecoder(1 << 20).push(raw.received());
-  assert.deepEqual(messages[0], [1, 1, null, "half-close"]);
+  const messages = new MessageDecoder(1 << 20).push(raw.received()) as unknown[][];
+  assert.equal(messages[0]![1], 1);
+  assert.equal((messages[0]![2] as { code: string }).code, "CANCELLED");
   // The server's last message says it is done with the connection.
   assert.deepEqual(messages[1], [2, "$goaway", [{ reason: "closing", final: true }]]);
 });

@@ -98,6 +98,10 @@ class BunTcpSocket implements Socket {
   setNoDelay(noDelay: boolean): void {
     this.raw.setNoDelay(noDelay);
   }
+
+  setKeepAlive(initialDelayMs: number): void {
+    this.raw.setKeepAlive(true, initialDelayMs);
+  }
 }
 
 const handler = {

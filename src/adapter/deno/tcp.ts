@@ -145,6 +145,15 @@ class DenoTcpSocket implements Socket {
       // The socket may already be closed; nothing to tune.
     }
   }
+
+  // Deno.TcpConn.setKeepAlive takes no delay: the system's keep-alive timing applies.
+  setKeepAlive(_initialDelayMs: number): void {
+    try {
+      this.conn.setKeepAlive(true);
+    } catch {
+      // The socket may already be closed; nothing to tune.
+    }
+  }
 }
 
 function isCloseNoise(error: unknown): boolean {
@@ -161,13 +170,19 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const addr = listener.addr;
   let stopped = false;
   const acceptLoop = (async () => {
-    try {
-      for await (const conn of listener) {
-        const socket = new DenoTcpSocket(conn);
-        socket.start(options.accept(socket));
+    while (!stopped) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopped || isCloseNoise(error)) return;
+        // Out of descriptors (EMFILE) and the like: the core decides how long to wait.
+        const waitMs = options.acceptFailed?.(toError(error)) ?? 100;
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+        continue;
       }
-    } catch (error) {
-      if (!stopped && !isCloseNoise(error)) throw error;
+      const socket = new DenoTcpSocket(conn);
+      socket.start(options.accept(socket));
     }
   })();
   return {

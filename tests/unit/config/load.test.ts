@@ -28,6 +28,14 @@ test("loadConfig reads every variable", () => {
     EBB_DEMO_WARMUP_MS: "10",
     EBB_WARMUP_MS: "30000",
     EBB_MAX_INFLIGHT: "0",
+    EBB_MAX_CONNECTIONS: "500",
+    EBB_MAX_INFLIGHT_PER_CONNECTION: "64",
+    EBB_READ_TIMEOUT_MS: "2000",
+    EBB_IDLE_TIMEOUT_MS: "0",
+    EBB_MAX_BUFFERED_BYTES: "1048576",
+    EBB_MAX_MESSAGE_ELEMENTS: "5000",
+    EBB_MAX_DEPTH: "16",
+    EBB_TCP_KEEPALIVE_MS: "10000",
   });
   const { seeds, advertise, swim, ...rest } = config;
   assert.deepEqual(seeds, []);
@@ -45,6 +53,16 @@ test("loadConfig reads every variable", () => {
     demoWarmupMs: 10,
     warmupMs: 30_000,
     maxInflight: 0,
+    limits: {
+      maxConnections: 500,
+      maxInflightPerConnection: 64,
+      readTimeoutMs: 2000,
+      idleTimeoutMs: 0,
+      maxBufferedBytes: 1_048_576,
+      maxElements: 5000,
+      maxDepth: 16,
+      keepAliveMs: 10_000,
+    },
     clusterKey: undefined,
     demoRecord: false,
     logLevel: "info",
