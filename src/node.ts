@@ -70,6 +70,9 @@ export interface NodeStats {
   /** Requests refused before a handler: not ready yet, or baffled while draining. */
   notReady: number;
   baffled: number;
+  /** RPC connections open now, and the bytes of partial messages they hold (EBB_MAX_BUFFERED_BYTES). */
+  connections: number;
+  bufferedBytes: number;
 }
 
 /** An ebb node: services, startup hooks, an RPC and an HTTP listener, and a graceful lifecycle. */
@@ -419,6 +422,8 @@ export function createNode(options: NodeOptions): EbbNode {
         handled: inflight.entered,
         notReady: lifecycle.notReadyCount,
         baffled: lifecycle.baffledCount,
+        connections: server?.connections.size ?? 0,
+        bufferedBytes: server?.bufferedBytes ?? 0,
       };
     },
     shutdown(reason = "shutdown()") {

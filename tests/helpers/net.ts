@@ -6,6 +6,7 @@ import { Channel, type ChannelOptions } from "../../src/rpc/channel.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import type { Runtime, Socket } from "../../src/runtime/types.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
+import { MessageDecoder } from "../../src/wire/decoder.ts";
 
 /** The runtime the test runs on. */
 export const runtime: Runtime = await detectRuntime();
@@ -116,4 +117,21 @@ export async function rejectsWith(promise: Promise<unknown>, code?: string): Pro
   assert.ok(error instanceof RpcError, String(error));
   if (code !== undefined) assert.equal(error.code, code, error.message);
   return error;
+}
+
+/**
+ * Resolves once `condition()` holds, checking after each turn of the event loop
+ * (for state with no event of its own, such as a counter); fails after `limitMs`.
+ */
+export async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > limitMs) assert.fail(`timed out after ${limitMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Every msgpack-rpc message a raw connection has received so far. */
+export function messagesOf(raw: RawConnection): unknown[][] {
+  return new MessageDecoder(64 << 20).push(raw.received()) as unknown[][];
 }

@@ -12,6 +12,10 @@ export const probe = defineService("probe", {
   raise: { input: z.object({ code: z.enum(ErrorCodes) }), output: z.never() },
   crash: { input: z.unknown(), output: z.never() },
   bytes: { input: z.object({ size: z.number().int().min(0) }), output: z.instanceof(Uint8Array) },
+  /** Returns `levels` arrays nested in each other: deeper than the wire allows, it cannot be encoded. */
+  nest: { input: z.object({ levels: z.number().int().min(0) }), output: z.unknown() },
+  /** Returns a value msgpack has no type for. */
+  unencodable: { input: z.unknown(), output: z.unknown() },
 });
 
 /** What the probe's handlers saw, keyed by tag. */
@@ -52,4 +56,13 @@ export const probeHandlers: Implementation<typeof probe> = {
     throw new Error("unexpected failure");
   },
   bytes: ({ size }) => new Uint8Array(size).map((_, i) => i & 0xff),
+  nest: ({ levels }) => nested(levels),
+  unencodable: () => ({ symbol: Symbol("not msgpack") }),
 };
+
+/** `levels` arrays nested in each other, innermost holding 0. */
+export function nested(levels: number): unknown {
+  let value: unknown = 0;
+  for (let i = 0; i < levels; i++) value = [value];
+  return value;
+}

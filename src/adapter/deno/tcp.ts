@@ -164,11 +164,21 @@ function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
-/** Deno.listen with an accept loop that hands each connection its handlers. */
+/**
+ * Deno.listen with an accept loop that hands each connection its handlers.
+ *
+ * After a failed accept (EMFILE), Deno's listener never reports a pending
+ * connection again (seen on Deno 2.9.6: every later connection waits in the
+ * backlog for good), so the loop opens a fresh listener on the same address
+ * once the core's back-off has passed. Connections waiting in the old
+ * backlog are reset, and their clients try again.
+ */
 export async function listen(options: ListenOptions): Promise<Listener> {
-  const listener = Deno.listen({ hostname: options.host, port: options.port, transport: "tcp" });
+  const open = (port: number) => Deno.listen({ hostname: options.host, port, transport: "tcp" });
+  let listener: Deno.TcpListener = open(options.port);
   const addr = listener.addr;
   let stopped = false;
+  const wait = (error: unknown) => new Promise((resolve) => setTimeout(resolve, options.acceptFailed?.(toError(error)) ?? 100));
   const acceptLoop = (async () => {
     while (!stopped) {
       let conn: Deno.TcpConn;
@@ -176,9 +186,20 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         conn = await listener.accept();
       } catch (error) {
         if (stopped || isCloseNoise(error)) return;
-        // Out of descriptors (EMFILE) and the like: the core decides how long to wait.
-        const waitMs = options.acceptFailed?.(toError(error)) ?? 100;
-        await new Promise((resolve) => setTimeout(resolve, waitMs));
+        // The old listener keeps the port (callers queue in its backlog) through the back-off;
+        // then it is swapped for a fresh one in one step, so the port is never seen closed.
+        await wait(error);
+        while (!stopped) {
+          closeQuietly(listener);
+          try {
+            listener = open(addr.port);
+            break;
+          } catch (again) {
+            // Still out of descriptors: keep backing off until opening works, or we stop.
+            await wait(again);
+          }
+        }
+        if (stopped) closeQuietly(listener);
         continue;
       }
       const socket = new DenoTcpSocket(conn);
@@ -191,14 +212,18 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(listener);
       await acceptLoop;
     },
   };
+}
+
+function closeQuietly(listener: Deno.TcpListener): void {
+  try {
+    listener.close();
+  } catch {
+    // Already closed.
+  }
 }
 
 /** Deno.connect, then the same read loop and write queue as accepted sockets. */
