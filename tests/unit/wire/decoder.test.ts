@@ -136,3 +136,38 @@ test("decoder rejects random garbage without hanging or crashing", () => {
     }
   }
 });
+
+test("decoder refuses a message one level deeper than its nesting limit, whatever the chunking", () => {
+  const deep = (levels: number): unknown => (levels === 0 ? 0 : [deep(levels - 1)]);
+  // The message array is level 1: [0, 1, "m", params] with params nesting the rest.
+  const atLimit = encode([0, 1, "m", deep(6)]);
+  const tooDeep = encode([0, 1, "m", deep(7)]);
+  assert.deepEqual(new MessageDecoder(1024, { maxDepth: 8 }).push(atLimit), [[0, 1, "m", deep(6)]]);
+  for (let cut = 0; cut <= tooDeep.byteLength; cut++) {
+    const decoder = new MessageDecoder(1024, { maxDepth: 8 });
+    assert.throws(() => {
+      decoder.push(tooDeep.slice(0, cut));
+      decoder.push(tooDeep.slice(cut));
+    }, /nests deeper than the limit of 8 levels/);
+  }
+});
+
+test("decoder counts every item against the element limit, and judges a container from its header", () => {
+  const items = Array.from({ length: 95 }, (_, i) => i);
+  // 1 message array + 3 scalars + params array + 95 items = 100 elements.
+  assert.equal(new MessageDecoder(4096, { maxElements: 100 }).push(encode([0, 1, "m", items])).length, 1);
+  assert.throws(() => new MessageDecoder(4096, { maxElements: 100 }).push(encode([0, 1, "m", [...items, 95]])), /exceeds the limit of 100 elements/);
+  // A map32 header promising 1.3 million entries is refused from its five bytes.
+  assert.throws(() => new MessageDecoder(1 << 30, { maxElements: 100 }).push(new Uint8Array([0x94, 0x00, 0x01, 0xa1, 0x6d, 0x91, 0xdf, 0x00, 0x13, 0xd6, 0x20])), /elements/);
+});
+
+test("decoder hands back at most a turn's worth of messages and keeps the rest for the next push", () => {
+  const message = encode([0, 1, "m", ["x".repeat(1000)]]);
+  const stream = concat(Array.from({ length: 10 }, () => message));
+  const decoder = new MessageDecoder(1 << 20, { turnBytes: 2500 });
+  const turns: number[] = [];
+  turns.push(decoder.push(stream).length);
+  while (decoder.backlog) turns.push(decoder.push(new Uint8Array(0)).length);
+  assert.deepEqual(turns, [3, 3, 3, 1]);
+  assert.equal(decoder.bufferedBytes, 0);
+});
