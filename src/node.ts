@@ -32,6 +32,9 @@ export const CONNECTION_LINGER_MS = 500;
 /** At the very end of the stop sequence, how long HTTP responses still being written get before exit. */
 export const HTTP_STOP_GRACE_MS = 500;
 
+/** After the HTTP listener fails (out of descriptors), how long before it serves again. */
+export const HTTP_ACCEPT_RETRY_MS = 1_000;
+
 /** Options of `createNode`. */
 export interface NodeOptions {
   config: Config;
@@ -254,7 +257,17 @@ export function createNode(options: NodeOptions): EbbNode {
     if (config.httpPort !== null) {
       const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes, clusterKey: config.clusterKey });
       const port = config.httpPort;
-      http = await bound("HTTP", port, () => rt.serve({ host: config.host, port, fetch: app.fetch }));
+      http = await bound("HTTP", port, () =>
+        rt.serve({
+          host: config.host,
+          port,
+          fetch: app.fetch,
+          idleTimeoutMs: config.httpIdleTimeoutMs,
+          acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
+          onListenerError: (error, retryMs) => log.warn(`HTTP listener failed: serving again in ${retryMs} ms`, { error }),
+          onListenerRecovered: () => log.info("HTTP listener serving again"),
+        }),
+      );
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;
     const fields: Record<string, unknown> = { rpc, runtime: rt.name };

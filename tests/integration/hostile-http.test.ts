@@ -5,7 +5,7 @@ import { connect, type Socket } from "node:net";
 import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { connectChannel } from "../helpers/net.ts";
-import { RUNNERS, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { RUNNERS, type RunnerName, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 /** One HTTP/1.1 response as read off the wire. */
 interface RawResponse {
@@ -215,3 +215,81 @@ for (const runner of WITH_BINARY) {
     }
   });
 }
+
+/** Opens `count` connections that each send half a request line and then nothing (slowloris). */
+async function halfSentRequests(port: number, count: number): Promise<{ sockets: Socket[]; closed: Promise<void>[] }> {
+  const sockets: Socket[] = [];
+  const closed: Promise<void>[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("error", () => undefined); // refused or reset under the flood: what matters is the node
+    closed.push(new Promise<void>((resolve) => socket.once("close", () => resolve())));
+    socket.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    sockets.push(socket);
+  }
+  await Promise.all(sockets.map((socket) => new Promise<void>((resolve) => (socket.connecting ? socket.once("connect", resolve).once("close", resolve) : resolve()))));
+  return { sockets, closed };
+}
+
+for (const runner of WITH_BINARY.filter((name) => name !== "deno")) {
+  test(`${runner}: 20 idle keep-alive HTTP connections are closed after EBB_HTTP_IDLE_TIMEOUT_MS while /healthz answers on a new one`, async () => {
+    const proc = await startNodeProcess(runner, { EBB_HTTP_IDLE_TIMEOUT_MS: "1000" });
+    const idle: RawHttp[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const http = await openHttp(proc.httpPort!);
+        idle.push(http);
+        assert.equal((await http.request("GET", "/healthz")).status, 200);
+      }
+      const fresh = await openHttp(proc.httpPort!);
+      assert.equal((await fresh.request("GET", "/readyz")).status, 200);
+      fresh.socket.destroy();
+      // Bun's timer ticks every 4 s; its old default (10 s) would miss this bound.
+      await promptly(Promise.all(idle.map((http) => http.closed)), 7_000, "closing the idle connections");
+      sendSignal(proc, "SIGTERM");
+      assert.equal(await proc.exited, 0);
+    } finally {
+      for (const http of idle) http.socket.destroy();
+      await stopProcess(proc);
+    }
+  });
+}
+
+test("bun: 50 connections that send half a request line are closed by Bun's header timeout while /healthz answers on a new one", async () => {
+  const proc = await startNodeProcess("bun");
+  const { sockets, closed } = await halfSentRequests(proc.httpPort!, 50);
+  try {
+    const fresh = await openHttp(proc.httpPort!);
+    assert.equal((await fresh.request("GET", "/healthz")).status, 200);
+    fresh.socket.destroy();
+    // Bun (uWebSockets) gives a request 10 s to arrive in full, whatever the idle timeout; its timer ticks every 4 s.
+    await promptly(Promise.all(closed), 15_000, "closing the half-sent requests");
+    sendSignal(proc, "SIGTERM");
+    assert.equal(await proc.exited, 0);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await stopProcess(proc);
+  }
+});
+
+test("deno: half-sent requests that exhaust the descriptors do not kill the node; HTTP serves again once they go", async () => {
+  // Deno.serve has no timeouts, so a slowloris flood holds its descriptors; under a small limit it runs out.
+  const { command, args } = RUNNERS.deno;
+  const proc = await startCommand("deno", "sh", ["-c", 'ulimit -n 128 && exec "$@"', "sh", command, ...args]);
+  const flood = await halfSentRequests(proc.httpPort!, 200);
+  try {
+    const failed = await proc.waitForLine((line) => typeof line.msg === "string" && line.msg.startsWith("HTTP listener failed"));
+    assert.match(JSON.stringify(failed), /Too many open files/);
+    for (const socket of flood.sockets) socket.destroy();
+    await proc.waitForLine((line) => line.msg === "HTTP listener serving again");
+    const fresh = await openHttp(proc.httpPort!);
+    assert.equal((await fresh.request("GET", "/healthz")).status, 200);
+    fresh.socket.destroy();
+    sendSignal(proc, "SIGTERM");
+    assert.equal(await proc.exited, 0);
+    assert.doesNotMatch(proc.stderr(), /Uncaught/);
+  } finally {
+    for (const socket of flood.sockets) socket.destroy();
+    await stopProcess(proc);
+  }
+});
