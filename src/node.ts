@@ -29,6 +29,12 @@ const LAG_THRESHOLD_MS = 100;
 /** After the drain, how long connections get to close their side before they are closed for them. */
 export const CONNECTION_LINGER_MS = 500;
 
+/** At the very end of the stop sequence, how long HTTP responses still being written get before exit. */
+export const HTTP_STOP_GRACE_MS = 500;
+
+/** After the HTTP listener fails (out of descriptors), how long before it serves again. */
+export const HTTP_ACCEPT_RETRY_MS = 1_000;
+
 /** Options of `createNode`. */
 export interface NodeOptions {
   config: Config;
@@ -260,7 +266,17 @@ export function createNode(options: NodeOptions): EbbNode {
     if (config.httpPort !== null) {
       const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes, clusterKey: config.clusterKey });
       const port = config.httpPort;
-      http = await bound("HTTP", port, () => rt.serve({ host: config.host, port, fetch: app.fetch }));
+      http = await bound("HTTP", port, () =>
+        rt.serve({
+          host: config.host,
+          port,
+          fetch: app.fetch,
+          idleTimeoutMs: config.httpIdleTimeoutMs,
+          acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
+          onListenerError: (error, retryMs) => log.warn(`HTTP listener failed: serving again in ${retryMs} ms`, { error }),
+          onListenerRecovered: () => log.info("HTTP listener serving again"),
+        }),
+      );
     }
     const rpc = `${rpcListener.host}:${rpcListener.port}`;
     const fields: Record<string, unknown> = { rpc, runtime: rt.name };
@@ -331,9 +347,9 @@ export function createNode(options: NodeOptions): EbbNode {
     if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
     lifecycle.closeBaffle();
 
-    // 4. Stop accepting on every listener. HTTP's stop lets its requests in flight finish.
+    // 4. Stop accepting RPC connections. HTTP keeps answering (probes, scrapes, the
+    //    baffled gateway, with Connection: close) until the very end, below.
     await rpc.stopAccepting();
-    const httpStopped = http?.stop();
 
     // 5. Wait for the in-flight counter, up to the shutdown timeout; then cancel what is left.
     const admitted = inflightAtStart + (inflight.entered - enteredAtStart);
@@ -352,7 +368,8 @@ export function createNode(options: NodeOptions): EbbNode {
     rpc.endAll();
     await within(rpc.whenAllClosed(), CONNECTION_LINGER_MS);
     rpc.closeAll();
-    if (httpStopped) await within(httpStopped, CONNECTION_LINGER_MS);
+    // Last, HTTP stops: its responses in flight get a short grace, then the process may exit.
+    if (http) await within(http.stop(), HTTP_STOP_GRACE_MS);
 
     for (const cluster of clusterClients) cluster.close();
     lifecycle.advance("stopped");

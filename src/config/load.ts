@@ -9,6 +9,8 @@ export interface Config {
   rpcPort: number;
   /** null: no HTTP listener; 0: a free port. */
   httpPort: number | null;
+  /** An HTTP connection silent this long is closed; 0 never. Bun only (Deno.serve has no timeouts). */
+  httpIdleTimeoutMs: number;
   maxMessageBytes: number;
   shutdownTimeoutMs: number;
   drainDelayMs: number;
@@ -74,6 +76,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     host: c.EBB_HOST,
     rpcPort: c.EBB_RPC_PORT,
     httpPort: c.EBB_HTTP_PORT === "auto" ? 0 : c.EBB_HTTP_PORT === 0 ? null : c.EBB_HTTP_PORT,
+    httpIdleTimeoutMs: c.EBB_HTTP_IDLE_TIMEOUT_MS,
     maxMessageBytes: c.EBB_MAX_MESSAGE_BYTES,
     shutdownTimeoutMs: c.EBB_SHUTDOWN_TIMEOUT_MS,
     drainDelayMs: c.EBB_DRAIN_DELAY_MS,

@@ -6,6 +6,7 @@ export const DEFAULTS = {
   host: "127.0.0.1", // EBB_HOST: address both listeners bind
   rpcPort: 7400, // EBB_RPC_PORT: msgpack-rpc TCP port; 0 picks a free one
   httpPort: 7401, // EBB_HTTP_PORT: /healthz and /readyz; 0 disables, "auto" picks a free one
+  httpIdleTimeoutMs: 10_000, // EBB_HTTP_IDLE_TIMEOUT_MS: an HTTP connection silent this long (idle keep-alive, or a half-sent request) is closed; Bun's own default; 0 never
   maxMessageBytes: 8 * 1024 * 1024, // EBB_MAX_MESSAGE_BYTES: larger messages close their connection
   shutdownTimeoutMs: 10_000, // EBB_SHUTDOWN_TIMEOUT_MS: drain waits this long for calls in flight, then cancels them
   drainDelayMs: 0, // EBB_DRAIN_DELAY_MS: keep serving this long after draining begins, for routers that learn late
@@ -56,6 +57,8 @@ export const ConfigSchema = z.object({
   EBB_HTTP_PORT: z
     .union([z.literal("auto"), integer(0, 65535)], { error: 'must be a port number, 0 (off) or "auto"' })
     .default(DEFAULTS.httpPort),
+  // Bun.serve counts its idle timeout in whole seconds, at most 255.
+  EBB_HTTP_IDLE_TIMEOUT_MS: milliseconds(255_000).default(DEFAULTS.httpIdleTimeoutMs),
   EBB_MAX_MESSAGE_BYTES: z.coerce
     .number({ error: "must be a number" })
     .int({ error: "must be a whole number" })
@@ -107,6 +110,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_HOST: `address both listeners bind (default ${DEFAULTS.host})`,
   EBB_RPC_PORT: `msgpack-rpc TCP port, 0 picks a free one (default ${DEFAULTS.rpcPort})`,
   EBB_HTTP_PORT: `HTTP port (/healthz, /readyz, /metrics, /cluster, /rpc/:method); 0 disables, "auto" picks a free one (default ${DEFAULTS.httpPort})`,
+  EBB_HTTP_IDLE_TIMEOUT_MS: `an HTTP connection that sends nothing this long (idle keep-alive, or a half-sent request) is closed; whole seconds, at most 255000; 0 never; Bun only, Deno.serve has no timeouts (default ${DEFAULTS.httpIdleTimeoutMs})`,
   EBB_MAX_MESSAGE_BYTES: `largest message accepted; a larger one closes its connection (default ${DEFAULTS.maxMessageBytes})`,
   EBB_SHUTDOWN_TIMEOUT_MS: `how long draining waits for calls in flight before cancelling them (default ${DEFAULTS.shutdownTimeoutMs})`,
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,

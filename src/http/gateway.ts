@@ -35,13 +35,18 @@ function isMsgpack(header: string | undefined): boolean {
  * application/msgpack`) is the method's input; the answer is `{"result": ...}`
  * or `{"error": {code, message, processed?, data?}}`, in msgpack when the body
  * was msgpack or `Accept` asks for it. It goes through the same dispatch as TCP
- * calls: validation, the baffle, the counter.
+ * calls: validation, the baffle, the counter. Only application methods: the
+ * `$` methods belong to ebb's own peers (`$swim.*`, `$members`, `$info`...) and
+ * are answered METHOD_NOT_FOUND before the body is read or dispatch is reached.
  * Headers: `ebb-timeout-ms` (deadline), `ebb-request-id`.
  */
 export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Response> {
   const method = c.req.param("method") ?? "";
   const msgpackIn = isMsgpack(c.req.header("content-type"));
   const answerAs = requestedFormat(c);
+  if (isBuiltinMethod(method)) {
+    return replyError(c, new RpcError(`Method "${method}" is not served over HTTP: "$" methods belong to ebb itself`, "METHOD_NOT_FOUND"), answerAs);
+  }
   let input: unknown;
   const body = new Uint8Array(await c.req.arrayBuffer());
   if (body.byteLength > 0) {
@@ -75,6 +80,11 @@ export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Respo
   if (onGone) callerGone?.removeEventListener("abort", onGone);
   if (answer.error) return replyError(c, answer.error, answerAs);
   return reply(c, { result: answer.result ?? null }, 200, answerAs);
+}
+
+/** True for ebb's own methods (`$ping`, `$swim.ping`...), which the gateway never serves. */
+export function isBuiltinMethod(method: string): boolean {
+  return method.startsWith("$");
 }
 
 type Format = "json" | "msgpack";

@@ -81,6 +81,21 @@ export interface ServeOptions {
   /** 0 picks a free port; read the chosen one from `HttpServer.port`. */
   port: number;
   fetch(request: Request): Response | Promise<Response>;
+  /**
+   * A connection that sends nothing this long (idle keep-alive, or a half-sent
+   * request) is closed; 0 never. Where the runtime has no such timeout
+   * (Deno.serve), it is not applied.
+   */
+  idleTimeoutMs: number;
+  /**
+   * Where the runtime's accept loop ends on an error (Deno.serve, out of
+   * descriptors), the adapter serves again on the same address after this long.
+   */
+  acceptRetryMs: number;
+  /** The listener failed (its accept loop ended); it tries to serve again in `retryMs`. */
+  onListenerError?(error: unknown, retryMs: number): void;
+  /** The listener serves again after a failure. */
+  onListenerRecovered?(): void;
 }
 
 /** A listening HTTP server. */

@@ -12,6 +12,7 @@ test("loadConfig takes the documented defaults when nothing is set", () => {
   assert.equal(config.maxMessageBytes, 8 * 1024 * 1024);
   assert.equal(config.warmupMs, 10_000);
   assert.equal(config.maxInflight, 10_000);
+  assert.equal(config.httpIdleTimeoutMs, 10_000);
   assert.match(config.nodeId, /^n-[0-9a-f]{6}$/);
 });
 
@@ -21,6 +22,7 @@ test("loadConfig reads every variable", () => {
     EBB_HOST: "0.0.0.0",
     EBB_RPC_PORT: "9000",
     EBB_HTTP_PORT: "9001",
+    EBB_HTTP_IDLE_TIMEOUT_MS: "3000",
     EBB_MAX_MESSAGE_BYTES: "4096",
     EBB_SHUTDOWN_TIMEOUT_MS: "2500",
     EBB_DRAIN_DELAY_MS: "100",
@@ -46,6 +48,7 @@ test("loadConfig reads every variable", () => {
     host: "0.0.0.0",
     rpcPort: 9000,
     httpPort: 9001,
+    httpIdleTimeoutMs: 3000,
     maxMessageBytes: 4096,
     shutdownTimeoutMs: 2500,
     drainDelayMs: 100,
