@@ -153,6 +153,7 @@ export function createNode(options: NodeOptions): EbbNode {
     out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
     out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount], ["ebb_overloaded_total", {}, overloadedCount]);
     out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);
+    out.push(["ebb_auth_failures_total", {}, server?.authGuard?.stats.failures ?? 0], ["ebb_auth_throttled_total", {}, server?.authGuard?.stats.throttled ?? 0]);
     const retries = new Map<string, number>();
     let clientCalls = 0;
     for (const cluster of clusterClients) {

@@ -11,6 +11,8 @@ export const METRIC_FAMILIES: Families = {
   ebb_overloaded_total: { help: "Requests answered OVERLOADED (processed false) because EBB_MAX_INFLIGHT were in flight.", type: "counter" },
   ebb_connections_accepted_total: { help: "RPC connections accepted.", type: "counter" },
   ebb_connections_rejected_total: { help: "RPC connections closed for bad input.", type: "counter" },
+  ebb_auth_failures_total: { help: "Cluster key handshakes that failed (wrong key, or no handshake).", type: "counter" },
+  ebb_auth_throttled_total: { help: "Connections closed unheard because their host had too many failed handshakes.", type: "counter" },
   ebb_client_calls_total: { help: "Calls made through this node's cluster clients.", type: "counter" },
   ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
   ebb_client_weight: { help: "Weight this node's cluster clients give each callable node: rises from 0.1 to 1 over EBB_WARMUP_MS after it is first seen ready.", type: "gauge" },

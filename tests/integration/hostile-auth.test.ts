@@ -88,7 +88,7 @@ test("one unauthenticated $auth exchange gives an attacker nothing to test key g
 });
 
 test("200 wrong cluster key handshakes from one host in a burst are mostly turned away unheard, logged in at most 3 lines, and honest clients and members are still served", async () => {
-  const a = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "a", clusterKey: KEY });
+  const a = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "a", clusterKey: KEY, httpPort: 0 });
   let b: Awaited<ReturnType<typeof startTestNode>> | undefined;
   try {
     const started = performance.now();
@@ -121,6 +121,10 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
     assert.ok(turnedAway >= 150, `${turnedAway} turned away`);
     const lines = a.logs.lines.filter((l) => String(l.msg).includes(ATTACKER));
     assert.ok(lines.length >= 1 && lines.length <= 3, JSON.stringify(lines.map((l) => l.msg)));
+    // Counted for /metrics.
+    const metrics = await (await fetch(`http://127.0.0.1:${a.node.httpAddress!.port}/metrics`)).text();
+    assert.equal(Number(/^ebb_auth_failures_total (\d+)$/m.exec(metrics)?.[1]), wrongKey);
+    assert.equal(Number(/^ebb_auth_throttled_total (\d+)$/m.exec(metrics)?.[1]), turnedAway);
     // Still turned away: the next connection from that host is closed before it can say anything.
     const again = attackerConnection(a.port, ATTACKER);
     assert.equal(await again.next(), undefined);
