@@ -101,6 +101,8 @@ export class AuthGuard {
   readonly stats = { failures: 0, throttled: 0 };
   private readonly throttle: AuthThrottle;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** After `stop` no timer is armed: the few connections still open are logged as they fail. */
+  private stopped = false;
 
   constructor(
     private readonly log: Logger,
@@ -146,6 +148,7 @@ export class AuthGuard {
 
   /** Logs what is left and stops the window timer. Idempotent. */
   stop(): void {
+    this.stopped = true;
     this.flush(true);
     this.stopTimer();
   }
@@ -154,12 +157,13 @@ export class AuthGuard {
     const source = this.throttle.source(host);
     count(source);
     const now = this.now();
-    if (now - source.lastLineAtMs >= this.windowMs) this.line(host, source, now);
+    if (this.stopped || now - source.lastLineAtMs >= this.windowMs) this.line(host, source, now);
     else this.arm();
   }
 
   /** One timer for all hosts, running only while some line is owed. */
   private arm(): void {
+    if (this.stopped) return;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       this.flush();
@@ -170,7 +174,7 @@ export class AuthGuard {
     const { failed, turnedAway } = source;
     if (failed === 1 && turnedAway === 0) this.log.warn(source.detail!, { peer: host });
     else {
-      const seconds = Math.round(Math.min(now - source.lastLineAtMs, this.windowMs) / 1000);
+      const seconds = Math.max(1, Math.round(Math.min(now - source.lastLineAtMs, this.windowMs) / 1000));
       this.log.warn(`refused ${failed + turnedAway} cluster key handshakes from "${host}" in the last ${seconds} s`, { peer: host, failed, turnedAway });
     }
     source.failed = 0;

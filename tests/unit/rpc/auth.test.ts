@@ -126,3 +126,18 @@ test("thousands of failures from one host make one line as they start and one li
     guard.stop();
   }
 });
+
+test("once the server stops accepting, the guard arms no timer and logs what is left at once", () => {
+  let now = 0;
+  const logs = new LogCapture();
+  const guard = new AuthGuard(logs.logger, { burst: 5, perSecond: 1, maxSources: 10 }, () => now, 10_000);
+  guard.failed("10.0.0.1:1", "Wrong cluster key");
+  guard.failed("10.0.0.1:2", "Wrong cluster key");
+  guard.stop();
+  assert.deepEqual(logs.lines.map((l) => l.msg), ["closing connection from 10.0.0.1:1: Wrong cluster key", "closing connection from 10.0.0.1:2: Wrong cluster key"]);
+  now = 1_500;
+  guard.failed("10.0.0.1:3", "Wrong cluster key");
+  guard.failed("10.0.0.1:4", "Wrong cluster key");
+  assert.equal(logs.lines.length, 4, "logged at once: no timer outlives the server");
+  guard.stop();
+});
