@@ -167,6 +167,7 @@ export function createNode(options: NodeOptions): EbbNode {
       out.push(["ebb_connections_open", {}, server.connections.size], ["ebb_connections_refused_total", {}, stats.refusedOverCap], ["ebb_accept_errors_total", {}, stats.acceptErrors]);
       out.push(["ebb_connections_timed_out_total", { kind: "read" }, stats.readTimeouts], ["ebb_connections_timed_out_total", { kind: "idle" }, stats.idleClosed], ["ebb_buffered_bytes", {}, server.bufferedBytes]);
     }
+    out.push(["ebb_auth_failures_total", {}, server?.authGuard?.stats.failures ?? 0], ["ebb_auth_throttled_total", {}, server?.authGuard?.stats.throttled ?? 0]);
     const retries = new Map<string, number>();
     let clientCalls = 0;
     for (const cluster of clusterClients) {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
+import { clusterKeyProblem } from "./cluster-key.ts";
 
 /** Documented defaults of every EBB_* variable. */
 export const DEFAULTS = {
@@ -89,7 +90,10 @@ export const ConfigSchema = z.object({
     .optional(),
   EBB_CLUSTER_KEY: z
     .string()
-    .regex(/^[A-Za-z0-9._~+/-]{16,256}=*$/, { error: "must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (then = padding)" })
+    .superRefine((key, ctx) => {
+      const problem = clusterKeyProblem(key);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
     .optional(),
   EBB_ADVERTISE: z
     .string()
@@ -131,7 +135,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_BENCH_PLAIN_SHUTDOWN: "1: die at once on SIGTERM, no drain; only for npm run bench:restart's comparison (default 0)",
   EBB_DEMO_RECORD: "1: the demo service logs the request ids it executed when the node stops, for at-most-once checks (default 0)",
   EBB_SEEDS: "comma-separated host:port of members to join through (default: none, a new cluster)",
-  EBB_CLUSTER_KEY: "shared secret (16-256 of A-Za-z0-9._~+/-): every RPC connection must prove it, HTTP /rpc and /cluster need Authorization: Bearer <key> (default: none)",
+  EBB_CLUSTER_KEY: 'shared secret of at least 128 random bits, base64 or hex (make one with "ebb keygen"): every RPC connection must prove it, HTTP /rpc and /cluster need Authorization: Bearer <key> (default: none)',
   EBB_ADVERTISE: "host:port other members use to reach this one (default: EBB_HOST and the bound RPC port)",
   EBB_SWIM_PROBE_INTERVAL_MS: `failure check of one member every interval (default ${DEFAULTS.swimProbeIntervalMs})`,
   EBB_SWIM_PROBE_TIMEOUT_MS: `direct ack expected within this before asking others (default ${DEFAULTS.swimProbeTimeoutMs})`,

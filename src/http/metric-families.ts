@@ -16,6 +16,8 @@ export const METRIC_FAMILIES: Families = {
   ebb_connections_timed_out_total: { help: "RPC connections closed by a timeout, by kind: read (a partial message, EBB_READ_TIMEOUT_MS) or idle (EBB_IDLE_TIMEOUT_MS).", type: "counter" },
   ebb_accept_errors_total: { help: "Failed accepts (out of descriptors), each followed by a back-off.", type: "counter" },
   ebb_buffered_bytes: { help: "Bytes of partial messages held for all RPC connections (bounded by EBB_MAX_BUFFERED_BYTES).", type: "gauge" },
+  ebb_auth_failures_total: { help: "Cluster key handshakes that failed (wrong key, or no handshake).", type: "counter" },
+  ebb_auth_throttled_total: { help: "Connections closed unheard because their host had too many failed handshakes.", type: "counter" },
   ebb_client_calls_total: { help: "Calls made through this node's cluster clients.", type: "counter" },
   ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
   ebb_client_weight: { help: "Weight this node's cluster clients give each callable node: rises from 0.1 to 1 over EBB_WARMUP_MS after it is first seen ready.", type: "gauge" },

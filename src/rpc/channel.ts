@@ -4,7 +4,7 @@ import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
-import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
 
@@ -130,27 +130,30 @@ export class Channel implements Transport {
     return channel!;
   }
 
-  /** The client's side of the cluster key handshake (auth.ts); rejects UNAUTHENTICATED. */
+  /** The client's side of the cluster key handshake (auth.ts): we prove first, then check the server's proof; rejects UNAUTHENTICATED. */
   private async authenticate(key: string): Promise<void> {
-    const client = newNonce();
-    let challenge: { nonce?: unknown; proof?: unknown };
+    const wrongKey = () => new RpcError(`${this.address} does not hold the same cluster key`, "UNAUTHENTICATED");
+    let hello: { nonce?: unknown };
     try {
-      challenge = (await this.request(AUTH_METHOD, [{ nonce: client }], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof challenge;
+      hello = (await this.request(AUTH_METHOD, [{}], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof hello;
     } catch (error) {
       const rpcError = RpcError.from(error);
       if (rpcError.code === "METHOD_NOT_FOUND") throw new RpcError(`${this.address} has no cluster key, but EBB_CLUSTER_KEY is set here`, "UNAUTHENTICATED");
       throw rpcError;
     }
-    const server = readNonce(challenge?.nonce);
-    if (!server || !proofMatches(proof(key, "server", client, server), challenge.proof)) {
-      throw new RpcError(`${this.address} does not hold the same cluster key`, "UNAUTHENTICATED");
-    }
+    const server = readNonce(hello?.nonce);
+    if (!server) throw new RpcError(`${this.address} answered $auth without a 16-byte nonce`, "UNAUTHENTICATED");
+    const client = newNonce();
+    let answer: { proof?: unknown };
     try {
-      await this.request(AUTH_METHOD, [{ proof: proof(key, "client", client, server) }], { timeoutMs: AUTH_TIMEOUT_MS });
+      answer = (await this.request(AUTH_METHOD, [{ nonce: client, proof: proof(key, "client", client, server) }], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof answer;
     } catch (error) {
       const rpcError = RpcError.from(error);
+      if (rpcError.code === "UNAUTHENTICATED" && (rpcError.data as { reason?: unknown } | undefined)?.reason === WRONG_KEY) throw wrongKey();
       throw new RpcError(`${this.address}: ${rpcError.rawMessage}`, rpcError.code, { data: rpcError.data });
     }
+    // The server proves the key too: a node that merely accepts everyone is not a member.
+    if (!proofMatches(proof(key, "server", client, server), answer?.proof)) throw wrongKey();
   }
 
   /** Calls in flight on this connection. */

@@ -3,7 +3,8 @@ import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
-import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce } from "./auth.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
+import { AuthGuard } from "./auth-guard.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
 
@@ -76,6 +77,8 @@ export class RpcServer {
   private readonly acceptWarning: WarningWindow;
   private acceptBackoffMs = 0;
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** With a cluster key: failed handshakes per source host, throttled and logged in aggregate (auth-guard.ts). */
+  readonly authGuard: AuthGuard | undefined;
 
   constructor(
     private readonly runtime: Runtime,
@@ -84,6 +87,7 @@ export class RpcServer {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
     this.capWarning = new WarningWindow(options.log);
     this.acceptWarning = new WarningWindow(options.log);
+    this.authGuard = options.clusterKey === undefined ? undefined : new AuthGuard(options.log);
   }
 
   /** Starts accepting on `host:port` (0 picks a free port). */
@@ -161,6 +165,7 @@ export class RpcServer {
   /** Stops accepting connections; open ones stay open. */
   async stopAccepting(): Promise<void> {
     await Promise.all(this.listeners.map((listener) => listener.stop()));
+    this.authGuard?.stop();
   }
 
   /** Half-closes every connection once its answers are written; idle ones at once. */
@@ -198,7 +203,7 @@ export class ServerConnection {
   private closed = false;
   /** With a cluster key: false until the peer completes the `$auth` handshake. */
   private authenticated: boolean;
-  private nonces: { client: Uint8Array; server: Uint8Array } | undefined;
+  private serverNonce: Uint8Array | undefined;
   private authTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -218,7 +223,11 @@ export class ServerConnection {
     socket.setNoDelay(true);
     this.authenticated = options.clusterKey === undefined;
     // Unauthenticated connections do not linger: not even half-closed after a refusal.
-    if (!this.authenticated) {
+    if (!this.authenticated && server.authGuard!.turnsAway(this.peer)) {
+      // A host past its failed-handshake budget is not heard at all: no nonce, no HMAC, no line of its own.
+      this.finished = true;
+      queueMicrotask(() => this.close());
+    } else if (!this.authenticated) {
       const ms = options.authTimeoutMs ?? AUTH_TIMEOUT_MS;
       this.authTimer = setTimeout(() => (this.finished ? this.close() : this.reject(`no cluster key handshake within ${ms} ms`)), ms);
     }
@@ -398,24 +407,26 @@ export class ServerConnection {
       const msgid = parsed.kind === "request" || parsed.kind === "invalid-request" ? parsed.msgid : undefined;
       return this.refuse(msgid, "This node requires the cluster key (EBB_CLUSTER_KEY): the connection must begin with the $auth handshake");
     }
-    const input = parsed.params[0] as { nonce?: unknown; proof?: unknown } | undefined;
-    if (!this.nonces) {
-      const client = readNonce(input?.nonce);
-      if (!client) return this.refuse(parsed.msgid, "$auth must begin with a 16-byte nonce");
-      const server = newNonce();
-      this.nonces = { client, server };
-      return this.respond(parsed.msgid, null, { nonce: server, proof: proof(key, "server", client, server) });
+    // The hello gets only our nonce: nothing derived from the key goes to a peer that has not proven it.
+    if (!this.serverNonce) {
+      this.serverNonce = newNonce();
+      return this.respond(parsed.msgid, null, { nonce: this.serverNonce });
     }
-    if (!proofMatches(proof(key, "client", this.nonces.client, this.nonces.server), input?.proof)) return this.refuse(parsed.msgid, "Wrong cluster key");
+    const input = parsed.params[0] as { nonce?: unknown; proof?: unknown } | undefined;
+    const client = readNonce(input?.nonce);
+    if (!client) return this.refuse(parsed.msgid, "The second $auth must carry a 16-byte nonce and a proof");
+    // Other connections of this host may have used up its failures since this one was accepted.
+    if (this.server.authGuard!.turnsAway(this.peer)) return this.refuse(parsed.msgid, "Too many failed cluster key handshakes from this host; try again later", false);
+    if (!proofMatches(proof(key, "client", client, this.serverNonce), input?.proof)) return this.refuse(parsed.msgid, "Wrong cluster key", true, { reason: WRONG_KEY });
     this.authenticated = true;
     clearTimeout(this.authTimer);
-    this.respond(parsed.msgid, null, { ok: true });
+    this.respond(parsed.msgid, null, { ok: true, proof: proof(key, "server", client, this.serverNonce) });
   }
 
-  /** Answers UNAUTHENTICATED (when there is a request to answer), then closes once that is written. */
-  private refuse(msgid: number | undefined, message: string): void {
-    if (msgid !== undefined) this.respond(msgid, new RpcError(message, "UNAUTHENTICATED"), undefined);
-    this.log.warn(`closing connection from ${this.peer}: ${message}`, { peer: this.peer });
+  /** Answers UNAUTHENTICATED (when there is a request to answer), then closes once that is written; a failure counts against the host. */
+  private refuse(msgid: number | undefined, message: string, failure = true, data?: unknown): void {
+    if (msgid !== undefined) this.respond(msgid, new RpcError(message, "UNAUTHENTICATED", { data }), undefined);
+    if (failure) this.server.authGuard!.failed(this.peer, message);
     this.server.stats.rejected++;
     this.finished = true;
     this.writer.flush();

@@ -11,7 +11,7 @@ import { MessageDecoder } from "../../src/wire/decoder.ts";
 import { connectChannel, connectRaw, LogCapture, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
 
-const KEY = "test-cluster-key-0123456789";
+const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 
 test("with a cluster key, only clients that prove it are served; everyone else gets UNAUTHENTICATED and is disconnected", async () => {
   const server = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: KEY, httpPort: 0 });
@@ -20,7 +20,7 @@ test("with a cluster key, only clients that prove it are served; everyone else g
     const keyed = await connectChannel(server.port, { clusterKey: KEY });
     assert.equal(await createClient(probe, keyed).add({ a: 1, b: 2 }), 3);
 
-    const wrong = await rejectsWith(connectChannel(server.port, { clusterKey: "another-key-0123456789" }));
+    const wrong = await rejectsWith(connectChannel(server.port, { clusterKey: "Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw" }));
     assert.equal(wrong.code, "UNAUTHENTICATED");
     assert.match(wrong.message, /does not hold the same cluster key/);
 
@@ -50,7 +50,7 @@ test("with a cluster key, only clients that prove it are served; everyone else g
     }
     const challenge = answers[0] as [number, number, null, { nonce: Uint8Array }];
     const before = guesser.received().byteLength;
-    guesser.socket.write(encode([0, 2, AUTH_METHOD, [{ proof: proof("a-guess-0123456789", "client", nonce, challenge[3].nonce) }]]));
+    guesser.socket.write(encode([0, 2, AUTH_METHOD, [{ nonce, proof: proof("a-guess-0123456789", "client", nonce, challenge[3].nonce) }]]));
     await guesser.closed;
     const [verdict] = new MessageDecoder(1 << 20).push(guesser.received().subarray(before)) as [number, number, { code: string; message: string }, unknown][];
     assert.deepEqual([verdict![2].code, verdict![2].message], ["UNAUTHENTICATED", "Wrong cluster key"]);

@@ -36,7 +36,7 @@ for (const runner of RUNNER_NAMES) {
       runCli(runner, ["bench", "--rate", "5", "--concurrency", "2"]),
     ]);
     assert.equal(help.code, 0);
-    for (const name of ["serve", "call", "members", "bench"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
+    for (const name of ["serve", "call", "members", "bench", "keygen"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
     for (const variable of Object.keys(DESCRIPTIONS)) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
     assert.match(callHelp.stdout, /^Usage: ebb call <method> \[json\]/m);
     assert.match(callHelp.stdout, /--addr <host:port,...>/);

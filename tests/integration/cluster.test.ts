@@ -95,7 +95,7 @@ test("a join opens a new connection each time, so a seed given as a DNS name is 
 });
 
 test("with a cluster key, members on Bun, Deno and the binary form one cluster; a node with another key is kept out, and the CLI needs the key", async () => {
-  const KEY = "cluster-test-key-0123456789";
+  const KEY = "hR3kV9wQ2mZx7LpB5nTc8YdF1sGj4UaE6oKiW0qXyN8=";
   const procs: NodeProcess[] = [];
   try {
     const a = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-a", EBB_CLUSTER_KEY: KEY });
@@ -103,7 +103,7 @@ test("with a cluster key, members on Bun, Deno and the binary form one cluster; 
     const seeds = `127.0.0.1:${a.port}`;
     const b = await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "k-b", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
     const c = await startNodeProcess("binary", { ...FAST, EBB_NODE_ID: "k-c", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
-    const x = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-x", EBB_CLUSTER_KEY: "some-other-key-0123456789", EBB_SEEDS: seeds });
+    const x = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-x", EBB_CLUSTER_KEY: "Pm4tJ8eX1cR6vN0bL3wK7zH2yD9gS5fQaTuV_oIj-Ek", EBB_SEEDS: seeds });
     procs.push(b, c, x);
     for (const [proc, others] of [[a, ["k-b", "k-c"]], [b, ["k-a", "k-c"]], [c, ["k-a", "k-b"]]] as const) {
       for (const id of others) await memberEvent(proc, id, "join");

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
+import { clusterKeyProblem, newClusterKey } from "../../../src/config/cluster-key.ts";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ROOT } from "../../helpers/process.ts";
 import { DEFAULTS, DESCRIPTIONS } from "../../../src/config/schema.ts";
@@ -125,14 +127,46 @@ test("loadConfig treats an empty variable as unset", () => {
 
 test("EBB_CLUSTER_KEY is read, and a bad one is described without being echoed", () => {
   assert.equal(loadConfig({}).clusterKey, undefined);
-  assert.equal(loadConfig({ EBB_CLUSTER_KEY: "0123456789abcdef+/==" }).clusterKey, "0123456789abcdef+/==", "base64, padding included");
+  const key = newClusterKey();
+  assert.equal(loadConfig({ EBB_CLUSTER_KEY: key }).clusterKey, key, "what ebb keygen prints");
   assert.throws(
     () => loadConfig({ EBB_CLUSTER_KEY: "short secret" }),
     (e: unknown) =>
       e instanceof ConfigError &&
-      e.message === "Invalid configuration: EBB_CLUSTER_KEY=(12 characters, not shown) must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (then = padding)" &&
+      e.message === 'Invalid configuration: EBB_CLUSTER_KEY=(12 characters, not shown) must be base64, base64url or hex text of at most 256 characters; run "ebb keygen" to make one' &&
       !e.message.includes("short secret"),
   );
+});
+
+test("a cluster key needs 128 random bits: base64 or hex of 16 bytes or more, not a repeat, not a few characters over and over", () => {
+  const SHORT = /at least 16 random bytes/;
+  const CHOSEN = /looks chosen, not random/;
+  const FORMAT = /must be base64, base64url or hex/;
+  const table: [string, RegExp | undefined][] = [
+    [newClusterKey(), undefined], // 32 bytes, base64
+    [randomBytes(16).toString("base64"), undefined], // 16 bytes with padding
+    [randomBytes(16).toString("base64url"), undefined], // 22 characters
+    [randomBytes(16).toString("hex"), undefined], // 32 hex digits
+    [randomBytes(200).toString("base64").slice(0, 256), undefined],
+    ["passwordpassword", SHORT], // 12 bytes as base64
+    ["passwordpasswordpassword", CHOSEN], // 18 bytes, but a repeat
+    ["correcthorsebatteryXstaple", undefined], // the rule's limit: a long passphrase of many letters passes
+    ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", CHOSEN],
+    ["abababababababababababababababab", CHOSEN],
+    ["aaaabbbbccccddddaaaabbbbccccdddx", CHOSEN], // 2.1 bits per character
+    ["0123456789abcdef0123456789abcdef", CHOSEN], // hex, repeated
+    ["0123456789abcdef0123456789abcde", SHORT], // 31 hex digits: 15 bytes
+    [randomBytes(16).toString("hex").slice(0, 30), SHORT],
+    ["q9Hn2V0d8mXbR4tLcW7y.z1sKfA6uJeG3oNvIhTgBkE", FORMAT], // "." is in neither alphabet
+    ["q9Hn2V0d8mXbR4tLcW7y+z1sKfA6uJeG3oNvIhTgBk_", FORMAT], // both alphabets at once
+    ["q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE===", FORMAT],
+    ["k".repeat(257), FORMAT],
+  ];
+  for (const [key, problem] of table) {
+    const found = clusterKeyProblem(key);
+    if (problem === undefined) assert.equal(found, undefined, `${key} is a good key`);
+    else assert.match(found ?? "", problem, key);
+  }
 });
 
 test("the README's configuration table documents every EBB_* variable the schema knows", () => {

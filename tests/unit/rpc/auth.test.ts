@@ -1,23 +1,143 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { NONCE_BYTES, newNonce, proof, proofMatches, readNonce } from "../../../src/rpc/auth.ts";
+import { encode } from "@msgpack/msgpack";
+import { AUTH_CONTEXT, AUTH_METHOD, NONCE_BYTES, newNonce, proof, proofMatches, readNonce } from "../../../src/rpc/auth.ts";
+import { AuthGuard, AuthThrottle, sourceHost } from "../../../src/rpc/auth-guard.ts";
+import { Dispatcher } from "../../../src/rpc/dispatch.ts";
+import { Router } from "../../../src/rpc/router.ts";
+import { RpcServer } from "../../../src/rpc/server.ts";
+import { MessageDecoder } from "../../../src/wire/decoder.ts";
+import { connectRaw, LogCapture, runtime } from "../../helpers/net.ts";
+
+const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 
 test("cluster key proofs are bound to the key, the role and both nonces, and compared exactly", () => {
   const client = newNonce();
   const server = newNonce();
   assert.equal(client.byteLength, NONCE_BYTES);
   assert.notDeepEqual(client, server, "nonces are random");
-  const mine = proof("k".repeat(16), "client", client, server);
+  const mine = proof(KEY, "client", client, server);
   assert.equal(mine.byteLength, 32, "HMAC-SHA256");
-  assert.ok(proofMatches(proof("k".repeat(16), "client", client, server), mine));
-  assert.ok(!proofMatches(proof("K".repeat(16), "client", client, server), mine), "another key");
-  assert.ok(!proofMatches(proof("k".repeat(16), "server", client, server), mine), "the other role");
-  assert.ok(!proofMatches(proof("k".repeat(16), "client", server, client), mine), "nonces swapped");
-  assert.ok(!proofMatches(proof("k".repeat(16), "client", client, newNonce()), mine), "another server nonce");
+  assert.ok(AUTH_CONTEXT.startsWith("ebb-auth/"));
+  assert.ok(proofMatches(proof(KEY, "client", client, server), mine));
+  assert.ok(!proofMatches(proof(KEY.toLowerCase(), "client", client, server), mine), "another key");
+  assert.ok(!proofMatches(proof(KEY, "server", client, server), mine), "the other role");
+  assert.ok(!proofMatches(proof(KEY, "client", server, client), mine), "nonces swapped");
+  assert.ok(!proofMatches(proof(KEY, "client", client, newNonce()), mine), "another server nonce");
   assert.ok(!proofMatches(mine, mine.subarray(0, 31)), "a prefix");
   assert.ok(!proofMatches(mine, "not bytes"));
   assert.ok(!proofMatches(mine, undefined));
   assert.equal(readNonce(new Uint8Array(15)), undefined);
   assert.equal(readNonce("x".repeat(16)), undefined);
   assert.equal(readNonce(client), client);
+});
+
+/** The first answer a keyed RpcServer gives to an `$auth` hello. */
+async function helloAnswer(key: string): Promise<[number, number, unknown, Record<string, unknown>]> {
+  const logs = new LogCapture();
+  const server = new RpcServer(runtime, { dispatcher: new Dispatcher({ router: new Router(), log: logs.logger }), log: logs.logger, maxMessageBytes: 1 << 20, clusterKey: key });
+  const listener = await server.listen("127.0.0.1", 0);
+  try {
+    const raw = await connectRaw(listener.port);
+    // What a version 1 client sent first: its nonce, which used to buy the server's proof.
+    raw.socket.write(encode([0, 1, AUTH_METHOD, [{ nonce: newNonce() }]]));
+    const decoder = new MessageDecoder(1 << 20);
+    for (let seen = 0; ; ) {
+      const all = await raw.waitForBytes(seen + 1);
+      const [answer] = decoder.push(all.subarray(seen));
+      seen = all.byteLength;
+      if (answer) return answer as [number, number, unknown, Record<string, unknown>];
+    }
+  } finally {
+    await server.stopAccepting();
+    server.closeAll();
+  }
+}
+
+test("the server's answer to an $auth hello has nothing derived from the key: the same shape for two keys, only a fresh nonce", async () => {
+  const [a, b] = await Promise.all([helloAnswer(KEY), helloAnswer("Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw")]);
+  for (const answer of [a, b]) {
+    assert.deepEqual(answer.slice(0, 3), [1, 1, null]);
+    assert.deepEqual(Object.keys(answer[3]), ["nonce"], "no proof before the client proved the key");
+    assert.ok(readNonce(answer[3].nonce));
+  }
+  assert.notDeepEqual(a[3].nonce, b[3].nonce);
+});
+
+test("the failure throttle: a burst per host, refilled over time, only failures count, each host on its own", () => {
+  let now = 0;
+  const throttle = new AuthThrottle({ burst: 3, perSecond: 2, maxSources: 2 }, () => now);
+  // [ms, action, host, expected throttled(host) after the action]
+  const steps: [number, "fail" | "check", string, boolean][] = [
+    [0, "check", "10.0.0.1", false], // never failed: not even remembered
+    [0, "fail", "10.0.0.1", false],
+    [0, "fail", "10.0.0.1", false],
+    [0, "fail", "10.0.0.1", true], // burst of 3 used up
+    [0, "check", "10.0.0.2", false], // another host is not affected
+    [499, "check", "10.0.0.1", true], // 2 per second: 0.998 of a token
+    [500, "check", "10.0.0.1", false], // one token back
+    [500, "fail", "10.0.0.1", true],
+    [2000, "check", "10.0.0.1", false],
+    [2000, "fail", "10.0.0.1", false], // 3 tokens back (capped at the burst), one used
+    [2000, "fail", "10.0.0.1", false],
+    [2000, "fail", "10.0.0.1", true],
+  ];
+  for (const [ms, action, host, throttled] of steps) {
+    now = ms;
+    if (action === "fail") throttle.failed(host);
+    assert.equal(throttle.throttled(host), throttled, `${action} ${host} at ${ms} ms`);
+  }
+  // Bounded: a third host makes the least recently seen one forgotten, with a full bucket next time.
+  throttle.failed("10.0.0.3");
+  throttle.failed("10.0.0.4");
+  assert.equal(throttle.size, 2);
+  assert.equal(throttle.throttled("10.0.0.1"), false);
+});
+
+test("sources are hosts, not host:port", () => {
+  assert.deepEqual(["127.0.0.1:5000", "::1:5000", "[::1]:5000", "example"].map(sourceHost), ["127.0.0.1", "::1", "::1", "example"]);
+});
+
+test("thousands of failures from one host make one line as they start and one line with the count per window, not one each", () => {
+  let now = 0;
+  const logs = new LogCapture();
+  const guard = new AuthGuard(logs.logger, { burst: 2, perSecond: 1, maxSources: 10 }, () => now, 10_000);
+  try {
+    guard.failed("127.0.0.1:4000", "Wrong cluster key");
+    assert.deepEqual(logs.lines.map((l) => l.msg), ["closing connection from 127.0.0.1:4000: Wrong cluster key"]);
+    guard.failed("127.0.0.1:4001", "Wrong cluster key");
+    let turnedAway = 0;
+    for (let i = 0; i < 4000; i++) if (guard.turnsAway(`127.0.0.1:${5000 + (i % 60000)}`)) turnedAway++;
+    assert.equal(turnedAway, 4000);
+    guard.failed("10.1.1.1:1", "Wrong cluster key");
+    assert.equal(logs.lines.length, 2, "the first failure of each host, nothing else yet");
+    now = 9_999;
+    guard.flush();
+    assert.equal(logs.lines.length, 2, "the window is not over");
+    now = 10_000;
+    guard.flush();
+    assert.equal(logs.lines.length, 3);
+    assert.equal(logs.lines[2]!.msg, 'refused 4001 cluster key handshakes from "127.0.0.1" in the last 10 s');
+    assert.deepEqual([logs.lines[2]!.failed, logs.lines[2]!.turnedAway], [1, 4000]);
+    assert.deepEqual(guard.stats, { failures: 3, throttled: 4000 });
+    guard.flush();
+    assert.equal(logs.lines.length, 3, "nothing new, nothing logged");
+  } finally {
+    guard.stop();
+  }
+});
+
+test("once the server stops accepting, the guard arms no timer and logs what is left at once", () => {
+  let now = 0;
+  const logs = new LogCapture();
+  const guard = new AuthGuard(logs.logger, { burst: 5, perSecond: 1, maxSources: 10 }, () => now, 10_000);
+  guard.failed("10.0.0.1:1", "Wrong cluster key");
+  guard.failed("10.0.0.1:2", "Wrong cluster key");
+  guard.stop();
+  assert.deepEqual(logs.lines.map((l) => l.msg), ["closing connection from 10.0.0.1:1: Wrong cluster key", "closing connection from 10.0.0.1:2: Wrong cluster key"]);
+  now = 1_500;
+  guard.failed("10.0.0.1:3", "Wrong cluster key");
+  guard.failed("10.0.0.1:4", "Wrong cluster key");
+  assert.equal(logs.lines.length, 4, "logged at once: no timer outlives the server");
+  guard.stop();
 });

@@ -1,0 +1,20 @@
+import { z } from "zod";
+import { KEYGEN_BYTES, newClusterKey } from "../config/cluster-key.ts";
+import { defineCommand, UsageError } from "./command.ts";
+
+/** `ebb keygen`: a fresh EBB_CLUSTER_KEY on stdout. */
+export const keygenCommand = defineCommand({
+  name: "keygen",
+  summary: "print a new random cluster key for EBB_CLUSTER_KEY",
+  usage: ["keygen"],
+  options: {},
+  flags: z.object({}),
+  details: `Prints ${KEYGEN_BYTES} random bytes (${KEYGEN_BYTES * 8} bits) in base64, one line. Give every node and
+client of a cluster the same key, e.g. EBB_CLUSTER_KEY=$(ebb keygen) once, then
+keep it in your secret store. Keys that are not random enough are refused at startup.`,
+  run(runtime, _flags, positionals) {
+    if (positionals.length > 0) throw new UsageError(`keygen takes no arguments, got "${positionals[0]}"`);
+    runtime.write("stdout", `${newClusterKey()}\n`);
+    return Promise.resolve(0);
+  },
+});

@@ -1,0 +1,190 @@
+import type { Logger } from "../log.ts";
+
+/**
+ * Failed cluster key handshakes, limited per source host (not host:port: one
+ * machine opens as many ports as it likes). Each host has a token bucket of
+ * AUTH_FAILURE_BURST failures, refilled at AUTH_FAILURES_PER_SECOND; only
+ * failures take a token, so successful handshakes (members and clients on the
+ * same host) never throttle anyone. While a host's bucket is empty, its new
+ * connections are closed before any handshake work. A guesser thus gets
+ * AUTH_FAILURES_PER_SECOND guesses per second, down from thousands.
+ */
+export const AUTH_FAILURE_BURST = 20; // failed handshakes a host may make at once before it is turned away
+export const AUTH_FAILURES_PER_SECOND = 5; // then one more failure every 200 ms
+export const AUTH_GUARD_MAX_SOURCES = 4_096; // hosts remembered; the least recently seen is forgotten first
+export const AUTH_LOG_WINDOW_MS = 10_000; // at most one log line per host per window, with counts
+
+/** One source host's bucket and its events not yet logged. */
+interface Source {
+  tokens: number;
+  refilledAtMs: number;
+  lastLineAtMs: number;
+  failed: number;
+  turnedAway: number;
+  /** The first unlogged failure, said as it was when it is alone in its window. */
+  detail: string | undefined;
+}
+
+/** Limits of an `AuthThrottle`; defaults are the constants above. */
+export interface AuthThrottleLimits {
+  burst: number;
+  perSecond: number;
+  maxSources: number;
+}
+
+/** The per-host token buckets alone: pure, the clock injected (tested with a table). */
+export class AuthThrottle {
+  private readonly sources = new Map<string, Source>();
+
+  constructor(
+    private readonly limits: AuthThrottleLimits = { burst: AUTH_FAILURE_BURST, perSecond: AUTH_FAILURES_PER_SECOND, maxSources: AUTH_GUARD_MAX_SOURCES },
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** True while `host` has used up its failures: its connections are to be closed unheard. */
+  throttled(host: string): boolean {
+    const source = this.sources.get(host);
+    return source !== undefined && this.refill(source) < 1;
+  }
+
+  /** Takes one token from `host`'s bucket. */
+  failed(host: string): void {
+    const source = this.source(host);
+    source.tokens = Math.max(0, this.refill(source) - 1);
+  }
+
+  /** Hosts remembered now (bounded by `maxSources`). */
+  get size(): number {
+    return this.sources.size;
+  }
+
+  /** @internal The record of `host`, created full and moved to the most recently seen end. */
+  source(host: string): Source {
+    let source = this.sources.get(host);
+    if (source) this.sources.delete(host);
+    else {
+      source = { tokens: this.limits.burst, refilledAtMs: this.now(), lastLineAtMs: -Infinity, failed: 0, turnedAway: 0, detail: undefined };
+      // A Map iterates in insertion order: the first key is the least recently seen host.
+      if (this.sources.size >= this.limits.maxSources) this.sources.delete(this.sources.keys().next().value!);
+    }
+    this.sources.set(host, source);
+    return source;
+  }
+
+  /** @internal Every remembered host, least recently seen first. */
+  entries(): IterableIterator<[string, Source]> {
+    return this.sources.entries();
+  }
+
+  private refill(source: Source): number {
+    const now = this.now();
+    source.tokens = Math.min(this.limits.burst, source.tokens + ((now - source.refilledAtMs) / 1000) * this.limits.perSecond);
+    source.refilledAtMs = now;
+    return source.tokens;
+  }
+}
+
+/** The host part of `host:port` (IPv6 included, with or without brackets). */
+export function sourceHost(peer: string): string {
+  const colon = peer.lastIndexOf(":");
+  const host = colon < 0 ? peer : peer.slice(0, colon);
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
+ * A keyed server's guard over its handshakes: the throttle, counters for
+ * metrics, and logging in aggregate (the first failure of a host in a window
+ * is logged as it is; the rest of the window becomes one line with counts).
+ */
+export class AuthGuard {
+  /** Counters for metrics and tests: handshakes that failed, connections turned away unheard. */
+  readonly stats = { failures: 0, throttled: 0 };
+  private readonly throttle: AuthThrottle;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** After `stop` no timer is armed: the few connections still open are logged as they fail. */
+  private stopped = false;
+
+  constructor(
+    private readonly log: Logger,
+    limits?: AuthThrottleLimits,
+    private readonly now: () => number = Date.now,
+    private readonly windowMs = AUTH_LOG_WINDOW_MS,
+  ) {
+    this.throttle = new AuthThrottle(limits, now);
+  }
+
+  /** True when a new connection from `peer` is to be closed before any handshake work; counted and logged in aggregate. */
+  turnsAway(peer: string): boolean {
+    const host = sourceHost(peer);
+    if (!this.throttle.throttled(host)) return false;
+    this.stats.throttled++;
+    this.note(host, (source) => source.turnedAway++);
+    return true;
+  }
+
+  /** A handshake from `peer` failed for `reason`: takes a token, counted and logged in aggregate. */
+  failed(peer: string, reason: string): void {
+    const host = sourceHost(peer);
+    this.stats.failures++;
+    this.throttle.failed(host);
+    this.note(host, (source) => {
+      source.failed++;
+      source.detail ??= `closing connection from ${peer}: ${reason}`;
+    });
+  }
+
+  /** Writes the line of every host whose window is over; with `all`, of every host with something unlogged. */
+  flush(all = false): void {
+    const now = this.now();
+    let pending = false;
+    for (const [host, source] of this.throttle.entries()) {
+      if (source.failed + source.turnedAway === 0) continue;
+      if (all || now - source.lastLineAtMs >= this.windowMs) this.line(host, source, now);
+      else pending = true;
+    }
+    if (pending) this.arm();
+    else this.stopTimer();
+  }
+
+  /** Logs what is left and stops the window timer. Idempotent. */
+  stop(): void {
+    this.stopped = true;
+    this.flush(true);
+    this.stopTimer();
+  }
+
+  private note(host: string, count: (source: Source) => void): void {
+    const source = this.throttle.source(host);
+    count(source);
+    const now = this.now();
+    if (this.stopped || now - source.lastLineAtMs >= this.windowMs) this.line(host, source, now);
+    else this.arm();
+  }
+
+  /** One timer for all hosts, running only while some line is owed. */
+  private arm(): void {
+    if (this.stopped) return;
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, this.windowMs);
+  }
+
+  private line(host: string, source: Source, now: number): void {
+    const { failed, turnedAway } = source;
+    if (failed === 1 && turnedAway === 0) this.log.warn(source.detail!, { peer: host });
+    else {
+      const seconds = Math.max(1, Math.round(Math.min(now - source.lastLineAtMs, this.windowMs) / 1000));
+      this.log.warn(`refused ${failed + turnedAway} cluster key handshakes from "${host}" in the last ${seconds} s`, { peer: host, failed, turnedAway });
+    }
+    source.failed = 0;
+    source.turnedAway = 0;
+    source.detail = undefined;
+    source.lastLineAtMs = now;
+  }
+
+  private stopTimer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
