@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Logger } from "../log.ts";
-import { MAX_META_BYTES, type SwimMessage } from "./types.ts";
+import { MAX_META_BYTES, type Member, type SwimMessage } from "./types.ts";
 import { metaBytes } from "./sync.ts";
 
 /**
@@ -83,6 +83,24 @@ export const SwimMessageSchema = z.discriminatedUnion("t", [
     same: z.boolean().optional(),
   }),
 ]);
+
+/** A `$members` answer: what cluster clients read from a seed. */
+export const MemberListSchema = z.array(
+  z.object({
+    id,
+    addr,
+    incarnation,
+    status: z.enum(["alive", "suspect", "dead", "left"]),
+    meta,
+    since: z.number(),
+  }),
+);
+
+/** A `$members` answer, parsed; undefined when it is not a member list. */
+export function parseMemberList(value: unknown): Member[] | undefined {
+  const parsed = MemberListSchema.safeParse(value);
+  return parsed.success ? (parsed.data as Member[]) : undefined;
+}
 
 /** A membership message, or undefined with the reason it is refused. */
 export function parseSwimMessage(value: unknown): { message: SwimMessage; error?: undefined } | { message?: undefined; error: string } {

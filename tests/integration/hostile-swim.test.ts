@@ -1,6 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createClusterClient } from "../../src/cluster/client.ts";
+import { demo, demoHandlers } from "../../src/demo/demo.ts";
+import { silentLogger } from "../../src/log.ts";
 import { MAX_INCARNATION } from "../../src/membership/schema.ts";
+import { Dispatcher } from "../../src/rpc/dispatch.ts";
+import { Router } from "../../src/rpc/router.ts";
+import { RpcServer } from "../../src/rpc/server.ts";
 import type { MemberEvent, Update } from "../../src/membership/types.ts";
 import type { EbbNode } from "../../src/node.ts";
 import type { Listener, Socket } from "../../src/runtime/types.ts";
@@ -236,5 +242,21 @@ test("meta.services: 5 in gossip never reaches the cluster client", async () => 
     assert.deepEqual(after, before);
   } finally {
     await close();
+  }
+});
+
+test("a seed answering $members with meta.services: 5 does not break cluster calls", async () => {
+  const real = await startTestNode((node) => node.register(demo, demoHandlers), { nodeId: "real" });
+  const forged = [{ id: "real", addr: `127.0.0.1:${real.port}`, incarnation: 1, status: "alive", since: 0, meta: { ...meta, services: 5 } }];
+  const hostile = new RpcServer(runtime, { dispatcher: new Dispatcher({ router: new Router(), log: silentLogger, builtins: { $members: () => forged } }), log: silentLogger, maxMessageBytes: 1 << 20 });
+  const listener = await hostile.listen("127.0.0.1", 0);
+  const cluster = createClusterClient({ seeds: [`127.0.0.1:${listener.port}`, `127.0.0.1:${real.port}`], runtime, warmupMs: 0, timeoutMs: 5_000 });
+  try {
+    assert.deepEqual(await cluster.client(demo).echo({ hello: 1 }), { hello: 1 });
+  } finally {
+    cluster.close();
+    hostile.closeAll();
+    await listener.stop();
+    await real.close();
   }
 });
