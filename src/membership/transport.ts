@@ -44,6 +44,8 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly clusterKey?: string,
     /** Parses replies; without it, replies that are not objects with a `t` are dropped. */
     private readonly gate?: SwimGate,
+    /** Bounds of the connection pool; tests shrink them. */
+    private readonly pool: { maxChannels: number; idleMs: number } = { maxChannels: MAX_POOLED_CHANNELS, idleMs: IDLE_CHANNEL_MS },
   ) {}
 
   /** Pooled connections open or opening now. */
@@ -104,11 +106,11 @@ export class RpcSwimTransport implements SwimTransport {
 
   /** Closes connections idle past IDLE_CHANNEL_MS; runs at most every quarter of it, on use. */
   private sweep(now: number): void {
-    if (now - this.lastSweep < IDLE_CHANNEL_MS / 4) return;
+    if (now - this.lastSweep < this.pool.idleMs / 4) return;
     this.lastSweep = now;
     for (const [address, pooled] of this.channels) {
       // Least recently used first: the first one still in use ends the sweep.
-      if (now - pooled.lastUsed < IDLE_CHANNEL_MS) break;
+      if (now - pooled.lastUsed < this.pool.idleMs) break;
       this.drop(address);
     }
   }
@@ -147,7 +149,7 @@ export class RpcSwimTransport implements SwimTransport {
       this.channels.set(address, existing);
       return existing.channel;
     }
-    while (this.channels.size >= MAX_POOLED_CHANNELS) this.drop(this.channels.keys().next().value!);
+    while (this.channels.size >= this.pool.maxChannels) this.drop(this.channels.keys().next().value!);
     const pooled: Pooled = { channel: Promise.resolve(undefined), lastUsed: now };
     pooled.channel = this.open(address, () => {
       if (this.channels.get(address) === pooled) this.channels.delete(address);

@@ -4,6 +4,7 @@ import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { silentLogger } from "../../src/log.ts";
 import { MAX_INCARNATION } from "../../src/membership/schema.ts";
+import { RpcSwimTransport } from "../../src/membership/transport.ts";
 import { Dispatcher } from "../../src/rpc/dispatch.ts";
 import { Router } from "../../src/rpc/router.ts";
 import { RpcServer } from "../../src/rpc/server.ts";
@@ -258,5 +259,70 @@ test("a seed answering $members with meta.services: 5 does not break cluster cal
     hostile.closeAll();
     await listener.stop();
     await real.close();
+  }
+});
+
+test("throwing state and member listeners stall neither the membership nor the stop sequence", async () => {
+  const a = await startTestNode((node) => {
+    node.onStateChange(() => {
+      throw new Error("state listener failed");
+    });
+    node.onMemberEvent(() => {
+      throw new Error("member listener failed");
+    });
+  }, { nodeId: "a", swim: FAST_SWIM });
+  const bJoined = memberEvent(a.node, (e) => e.type === "join" && e.member.id === "b");
+  const b = await startTestNode(() => {}, { nodeId: "b", swim: FAST_SWIM, seeds: [`127.0.0.1:${a.port}`] });
+  await within(bJoined, 5_000, "a learns b");
+  const bLeft = memberEvent(a.node, (e) => e.type === "left" && e.member.id === "b");
+  await b.close();
+  await within(bLeft, 5_000, "a hears b leave");
+  const summary = await within(a.close(), 5_000, "a stops");
+  assert.equal(summary.exitCode, 0);
+  assert.equal(a.node.state, "stopped");
+  assert.ok(a.logs.lines.some((l) => l.msg === "a member event listener failed"));
+});
+
+test("the membership transport keeps at most its cap of pooled connections, and drops one when its member is reaped", async () => {
+  const listeners: Listener[] = [];
+  const open = new Set<Socket>();
+  let opened = 0;
+  let waiting: { n: number; resolve: () => void } | undefined;
+  const transport = new RpcSwimTransport(runtime, silentLogger, 1 << 20, undefined, undefined, { maxChannels: 3, idleMs: 60_000 });
+  try {
+    // Ten ebb nodes would do; plain listeners that answer nothing are enough to hold connections.
+    for (let i = 0; i < 10; i++) {
+      listeners.push(
+        await runtime.listen({
+          host: "127.0.0.1",
+          port: 0,
+          accept: (socket) => {
+            open.add(socket);
+            opened++;
+            const check = () => waiting && opened === listeners.length && open.size <= waiting.n && waiting.resolve();
+            const close = () => {
+              open.delete(socket);
+              check();
+            };
+            queueMicrotask(check);
+            return { data() {}, end: () => socket.close(), close };
+          },
+        }),
+      );
+    }
+    // Resolves once all ten connections were accepted and at most n are still open.
+    const closedDown = (n: number) => new Promise<void>((resolve) => (waiting = { n, resolve }));
+    const settled = closedDown(3);
+    for (const listener of listeners) transport.send(`127.0.0.1:${listener.port}`, { t: "gossip", from: "x", u: [] });
+    assert.ok(transport.pooled <= 3, `${transport.pooled} pooled`);
+    await within(settled, 5_000, "at most 3 connections stay open").catch((error: Error) => {
+      throw new Error(`${error.message}: ${open.size} open, ${opened} opened`);
+    });
+    transport.forget(`127.0.0.1:${listeners[9]!.port}`);
+    assert.ok(transport.pooled <= 2);
+  } finally {
+    transport.close();
+    for (const socket of open) socket.close();
+    for (const listener of listeners) await listener.stop();
   }
 });
