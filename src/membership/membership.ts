@@ -550,7 +550,8 @@ export class Membership {
         if (update.status === "dead" && (viaSync || local.status === "alive")) {
           // A dead verdict about a member we still believe alive (or any, from a state exchange) may be
           // stale, a partition's or a forgery: suspect instead, so the member has its chance to refute.
-          this.suspect(local, update.inc, update.by ?? (viaSync ? "sync" : "gossip"), now);
+          // Someone's suspicion already ran out, so ours runs the shortest timeout, not the longest.
+          this.suspect(local, update.inc, update.by ?? (viaSync ? "sync" : "gossip"), now, true);
           return;
         }
         this.clearSuspicion(local);
@@ -566,7 +567,7 @@ export class Membership {
     }
   }
 
-  private suspect(local: MemberState | undefined, inc: number, by: string, now: number): void {
+  private suspect(local: MemberState | undefined, inc: number, by: string, now: number, wasDead = false): void {
     if (!local || inc < local.inc) return;
     if (local.status === "suspect" && inc === local.inc) {
       // Lifeguard: each independent confirmation shortens the suspicion.
@@ -579,7 +580,7 @@ export class Membership {
     if (local.status !== "alive" && !(local.status === "suspect" && inc > local.inc)) return;
     const n = this.members.size;
     const minMs = baseSuspicionMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
-    const maxMs = this.config.lifeguard ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
+    const maxMs = this.config.lifeguard && !wasDead ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
     const k = this.config.lifeguard && n - 2 >= this.config.suspicionMult - 2 ? this.config.suspicionMult - 2 : 0;
     this.clearSuspicion(local);
     local.inc = inc;
