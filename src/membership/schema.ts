@@ -129,8 +129,11 @@ export class SwimGate {
     const { message, error } = parseSwimMessage(value);
     if (message) return message;
     this.rejected++;
-    if (!this.logged.has(peer) && this.logged.size < MAX_PEERS_LOGGED) {
-      this.logged.add(peer);
+    // A peer is its host: reconnecting from another port does not earn another warning.
+    const colon = peer.lastIndexOf(":");
+    const host = colon > 0 ? peer.slice(0, colon) : peer;
+    if (!this.logged.has(host) && this.logged.size < MAX_PEERS_LOGGED) {
+      this.logged.add(host);
       this.log.warn(`membership message from "${peer}" refused: ${error}`, { peer, error });
     } else this.log.debug("membership message refused", { peer, error });
     return undefined;

@@ -70,7 +70,7 @@ test("more than MAX_UPDATES_PER_MESSAGE updates in one message are refused", () 
 test("the gate counts every refused message and logs once per peer", () => {
   const logs = new LogCapture();
   const gate = new SwimGate(logs.logger);
-  for (let i = 0; i < 5; i++) assert.equal(gate.admit(gossip([alive({ addr: 1 })]), "10.0.0.1:5000"), undefined);
+  for (let i = 0; i < 5; i++) assert.equal(gate.admit(gossip([alive({ addr: 1 })]), `10.0.0.1:${5000 + i}`), undefined);
   assert.equal(gate.admit("nonsense", "10.0.0.2:5000"), undefined);
   assert.ok(gate.admit(gossip([alive()]), "10.0.0.1:5000"));
   assert.equal(gate.rejected, 6);
