@@ -326,3 +326,72 @@ test("the membership transport keeps at most its cap of pooled connections, and 
     for (const listener of listeners) await listener.stop();
   }
 });
+
+/** A seeded PRNG (mulberry32), so a failing fuzz run can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+test("2,000 seeded random mutations of valid $swim messages leave the node serving, b at its address and shutdown clean", async () => {
+  const { a, b, close } = await pair();
+  const random = seeded(10);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const bAddr = a.node.members().find((m) => m.id === "b")!.addr;
+  const oddValues = [null, true, 0, -1, 1e300, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, "", "x".repeat(2_000), "127.0.0.1:7790", "b", [], [1, 2], {}, { t: "ping" }, "alive", "dead", 5, 1.5];
+  const valid = (): Record<string, unknown> =>
+    pick([
+      { t: "ping", from: "x", target: "a", u: [{ id: "b", addr: bAddr, inc: 1, status: "alive", meta }] },
+      { t: "ping-req", from: "x", target: "b", addr: bAddr },
+      { t: "gossip", from: "x", u: [{ id: "b", addr: bAddr, inc: 5, status: "suspect", by: "x" }] },
+      { t: "gossip", from: "x", u: [{ id: "b", addr: "127.0.0.1:7790", inc: 2 ** 40, status: "alive", meta }] },
+      { t: "sync", from: "x", digest: 1, state: [{ id: "a", addr: "127.0.0.1:1", inc: 1, status: "alive", meta }] },
+      { t: "ack", from: "x" },
+    ]);
+  /** Replaces one field, at the top or inside the first update, with an odd value. */
+  const mutate = (message: Record<string, unknown>): Record<string, unknown> => {
+    const target = Array.isArray(message.u) && random() < 0.6 ? (message.u[0] as Record<string, unknown>) : Array.isArray(message.state) && random() < 0.6 ? (message.state[0] as Record<string, unknown>) : message;
+    const keys = Object.keys(target);
+    const key = random() < 0.1 ? "meta" : pick(keys);
+    if (random() < 0.15) delete target[key];
+    else target[key] = key === "meta" ? { ...meta, [pick(Object.keys(meta))]: pick(oddValues) } : pick(oddValues);
+    return message;
+  };
+  const channel = await connectChannel(a.port);
+  try {
+    for (let batch = 0; batch < 4; batch++) {
+      const calls: Promise<unknown>[] = [];
+      for (let i = 0; i < 500; i++) {
+        const message = mutate(valid());
+        const method = `$swim.${typeof message.t === "string" && message.t.length < 20 ? message.t : "gossip"}`;
+        if (random() < 0.5) channel.notify(method, [message]);
+        else calls.push(channel.call(method, message, { timeoutMs: 5_000 }).catch((error: unknown) => error));
+      }
+      await Promise.all(calls);
+      // After each batch: an honest call is served, b is where it was, every member is well formed.
+      assert.equal(((await channel.call("$ping", undefined)) as { node: string }).node, "a");
+      const members = a.node.members();
+      const seenB = members.find((m) => m.id === "b")!;
+      assert.equal(seenB.addr, bAddr);
+      assert.notEqual(seenB.status, "dead");
+      for (const m of members) {
+        assert.equal(typeof m.addr, "string");
+        assert.ok(Array.isArray(m.meta.services), JSON.stringify(m));
+        assert.ok(Number.isSafeInteger(m.incarnation) && m.incarnation <= MAX_INCARNATION + 1, JSON.stringify(m));
+      }
+    }
+  } finally {
+    channel.close();
+  }
+  assert.equal(a.node.stats.inflight, 0);
+  const summary = await within(a.close(), 5_000, "a stops");
+  assert.equal(summary.exitCode, 0);
+  await b.close();
+  await close();
+});
