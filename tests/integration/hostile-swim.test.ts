@@ -70,7 +70,7 @@ const malformed: [string, unknown][] = [
   ["$swim.gossip", 42],
 ];
 
-for (const runner of ["bun", "deno"] as RunnerName[]) {
+for (const runner of ["bun", "deno", "binary"] as RunnerName[]) {
   test(`gossip with a numeric or missing addr leaves a ${runner} node alive, detecting failures and stopping cleanly`, async () => {
     let target: NodeProcess | undefined;
     let helper: NodeProcess | undefined;
