@@ -8,8 +8,9 @@ import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/sta
 import { Lifecycle, type LifecycleState, type StateListener } from "./lifecycle/state.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Membership } from "./membership/membership.ts";
+import { SwimGate } from "./membership/schema.ts";
 import { realClock, RpcSwimTransport } from "./membership/transport.ts";
-import type { Member, MemberEvent, MemberMeta, SwimMessage } from "./membership/types.ts";
+import type { Member, MemberEvent, MemberMeta } from "./membership/types.ts";
 import type { Implementation, ServiceContract } from "./rpc/contract.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
 import { CallStats } from "./rpc/call-stats.ts";
@@ -120,7 +121,9 @@ export function createNode(options: NodeOptions): EbbNode {
   const { config } = options;
   const log = options.log ?? silentLogger;
   const router = new Router();
-  const lifecycle = new Lifecycle(config.nodeId);
+  const lifecycle = new Lifecycle(config.nodeId, (error) => log.error("a state listener failed", { error: errorText(error) }));
+  /** Every inbound `$swim.*` message is parsed here before the membership sees it. */
+  const swimGate = new SwimGate(log);
   const inflight = new InflightCounter();
   const hooks: { name: string; run: StartupHook }[] = [];
   const startupAbort = new AbortController();
@@ -186,6 +189,8 @@ export function createNode(options: NodeOptions): EbbNode {
     for (const [status, n] of Object.entries(byStatus)) out.push(["ebb_members", { status }, n]);
     for (const state of ["starting", "ready", "draining", "stopped"]) out.push(["ebb_lifecycle_state", { state }, lifecycle.state === state ? 1 : 0]);
     out.push(["ebb_drain_seconds", {}, drainStartedAt === undefined ? 0 : (Date.now() - drainStartedAt) / 1000]);
+    out.push(["ebb_rejected_total", { reason: "swim" }, swimGate.rejected], ["ebb_rejected_total", { reason: "swim_member_cap" }, membership?.stats.overCap ?? 0]);
+    out.push(["ebb_rejected_total", { reason: "swim_address_conflict" }, membership?.stats.addressConflicts ?? 0]);
     out.push(["ebb_event_loop_lag_seconds", {}, lastLagMs / 1000], ["ebb_membership_health_score", {}, membership?.healthScore ?? 0]);
     return out;
   };
@@ -209,10 +214,12 @@ export function createNode(options: NodeOptions): EbbNode {
   };
 
   /** Answers a `$swim.*` request through the membership. */
-  const swim = (input: unknown): Promise<unknown> =>
+  const swim = (input: unknown, peer: string): Promise<unknown> =>
     new Promise((resolve, reject) => {
-      if (!membership || typeof input !== "object" || input === null) return reject(new RpcError("Membership is not running", "UNAVAILABLE"));
-      membership.handle(input as SwimMessage, resolve);
+      if (!membership) return reject(new RpcError("Membership is not running", "UNAVAILABLE"));
+      const message = swimGate.admit(input, peer);
+      if (!message) return reject(new RpcError("Invalid membership message", "INVALID_PARAMS"));
+      membership.handle(message, resolve);
     });
 
   const dispatcher = new Dispatcher({
@@ -258,9 +265,10 @@ export function createNode(options: NodeOptions): EbbNode {
       maxMessageBytes: config.maxMessageBytes,
       clusterKey: config.clusterKey,
       limits: config.limits,
-      onNotification: (method, params) => {
-        const message = params[0];
-        if (method.startsWith("$swim.") && membership && typeof message === "object" && message !== null) membership.handle(message as SwimMessage, () => {});
+      onNotification: (method, params, peer) => {
+        if (!method.startsWith("$swim.") || !membership) return;
+        const message = swimGate.admit(params[0], peer);
+        if (message) membership.handle(message, () => {});
       },
     });
     rpcListener = await bound("RPC", config.rpcPort, () => server!.listen(config.host, config.rpcPort));
@@ -291,7 +299,7 @@ export function createNode(options: NodeOptions): EbbNode {
     const wildcard = config.host === "0.0.0.0" || config.host === "::";
     const addr = config.advertise ?? `${wildcard ? "127.0.0.1" : config.host}:${rpcPort}`;
     if (wildcard && !config.advertise) log.warn(`bound to ${config.host} without EBB_ADVERTISE: other members are told ${addr}`);
-    swimTransport = new RpcSwimTransport(rt, log, config.maxMessageBytes, config.clusterKey);
+    swimTransport = new RpcSwimTransport(rt, log, config.maxMessageBytes, config.clusterKey, swimGate);
     membership = new Membership({
       id: config.nodeId,
       addr,
@@ -302,8 +310,15 @@ export function createNode(options: NodeOptions): EbbNode {
       onEvent: (event) => {
         const { id, status, incarnation, meta: m } = event.member;
         log.info(`member ${id} ${event.type}`, { member: id, event: event.type, status, incarnation, memberState: m.state });
-        for (const listener of memberListeners) listener(event);
+        for (const listener of memberListeners) {
+          try {
+            listener(event);
+          } catch (error) {
+            log.error("a member event listener failed", { event: event.type, member: id, error: errorText(error) });
+          }
+        }
       },
+      onError: (error, where) => log.warn(`membership: ${errorText(error)}`, { where }),
     });
     membership.start(config.seeds);
     // Lifeguard: a lagging event loop means our own timeouts are unreliable.
@@ -461,6 +476,10 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function delay(ms: number): Promise<void> {

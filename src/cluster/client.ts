@@ -1,4 +1,5 @@
 import { type Logger, silentLogger } from "../log.ts";
+import { parseMemberList } from "../membership/schema.ts";
 import { splitAddress } from "../membership/transport.ts";
 import type { Member, MemberEvent } from "../membership/types.ts";
 import { type CallOptions, Channel, DEFAULT_CALL_TIMEOUT_MS, type Transport } from "../rpc/channel.ts";
@@ -68,6 +69,13 @@ interface Endpoint {
   backoffUntil: number;
   backoffMs: number;
   gone: boolean;
+}
+
+/** A seed's `$members` answer, parsed: a malformed one fails this discovery like an unreachable seed. */
+function memberList(value: unknown, addr: string): Member[] {
+  const members = parseMemberList(value);
+  if (!members) throw new RpcError(`Member list from "${addr}" is malformed`, "UNAVAILABLE");
+  return members;
 }
 
 /** The service a method belongs to; undefined for ebb's own `$` methods, which every node offers. */
@@ -356,12 +364,12 @@ export class ClusterClient implements Transport {
 
   private async membersFrom(addr: string): Promise<Member[]> {
     const existing = [...this.endpoints.values()].find((e) => e.addr === addr && e.channel && !e.channel.closed);
-    if (existing?.channel) return (await existing.channel.call("$members", undefined, { timeoutMs: 2_000 })) as Member[];
+    if (existing?.channel) return memberList(await existing.channel.call("$members", undefined, { timeoutMs: 2_000 }), addr);
     this.runtime ??= await detectRuntime();
     const [host, port] = splitAddress(addr);
     const channel = await Channel.connect(this.runtime, { host, port, clusterKey: this.source.clusterKey });
     try {
-      return (await channel.call("$members", undefined, { timeoutMs: 2_000 })) as Member[];
+      return memberList(await channel.call("$members", undefined, { timeoutMs: 2_000 }), addr);
     } finally {
       channel.close();
     }

@@ -37,7 +37,7 @@ export interface Config {
   /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
   advertise: string | undefined;
   /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
-  swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs">;
+  swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs" | "maxMembers">;
 }
 
 /** Every bad EBB_* variable at once, named with the reason. */
@@ -110,6 +110,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       gossipNodes: c.EBB_SWIM_GOSSIP_NODES,
       suspicionMult: c.EBB_SWIM_SUSPICION_MULT,
       pushPullIntervalMs: c.EBB_SWIM_PUSH_PULL_INTERVAL_MS,
+      maxMembers: c.EBB_SWIM_MAX_MEMBERS,
     },
   };
 }

@@ -36,6 +36,7 @@ export const DEFAULTS = {
   swimGossipNodes: 3, // EBB_SWIM_GOSSIP_NODES: members gossiped to per tick
   swimSuspicionMult: 4, // EBB_SWIM_SUSPICION_MULT: suspicion lasts mult * log10(n) probe intervals at least
   swimPushPullIntervalMs: 30_000, // EBB_SWIM_PUSH_PULL_INTERVAL_MS: anti-entropy with a random member
+  swimMaxMembers: 10_000, // EBB_SWIM_MAX_MEMBERS: most members the table holds; news of more is dropped
 } as const;
 
 const integer = (min: number, max: number, unit = "") =>
@@ -106,6 +107,7 @@ export const ConfigSchema = z.object({
   EBB_SWIM_GOSSIP_NODES: integer(1, 16).default(DEFAULTS.swimGossipNodes),
   EBB_SWIM_SUSPICION_MULT: integer(1, 32).default(DEFAULTS.swimSuspicionMult),
   EBB_SWIM_PUSH_PULL_INTERVAL_MS: integer(100, 3_600_000, " ms").default(DEFAULTS.swimPushPullIntervalMs),
+  EBB_SWIM_MAX_MEMBERS: integer(2, 1_000_000).default(DEFAULTS.swimMaxMembers),
 });
 
 /** Descriptions for `--help`, one per variable. */
@@ -144,4 +146,5 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_SWIM_GOSSIP_NODES: `members gossiped to per tick (default ${DEFAULTS.swimGossipNodes})`,
   EBB_SWIM_SUSPICION_MULT: `suspicion lasts at least mult x log10(n) probe intervals (default ${DEFAULTS.swimSuspicionMult})`,
   EBB_SWIM_PUSH_PULL_INTERVAL_MS: `anti-entropy with a random member every interval (default ${DEFAULTS.swimPushPullIntervalMs})`,
+  EBB_SWIM_MAX_MEMBERS: `most members the table holds, self included; news of more is dropped and counted (default ${DEFAULTS.swimMaxMembers})`,
 };

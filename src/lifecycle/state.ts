@@ -25,7 +25,11 @@ export class Lifecycle {
   /** Requests answered SHUTTING_DOWN by the baffle. */
   baffledCount = 0;
 
-  constructor(private readonly nodeId: string) {}
+  constructor(
+    private readonly nodeId: string,
+    /** A listener that threw: reported here; the change and the other listeners go on. */
+    private readonly onListenerError: (error: unknown) => void = () => {},
+  ) {}
 
   get state(): LifecycleState {
     return this.current;
@@ -42,7 +46,13 @@ export class Lifecycle {
     if (ORDER[next] <= ORDER[previous]) return false;
     this.current = next;
     if (next === "stopped") this.baffleClosed = true;
-    for (const listener of this.listeners) listener(next, previous);
+    for (const listener of this.listeners) {
+      try {
+        listener(next, previous);
+      } catch (error) {
+        this.onListenerError(error);
+      }
+    }
     return true;
   }
 

@@ -1,5 +1,6 @@
 import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast-queue.ts";
+import { MAX_INCARNATION, MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
 import { baseSuspicionMs, retransmitLimit, Suspicion } from "./suspicion.ts";
 import { digestOf, updateBytes } from "./sync.ts";
 import {
@@ -32,7 +33,20 @@ export interface MembershipOptions {
   /** A source of randomness in [0, 1); seeded in the simulator. */
   random?: () => number;
   onEvent?(event: MemberEvent): void;
+  /** A step that threw (a timer, a reply, a listener): reported here, and the membership carries on. */
+  onError?(error: unknown, where: string): void;
 }
+
+/** What the membership refused, for metrics. */
+export interface MembershipStats {
+  /** News of new members dropped because the table was full (`maxMembers`). */
+  overCap: number;
+  /** Alive claims that would have moved a live member to another address. */
+  addressConflicts: number;
+}
+
+/** The highest incarnation this member takes: one above any accusation (see MAX_INCARNATION). */
+const MAX_OWN_INCARNATION = MAX_INCARNATION + 1;
 
 interface MemberState {
   id: string;
@@ -57,6 +71,10 @@ export class Membership {
   private readonly transport: SwimTransport;
   private readonly random: () => number;
   private readonly onEvent: (event: MemberEvent) => void;
+  private readonly onError: (error: unknown, where: string) => void;
+  /** What the membership refused. */
+  readonly stats: MembershipStats = { overCap: 0, addressConflicts: 0 };
+  private readonly conflictsReported = new Set<string>();
   private readonly awareness: Awareness;
   private readonly queue: BroadcastQueue<Update>;
   private readonly members = new Map<string, MemberState>();
@@ -82,6 +100,7 @@ export class Membership {
     this.transport = options.transport;
     this.random = options.random ?? Math.random;
     this.onEvent = options.onEvent ?? (() => {});
+    this.onError = options.onError ?? (() => {});
     this.awareness = new Awareness(this.config.lifeguard ? this.config.awarenessMax : 0);
     this.queue = new BroadcastQueue(() => retransmitLimit(this.config.retransmitMult, this.members.size));
     // A restarted member starts above any incarnation its previous life reached in the same second or before.
@@ -137,7 +156,7 @@ export class Membership {
   /** Changes this member's metadata: raises the incarnation and pushes the news to every member, then gossip carries it. */
   updateMeta(meta: MemberMeta): void {
     this.self.meta = meta;
-    this.self.inc++;
+    this.bumpSelf(this.self.inc + 1);
     this.announce(this.toUpdate(this.self));
   }
 
@@ -148,12 +167,12 @@ export class Membership {
       return;
     }
     this.leaving = true;
-    this.self.inc++;
+    this.bumpSelf(this.self.inc + 1);
     this.self.status = "left";
     this.announce(this.toUpdate(this.self));
     this.clock.setTimer(this.config.leaveWaitMs, () => {
       this.stop();
-      done?.();
+      this.guard("leave", () => done?.());
     });
   }
 
@@ -171,25 +190,39 @@ export class Membership {
     if (this.config.lifeguard) this.awareness.apply(delta);
   }
 
-  /** Handles a message from another member; `reply` answers requests (ping, ping-req, sync). */
+  /**
+   * Handles a message from another member, already parsed (src/membership/schema.ts);
+   * `reply` answers every request (ping, ping-req, sync) exactly once.
+   */
   handle(message: SwimMessage, reply: (answer: SwimMessage) => void): void {
-    if (!this.running && message.t !== "sync") return;
+    const nack = () => reply({ t: "nack", from: this.id });
+    if (!this.running && message.t !== "sync") {
+      if (message.t === "ping" || message.t === "ping-req") nack();
+      return;
+    }
     switch (message.t) {
       case "ping":
         if (message.u) this.merge(message.u, false);
         if (message.target === this.id) reply({ t: "ack", from: this.id, u: this.piggyback() });
+        else nack();
         return;
-      case "ping-req":
+      case "ping-req": {
         if (message.u) this.merge(message.u, false);
-        this.transport.request(message.addr, { t: "ping", from: this.id, target: message.target, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+        // Indirect probes go only to a member we know and believe live, at the address we know
+        // for it: a ping-req cannot make this node connect to an address of the sender's choosing.
+        const target = this.members.get(message.target);
+        if (!target || target === this.self || (target.status !== "alive" && target.status !== "suspect")) {
+          nack();
+          return;
+        }
+        this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
           if (answer?.t === "ack") {
-            if (answer.u) this.merge(answer.u, false);
+            this.guard("ping-req reply", () => answer.u && this.merge(answer.u, false));
             reply({ t: "ack", from: this.id });
-          } else if (this.config.lifeguard) {
-            reply({ t: "nack", from: this.id });
-          }
+          } else nack();
         });
         return;
+      }
       case "gossip":
         this.merge(message.u, false);
         return;
@@ -209,7 +242,11 @@ export class Membership {
       reply({ t: "sync", from: this.id, same: true });
       return;
     }
-    reply({ t: "sync", from: this.id, state: this.fullState() });
+    // The first page answers; the rest follow as pushes to the asker, when we know where it is.
+    const [first, ...rest] = this.statePages();
+    reply({ t: "sync", from: this.id, state: first! });
+    const asker = this.members.get(message.from);
+    if (asker && asker !== this.self && rest.length > 0) for (const page of rest) this.transport.send(asker.addr, { t: "sync", from: this.id, state: page, push: true });
   }
 
   // ---- joining and anti-entropy -------------------------------------------------------------
@@ -217,11 +254,11 @@ export class Membership {
   private joinSeeds(): void {
     let pending = this.seeds.length;
     for (const seed of this.seeds) {
-      this.transport.request(seed, { t: "sync", from: this.id, join: true, state: this.fullState() }, this.config.probeIntervalMs * 2, (answer) => {
+      this.transport.request(seed, { t: "sync", from: this.id, join: true, state: this.statePages()[0]! }, this.config.probeIntervalMs * 2, (answer) => {
         pending--;
         if (answer?.t === "sync" && answer.state) {
-          this.merge(answer.state, true);
           this.joined = true;
+          this.guard("join reply", () => this.merge(answer.state!, true));
         }
         // No seed answered: try again after a probe interval.
         if (pending === 0 && !this.joined && this.running) this.clock.setTimer(this.config.probeIntervalMs, () => this.running && !this.joined && this.joinSeeds());
@@ -236,7 +273,7 @@ export class Membership {
       if (answer?.t !== "sync" || !answer.state) return;
       this.merge(answer.state, true);
       // Digests differed: the peer may miss what we know too.
-      this.transport.send(peer.addr, { t: "sync", from: this.id, state: this.fullState(), push: true });
+      for (const page of this.statePages()) this.transport.send(peer.addr, { t: "sync", from: this.id, state: page, push: true });
     });
   }
 
@@ -251,7 +288,7 @@ export class Membership {
     const dead = [...this.members.values()].filter((m) => m.status === "dead");
     if (dead.length === 0) return;
     const target = dead[Math.floor(this.random() * dead.length)]!;
-    this.transport.request(target.addr, { t: "sync", from: this.id, state: this.fullState() }, this.config.probeIntervalMs * 2, (answer) => {
+    this.transport.request(target.addr, { t: "sync", from: this.id, state: this.statePages()[0]! }, this.config.probeIntervalMs * 2, (answer) => {
       if (answer?.t === "sync" && answer.state) this.merge(answer.state, true);
     });
   }
@@ -261,21 +298,43 @@ export class Membership {
     for (const member of this.members.values()) {
       if ((member.status === "dead" || member.status === "left") && now - member.since > this.config.deadReclaimMs) {
         this.members.delete(member.id);
+        if (!this.isAddressInUse(member.addr)) this.transport.forget?.(member.addr);
       }
     }
   }
 
-  private fullState(): Update[] {
-    const state: Update[] = [];
-    for (const member of this.members.values()) state.push(this.toUpdate(member));
-    return state;
+  /**
+   * The whole view in pages of at most MAX_UPDATES_PER_MESSAGE updates (self first),
+   * so a state exchange stays well under the message limit however large the cluster.
+   */
+  private statePages(): Update[][] {
+    const pages: Update[][] = [[this.toUpdate(this.self)]];
+    for (const member of this.members.values()) {
+      if (member === this.self) continue;
+      if (pages[pages.length - 1]!.length >= MAX_UPDATES_PER_MESSAGE) pages.push([]);
+      pages[pages.length - 1]!.push(this.toUpdate(member));
+    }
+    return pages;
+  }
+
+  private isAddressInUse(addr: string): boolean {
+    for (const member of this.members.values()) if (member.addr === addr) return true;
+    return false;
   }
 
   // ---- probing ---------------------------------------------------------------------------------
 
   private scheduleProbe(ms: number): void {
     if (!this.running) return;
-    this.probeTimer = this.clock.setTimer(ms, () => this.probe());
+    this.probeTimer = this.clock.setTimer(ms, () => {
+      try {
+        this.probe();
+      } catch (error) {
+        // One failed step must not end failure detection: report it and probe again next interval.
+        this.onError(error, "probe");
+        this.scheduleProbe(this.config.probeIntervalMs);
+      }
+    });
   }
 
   private nextProbeTarget(): MemberState | undefined {
@@ -301,15 +360,20 @@ export class Membership {
       return;
     }
     const started = this.clock.now();
-    const next = () => this.scheduleProbe(Math.max(0, interval - (this.clock.now() - started)));
+    let rearmed = false;
+    const next = () => {
+      if (rearmed) return;
+      rearmed = true;
+      this.scheduleProbe(Math.max(0, interval - (this.clock.now() - started)));
+    };
     const u = this.piggyback();
     // Buddy system: a suspect hears of it on our very next probe, so it can refute at once.
     if (this.config.lifeguard && target.status === "suspect") u.unshift(this.toUpdate(target));
     const timeoutMs = this.awareness.scale(this.config.probeTimeoutMs);
     this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u }, timeoutMs, (answer) => {
       if (answer?.t === "ack") {
-        if (answer.u) this.merge(answer.u, false);
         this.awareness.apply(-1);
+        this.guard("ack", () => answer.u && this.merge(answer.u, false));
         next();
         return;
       }
@@ -317,14 +381,19 @@ export class Membership {
         next();
         return;
       }
-      this.indirectProbe(target, started, interval, next);
+      try {
+        this.indirectProbe(target, started, interval, next);
+      } catch (error) {
+        this.onError(error, "probe");
+        next();
+      }
     });
   }
 
   private indirectProbe(target: MemberState, started: number, interval: number, next: () => void): void {
     const helpers = this.randomLive(this.config.indirectChecks, target);
     if (helpers.length === 0) {
-      this.probeFailed(target, 0, 0);
+      this.guard("probe", () => this.probeFailed(target, 0, 0));
       next();
       return;
     }
@@ -343,7 +412,7 @@ export class Membership {
         if (answer?.t === "nack") nacks++;
         if (--pending === 0) {
           settled = true;
-          if (!this.ranLate(started, interval + waitMs)) this.probeFailed(target, helpers.length, nacks);
+          this.guard("probe", () => !this.ranLate(started, interval + waitMs) && this.probeFailed(target, helpers.length, nacks));
           next();
         }
       });
@@ -416,13 +485,18 @@ export class Membership {
     }
   }
 
+  /** Raises this member's incarnation to `inc`, never past MAX_OWN_INCARNATION. */
+  private bumpSelf(inc: number): void {
+    this.self.inc = Math.min(Math.max(this.self.inc, inc), MAX_OWN_INCARNATION);
+  }
+
   private aboutSelf(update: Update): void {
     if (this.leaving) return;
     const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
     if (!stale) return;
     // Someone holds an older life of ours, or suspects us: refute with a higher incarnation.
     if (update.status !== "alive" && this.config.lifeguard) this.awareness.apply(1);
-    this.self.inc = update.inc + 1;
+    this.bumpSelf(update.inc + 1);
     // Refutations race suspicion timers all over the cluster: push them to every member at once.
     this.announce(this.toUpdate(this.self));
   }
@@ -434,6 +508,10 @@ export class Membership {
       case "alive": {
         if (!local) {
           if (!update.meta) return;
+          if (this.members.size >= this.config.maxMembers) {
+            this.stats.overCap++;
+            return;
+          }
           const member: MemberState = { id: update.id, addr: update.addr, inc: update.inc, status: "alive", meta: update.meta, since: now };
           this.members.set(member.id, member);
           this.addLive(member);
@@ -443,6 +521,13 @@ export class Membership {
         }
         if (update.inc <= local.inc) return;
         const wasGone = local.status === "dead" || local.status === "left";
+        if (!wasGone && update.addr !== local.addr) {
+          // Gossip alone never moves a live member to another address (memberlist refuses such
+          // conflicts too): a restart elsewhere is taken once the old life is dead or left.
+          this.stats.addressConflicts++;
+          this.guard("address conflict", () => this.onAddressConflict(local, update));
+          return;
+        }
         const wasSuspect = local.status === "suspect";
         this.clearSuspicion(local);
         local.inc = update.inc;
@@ -462,9 +547,11 @@ export class Membership {
       case "left": {
         if (!local || update.inc < local.inc) return;
         if (local.status === "dead" || local.status === "left") return;
-        if (viaSync && update.status === "dead") {
-          // A dead verdict from a state exchange may be a partition's: suspect instead, so the member can refute.
-          this.suspect(local, update.inc, update.by ?? "sync", now);
+        if (update.status === "dead" && (viaSync || local.status === "alive")) {
+          // A dead verdict about a member we still believe alive (or any, from a state exchange) may be
+          // stale, a partition's or a forgery: suspect instead, so the member has its chance to refute.
+          // Someone's suspicion already ran out, so ours runs the shortest timeout, not the longest.
+          this.suspect(local, update.inc, update.by ?? (viaSync ? "sync" : "gossip"), now, true);
           return;
         }
         this.clearSuspicion(local);
@@ -480,7 +567,7 @@ export class Membership {
     }
   }
 
-  private suspect(local: MemberState | undefined, inc: number, by: string, now: number): void {
+  private suspect(local: MemberState | undefined, inc: number, by: string, now: number, wasDead = false): void {
     if (!local || inc < local.inc) return;
     if (local.status === "suspect" && inc === local.inc) {
       // Lifeguard: each independent confirmation shortens the suspicion.
@@ -493,7 +580,7 @@ export class Membership {
     if (local.status !== "alive" && !(local.status === "suspect" && inc > local.inc)) return;
     const n = this.members.size;
     const minMs = baseSuspicionMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
-    const maxMs = this.config.lifeguard ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
+    const maxMs = this.config.lifeguard && !wasDead ? minMs * this.config.suspicionMaxTimeoutMult : minMs;
     const k = this.config.lifeguard && n - 2 >= this.config.suspicionMult - 2 ? this.config.suspicionMult - 2 : 0;
     this.clearSuspicion(local);
     local.inc = inc;
@@ -511,29 +598,31 @@ export class Membership {
     const inc = member.inc;
     const waitMs = delayMs ?? suspicion.remainingMs(this.clock.now());
     const due = this.clock.now() + waitMs;
-    member.suspicionTimer = this.clock.setTimer(waitMs, () => {
-      if (member.status !== "suspect" || member.inc !== inc || !this.running) return;
-      if (this.config.lifeguard && delayMs === undefined) {
-        if (this.clock.now() - due > LATE_TIMER_MS) {
-          // This timer ran late: we were the stalled one, and the refutation may be waiting
-          // unread. Local health awareness: judge again once we have caught up.
-          this.awareness.apply(1);
-          this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
-        } else {
-          // On time: still give the messages already waiting for us one turn to be read.
-          this.armSuspicion(member, LATE_TIMER_MS);
-        }
-        return;
+    member.suspicionTimer = this.clock.setTimer(waitMs, () => this.guard("suspicion", () => this.suspicionDue(member, inc, due, delayMs)));
+  }
+
+  private suspicionDue(member: MemberState, inc: number, due: number, delayMs: number | undefined): void {
+    if (member.status !== "suspect" || member.inc !== inc || !this.running) return;
+    if (this.config.lifeguard && delayMs === undefined) {
+      if (this.clock.now() - due > LATE_TIMER_MS) {
+        // This timer ran late: we were the stalled one, and the refutation may be waiting
+        // unread. Local health awareness: judge again once we have caught up.
+        this.awareness.apply(1);
+        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+      } else {
+        // On time: still give the messages already waiting for us one turn to be read.
+        this.armSuspicion(member, LATE_TIMER_MS);
       }
-      member.suspicion = undefined;
-      member.suspicionTimer = undefined;
-      member.status = "dead";
-      member.since = this.clock.now();
-      this.removeLive(member);
-      this.recentlyDead.push(member);
-      this.queueUpdate(member);
-      this.emit("dead", member);
-    });
+      return;
+    }
+    member.suspicion = undefined;
+    member.suspicionTimer = undefined;
+    member.status = "dead";
+    member.since = this.clock.now();
+    this.removeLive(member);
+    this.recentlyDead.push(member);
+    this.queueUpdate(member);
+    this.emit("dead", member);
   }
 
   private clearSuspicion(member: MemberState): void {
@@ -583,8 +672,9 @@ export class Membership {
     const slot = this.timers.length;
     const tick = () => {
       if (!this.running) return;
-      fn();
+      // Re-armed first: a step that throws is reported and the loop goes on.
       this.timers[slot] = this.clock.setTimer(ms, tick);
+      this.guard("timer", fn);
     };
     // Spread the first tick so members started together do not beat in step.
     this.timers.push(this.clock.setTimer(ms * this.random(), tick));
@@ -595,7 +685,27 @@ export class Membership {
   }
 
   private emit(type: MemberEventType, member: MemberState): void {
-    this.onEvent({ type, member: view(member) });
+    this.guard("event listener", () => this.onEvent({ type, member: view(member) }));
+  }
+
+  /** Reported once per member (up to a bound), not once per gossiped copy. */
+  private onAddressConflict(local: MemberState, update: Update): void {
+    if (this.conflictsReported.has(local.id) || this.conflictsReported.size >= 1_024) return;
+    this.conflictsReported.add(local.id);
+    this.onError(new Error(`Member "${local.id}" is live at "${local.addr}": its move to "${update.addr}" is ignored`), "address conflict");
+  }
+
+  /** Runs `fn`; an exception is reported, never thrown into a timer or a transport callback. */
+  private guard(where: string, fn: () => unknown): void {
+    try {
+      fn();
+    } catch (error) {
+      try {
+        this.onError(error, where);
+      } catch {
+        // The reporter itself failed: nothing more to do.
+      }
+    }
   }
 }
 

@@ -2,6 +2,7 @@ import type { Logger } from "../log.ts";
 import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import type { Runtime } from "../runtime/types.ts";
+import type { SwimGate } from "./schema.ts";
 import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
 
 /** The real clock: wall time and runtime timers. */
@@ -13,13 +14,27 @@ export const realClock: Clock = {
   },
 };
 
+/** Most pooled membership connections; past it the least recently used one is closed. */
+export const MAX_POOLED_CHANNELS = 1_024;
+
+/** A pooled membership connection unused this long is closed (the next message opens a new one). */
+export const IDLE_CHANNEL_MS = 60_000;
+
+interface Pooled {
+  channel: Promise<Channel | undefined>;
+  lastUsed: number;
+}
+
 /**
  * Membership over the RPC port: a request is a `$swim.<t>` call, a one-way
  * message a `$swim.<t>` notification, on one pooled connection per peer.
+ * The pool is bounded (MAX_POOLED_CHANNELS) and idle connections are closed (IDLE_CHANNEL_MS).
  */
 export class RpcSwimTransport implements SwimTransport {
-  private readonly channels = new Map<string, Promise<Channel | undefined>>();
+  /** In least-recently-used order: a use moves an entry to the end. */
+  private readonly channels = new Map<string, Pooled>();
   private closed = false;
+  private lastSweep = Date.now();
 
   constructor(
     private readonly runtime: Runtime,
@@ -27,37 +42,77 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly maxMessageBytes: number,
     /** EBB_CLUSTER_KEY: membership connections prove it, so only key holders join. */
     private readonly clusterKey?: string,
+    /** Parses replies; without it, replies that are not objects with a `t` are dropped. */
+    private readonly gate?: SwimGate,
+    /** Bounds of the connection pool; tests shrink them. */
+    private readonly pool: { maxChannels: number; idleMs: number } = { maxChannels: MAX_POOLED_CHANNELS, idleMs: IDLE_CHANNEL_MS },
   ) {}
+
+  /** Pooled connections open or opening now. */
+  get pooled(): number {
+    return this.channels.size;
+  }
 
   /** Addresses already warned about for refusing our key: warned once, then only at debug. */
   private readonly refusedBy = new Set<string>();
 
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void {
+    const deliver = (reply: SwimMessage | undefined) => {
+      try {
+        onReply(reply);
+      } catch (error) {
+        this.log.error("membership reply handling failed", { address: to, error: error instanceof Error ? error.message : String(error) });
+      }
+    };
     // A join goes to a seed, often a DNS name for many nodes (a Kubernetes headless
     // Service): a new connection each time resolves it again, so a node whose first
     // try reached itself (or a dying pod) reaches another on the next.
     const join = message.t === "sync" && message.join === true;
     void (join ? this.open(to) : this.channel(to)).then((channel) => {
-      if (!channel) return onReply(undefined);
+      if (!channel) return deliver(undefined);
       channel
         .request(`$swim.${message.t}`, [message], { timeoutMs })
         .then(
-          (reply) => onReply(isSwimMessage(reply) ? reply : undefined),
-          () => onReply(undefined),
+          (reply) => deliver(this.gate ? this.gate.admit(reply, to) : isSwimMessage(reply) ? reply : undefined),
+          () => deliver(undefined),
         )
         .finally(() => join && channel.close());
     });
   }
 
   send(to: string, message: SwimMessage): void {
-    void this.channel(to).then((channel) => channel?.notify(`$swim.${message.t}`, [message]));
+    void this.channel(to)
+      .then((channel) => channel?.notify(`$swim.${message.t}`, [message]))
+      .catch((error: unknown) => this.log.debug("membership cannot send to a member", { address: to, error: error instanceof Error ? error.message : String(error) }));
   }
 
   /** Closes every pooled connection; later sends go nowhere. */
   close(): void {
     this.closed = true;
-    for (const pending of this.channels.values()) void pending.then((channel) => channel?.close());
-    this.channels.clear();
+    for (const address of [...this.channels.keys()]) this.drop(address);
+  }
+
+  /** Closes the pooled connection to `address`, if any (its member was reaped). */
+  forget(address: string): void {
+    this.drop(address);
+  }
+
+  private drop(address: string): void {
+    const pooled = this.channels.get(address);
+    if (!pooled) return;
+    this.channels.delete(address);
+    void pooled.channel.then((channel) => channel?.close());
+  }
+
+  /** Closes connections idle past IDLE_CHANNEL_MS; runs at most every quarter of it, on use. */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < this.pool.idleMs / 4) return;
+    this.lastSweep = now;
+    for (const [address, pooled] of this.channels) {
+      // Least recently used first: the first one still in use ends the sweep.
+      if (now - pooled.lastUsed < this.pool.idleMs) break;
+      this.drop(address);
+    }
   }
 
   /** A new connection to `address`, or undefined when it cannot be reached. */
@@ -85,13 +140,22 @@ export class RpcSwimTransport implements SwimTransport {
 
   private channel(address: string): Promise<Channel | undefined> {
     if (this.closed) return Promise.resolve(undefined);
+    const now = Date.now();
+    this.sweep(now);
     const existing = this.channels.get(address);
-    if (existing) return existing;
-    const opening = this.open(address, () => {
-      if (this.channels.get(address) === opening) this.channels.delete(address);
+    if (existing) {
+      this.channels.delete(address);
+      existing.lastUsed = now;
+      this.channels.set(address, existing);
+      return existing.channel;
+    }
+    while (this.channels.size >= this.pool.maxChannels) this.drop(this.channels.keys().next().value!);
+    const pooled: Pooled = { channel: Promise.resolve(undefined), lastUsed: now };
+    pooled.channel = this.open(address, () => {
+      if (this.channels.get(address) === pooled) this.channels.delete(address);
     });
-    this.channels.set(address, opening);
-    return opening;
+    this.channels.set(address, pooled);
+    return pooled.channel;
   }
 }
 

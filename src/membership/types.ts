@@ -58,6 +58,8 @@ export interface SwimTransport {
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void;
   /** Sends a one-way message. */
   send(to: string, message: SwimMessage): void;
+  /** Drops any pooled connection to `to`: the member there was reaped. */
+  forget?(to: string): void;
 }
 
 /** A cancellable timer. */
@@ -114,6 +116,8 @@ export interface SwimConfig {
   lifeguard: boolean;
   /** How long `leave()` waits for the news to spread. */
   leaveWaitMs: number;
+  /** Most members the table holds, self included; news of new members past it is dropped and counted. */
+  maxMembers: number;
 }
 
 /** memberlist's LAN defaults, and ebb's choices where memberlist has none. */
@@ -134,4 +138,5 @@ export const DEFAULT_SWIM_CONFIG: SwimConfig = {
   maxPiggybackBytes: 1_200, // updates ride on pings and acks up to ~1.2 KB
   lifeguard: true,
   leaveWaitMs: 300, // leave() lets its news spread for 300 ms
+  maxMembers: 10_000, // EBB_SWIM_MAX_MEMBERS: a bound on the member table, so gossip cannot fill memory
 };

@@ -35,3 +35,18 @@ test("the baffle refuses before ready, admits when ready and while the drain del
   assert.equal(lifecycle.notReadyCount, 1);
   assert.equal(lifecycle.baffledCount, 1);
 });
+
+test("a throwing state listener is reported and the others still hear the change", () => {
+  const errors: unknown[] = [];
+  const lifecycle = new Lifecycle("n1", (error) => errors.push(error));
+  const seen: LifecycleState[] = [];
+  lifecycle.onChange(() => {
+    throw new Error("listener failed");
+  });
+  lifecycle.onChange((state) => seen.push(state));
+  assert.equal(lifecycle.advance("ready"), true);
+  assert.equal(lifecycle.advance("draining"), true);
+  assert.equal(lifecycle.advance("stopped"), true);
+  assert.deepEqual(seen, ["ready", "draining", "stopped"]);
+  assert.equal(errors.length, 3);
+});

@@ -1,0 +1,169 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Membership } from "../../../src/membership/membership.ts";
+import { MAX_INCARNATION, MAX_UPDATES_PER_MESSAGE } from "../../../src/membership/schema.ts";
+import type { Clock, SwimMessage, SwimTransport, TimerHandle, Update } from "../../../src/membership/types.ts";
+
+const meta = { state: "ready", services: ["demo"], version: "0.1.0", http: null };
+
+/** A virtual clock and a transport that records what is sent, for one membership. */
+function harness(config: Record<string, number> = {}) {
+  let now = 1_000_000;
+  const timers: { at: number; fn: () => void; live: boolean }[] = [];
+  const clock: Clock = {
+    now: () => now,
+    setTimer(ms, fn): TimerHandle {
+      const timer = { at: now + ms, fn, live: true };
+      timers.push(timer);
+      return { cancel: () => (timer.live = false) };
+    },
+  };
+  const sent: { to: string; message: SwimMessage }[] = [];
+  const requests: { to: string; message: SwimMessage }[] = [];
+  const transport: SwimTransport = {
+    // Nobody answers: every request times out.
+    request: (to, message, timeoutMs, onReply) => {
+      requests.push({ to, message });
+      clock.setTimer(timeoutMs, () => onReply(undefined));
+    },
+    send: (to, message) => sent.push({ to, message }),
+  };
+  const errors: string[] = [];
+  const events: string[] = [];
+  let throwOnEvent = false;
+  const m = new Membership({
+    id: "a",
+    addr: "127.0.0.1:7000",
+    meta,
+    clock,
+    transport,
+    config,
+    random: () => 0.5,
+    onEvent: (e) => {
+      events.push(`${e.type} ${e.member.id}`);
+      if (throwOnEvent) throw new Error("listener failed");
+    },
+    onError: (error) => errors.push(String(error)),
+  });
+  const advance = (ms: number) => {
+    const until = now + ms;
+    for (;;) {
+      const due = timers.filter((t) => t.live && t.at <= until).sort((x, y) => x.at - y.at)[0];
+      if (!due) break;
+      due.live = false;
+      now = Math.max(now, due.at);
+      due.fn();
+    }
+    now = until;
+  };
+  const gossip = (...u: Update[]) => m.handle({ t: "gossip", from: "x", u }, () => {});
+  return { m, sent, requests, errors, events, advance, gossip, throwOnEvent: () => (throwOnEvent = true) };
+}
+
+const alive = (id: string, inc = 10, addr = `127.0.0.1:${7000 + Number(id.slice(1) || 1)}`): Update => ({ id, addr, inc, status: "alive", meta });
+
+test("gossip cannot move a live member to another address, whatever its incarnation", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  h.gossip({ ...alive("b1", MAX_INCARNATION + 1, "127.0.0.1:7790") });
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7001");
+  assert.equal(h.m.get("b1")?.incarnation, 10);
+  assert.equal(h.m.stats.addressConflicts, 1);
+  h.gossip({ ...alive("b1", 12, "127.0.0.1:7790") });
+  assert.equal(h.errors.length, 1, "an address conflict is reported once per member");
+  h.m.stop();
+});
+
+test("a member that died may come back at a new address (a restart)", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  h.gossip({ ...alive("b1", 10), status: "left" });
+  h.gossip(alive("b1", 11, "127.0.0.1:7801"));
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7801");
+  assert.equal(h.m.get("b1")?.status, "alive");
+  h.m.stop();
+});
+
+test("gossip that a live member is dead only makes it suspect, so it can refute", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10));
+  h.gossip({ ...alive("b1", MAX_INCARNATION), status: "dead" });
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  // b refutes one above the largest accusation: it is alive again.
+  h.gossip(alive("b1", MAX_INCARNATION + 1));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  // No accusation can pass the schema above MAX_INCARNATION, so the refutation stands.
+  h.m.stop();
+});
+
+test("an accusation at MAX_INCARNATION about this member is refuted one above it, never beyond", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip({ ...alive("a", MAX_INCARNATION), status: "suspect", by: "x" });
+  assert.equal(h.m.get("a")?.incarnation, MAX_INCARNATION + 1);
+  h.gossip(alive("a", MAX_INCARNATION + 1));
+  assert.equal(h.m.get("a")?.incarnation, MAX_INCARNATION + 1);
+  h.m.stop();
+});
+
+test("news of new members past maxMembers is dropped and counted", () => {
+  const h = harness({ maxMembers: 5 });
+  h.m.start();
+  const state = Array.from({ length: 20 }, (_, i) => alive(`n${i}`, 1, `127.0.0.1:${8000 + i}`));
+  h.m.handle({ t: "sync", from: "x", state, push: true }, () => {});
+  assert.equal(h.m.list().length, 5);
+  assert.equal(h.m.stats.overCap, 16);
+  h.m.stop();
+});
+
+test("the state is answered in pages of at most MAX_UPDATES_PER_MESSAGE, the rest pushed to the asker", () => {
+  const h = harness();
+  h.m.start();
+  for (let page = 0; page < 4; page++) {
+    const state = Array.from({ length: 250 }, (_, i) => alive(`n${page * 250 + i}`, 1, `10.0.${page}.${i}:7000`));
+    h.m.handle({ t: "sync", from: "x", state, push: true }, () => {});
+  }
+  h.gossip(alive("j1", 1, "127.0.0.1:7999"));
+  let answer: SwimMessage | undefined;
+  h.m.handle({ t: "sync", from: "j1", join: true, state: [alive("j1", 1, "127.0.0.1:7999")] }, (a) => (answer = a));
+  assert.equal(answer?.t, "sync");
+  const first = (answer as { state: Update[] }).state;
+  assert.equal(first.length, MAX_UPDATES_PER_MESSAGE);
+  assert.equal(first[0]!.id, "a", "self comes first");
+  const pushes = h.sent.filter((s) => s.to === "127.0.0.1:7999" && s.message.t === "sync");
+  const total = first.length + pushes.reduce((n, p) => n + (p.message as { state: Update[] }).state.length, 0);
+  assert.equal(total, h.m.list().length);
+  assert.ok(pushes.every((p) => (p.message as { state: Update[] }).state.length <= MAX_UPDATES_PER_MESSAGE));
+  h.m.stop();
+});
+
+test("a ping-req for an unknown member or a foreign address pings only the known member's address", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  const answers: string[] = [];
+  h.m.handle({ t: "ping-req", from: "x", target: "nobody", addr: "10.9.9.9:22" }, (a) => answers.push(a.t));
+  h.m.handle({ t: "ping-req", from: "x", target: "b1", addr: "10.9.9.9:22" }, (a) => answers.push(a.t));
+  assert.deepEqual(answers, ["nack"]);
+  const pings = h.requests.filter((r) => r.message.t === "ping" && (r.message as { target: string }).target === "b1");
+  assert.deepEqual(pings.map((p) => p.to), ["127.0.0.1:7001"]);
+  assert.ok(!h.requests.some((r) => r.to === "10.9.9.9:22"));
+  h.m.stop();
+});
+
+test("a throwing event listener stalls neither gossip nor probes nor suspicion timers", () => {
+  const h = harness({ probeIntervalMs: 100, probeTimeoutMs: 50, gossipIntervalMs: 50, suspicionMult: 1, indirectChecks: 0 });
+  h.m.start();
+  h.throwOnEvent();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  assert.ok(h.errors.length >= 1);
+  // Requests go unanswered: b1 gets probed, suspected and declared dead, listener throwing all along.
+  h.advance(5_000);
+  assert.equal(h.m.get("b1")?.status, "dead");
+  const probes = h.requests.filter((r) => r.message.t === "ping").length;
+  assert.ok(probes >= 1, `${probes} probes`);
+  h.m.stop();
+});
