@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { encode } from "@msgpack/msgpack";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { silentLogger } from "../../src/log.ts";
@@ -11,7 +12,7 @@ import { RpcServer } from "../../src/rpc/server.ts";
 import type { MemberEvent, Update } from "../../src/membership/types.ts";
 import type { EbbNode } from "../../src/node.ts";
 import type { Listener, Socket } from "../../src/runtime/types.ts";
-import { connectChannel, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, connectRaw, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
 import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Hostile $swim.* messages (issue 10, findings 3-5): each is sent as raw as a peer can to a real node.
@@ -188,8 +189,14 @@ test("huge sync pushes leave the member table at its cap", async () => {
   try {
     const fakes = (from: number, n: number): Update[] =>
       Array.from({ length: n }, (_, i) => ({ id: `fake-${from + i}`, addr: `10.255.${(from + i) >> 8 & 255}.${(from + i) & 255}:7000`, inc: 1, status: "alive", meta }));
-    // One push of 20,000 updates (refused whole), then pages of 256 updates far past the cap.
-    const pushes: [string, unknown][] = [["$swim.sync", { t: "sync", from: "x", state: fakes(0, 20_000), push: true }]];
+    // One push of 20,000 updates: over EBB_MAX_MESSAGE_ELEMENTS, its connection is closed unread.
+    const flood = await connectRaw(a.port);
+    flood.socket.write(encode([2, "$swim.sync", [{ t: "sync", from: "x", state: fakes(0, 20_000), push: true }]]));
+    await flood.closed;
+    flood.socket.close();
+    await a.logs.next((l) => /exceeds the limit of 100000 elements/.test(String(l.msg)));
+    // Then pages of 256 updates (each under the limits), far past the member cap.
+    const pushes: [string, unknown][] = [];
     for (let p = 0; p < 8; p++) pushes.push(["$swim.sync", { t: "sync", from: "x", state: fakes(20_000 + p * 256, 256), push: true }]);
     await sendSwim(a.port, pushes);
     const count = a.node.members().length;
