@@ -8,16 +8,10 @@ import type { MemberEvent, SwimMessage } from "../../src/membership/types.ts";
 import { createNode, type EbbNode } from "../../src/node.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { connectChannel, LogCapture, runtime, startTestNode } from "../helpers/net.ts";
-import { type NodeProcess, type RunnerName, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { FAST_SWIM_ENV, type NodeProcess, type RunnerName, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
-const FAST = {
-  EBB_SWIM_PROBE_INTERVAL_MS: "200",
-  EBB_SWIM_PROBE_TIMEOUT_MS: "100",
-  EBB_SWIM_GOSSIP_INTERVAL_MS: "50",
-  EBB_SWIM_SUSPICION_MULT: "3",
-  EBB_SWIM_PUSH_PULL_INTERVAL_MS: "2000",
-};
+const FAST = FAST_SWIM_ENV;
 
 /** Resolves when `proc` logged the membership event `event` about `member`. */
 function memberEvent(proc: NodeProcess, member: string, event: string, predicate: (line: Record<string, unknown>) => boolean = () => true) {

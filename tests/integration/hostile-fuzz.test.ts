@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import type { Member } from "../../src/membership/types.ts";
+import { seededRandom } from "../sim/sim.ts";
 import { connectChannel, connectRaw, messagesOf, type RawConnection, runtime } from "../helpers/net.ts";
 import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
@@ -13,19 +14,8 @@ const SEED = Number(process.env.EBB_FUZZ_SEED ?? 20261123);
 const BATCHES = 10;
 const MESSAGES_PER_BATCH = 200;
 
-/** mulberry32: a small seeded generator, so a failing run can be replayed with EBB_FUZZ_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = prng(SEED);
+// The simulator's seeded PRNG (mulberry32): a failing run is replayed with EBB_FUZZ_SEED.
+const random = seededRandom(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 
 /** Values a mutation puts in place of a valid one: wrong types, edges of numbers, sizes. */

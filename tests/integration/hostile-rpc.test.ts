@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { createClient } from "../../src/rpc/client.ts";
-import { connectChannel, connectRaw, messagesOf, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
+import { connectChannel, connectRaw, messagesOf, type RawConnection, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
 import { nested, probe, probeHandlers, probeReached } from "../helpers/services.ts";
 
 const LIMITS = {
@@ -62,28 +62,22 @@ test("a result too deep to encode becomes one INTERNAL answer and leaves the cou
   await assertHonestServedAndNothingHeld();
 });
 
-test("a client closing its side (FIN) aborts every call it left running, at once", async () => {
-  const raw = await connectRaw(server.port);
-  const tags = Array.from({ length: 8 }, (_, i) => `fin-${i}`);
-  tags.forEach((tag, i) => raw.socket.write(encode([0, i, "probe.wait", [{ ms: 3_600_000, tag }]])));
-  await Promise.all(tags.map((tag) => probeReached(tag, "started")));
-  assert.equal(server.node.stats.inflight, 8);
-  raw.socket.end();
-  await Promise.all(tags.map((tag) => probeReached(tag, "aborted")));
-  await raw.closed;
-  raw.socket.close();
-  await assertHonestServedAndNothingHeld();
-});
-
-test("a client reset (RST) aborts every call it left running, at once", async () => {
-  const raw = await connectRaw(server.port);
-  const tags = Array.from({ length: 8 }, (_, i) => `rst-${i}`);
-  tags.forEach((tag, i) => raw.socket.write(encode([0, i, "probe.wait", [{ ms: 3_600_000, tag }]])));
-  await Promise.all(tags.map((tag) => probeReached(tag, "started")));
-  raw.socket.close();
-  await Promise.all(tags.map((tag) => probeReached(tag, "aborted")));
-  await assertHonestServedAndNothingHeld();
-});
+for (const [way, hangUp] of [
+  ["closing its side (FIN)", (raw: RawConnection) => raw.socket.end()],
+  ["resetting the connection (RST)", (raw: RawConnection) => raw.socket.close()],
+] as const) {
+  test(`a client ${way} aborts every call it left running, at once`, async () => {
+    const raw = await connectRaw(server.port);
+    const tags = Array.from({ length: 8 }, (_, i) => `${way}-${i}`);
+    tags.forEach((tag, i) => raw.socket.write(encode([0, i, "probe.wait", [{ ms: 3_600_000, tag }]])));
+    await Promise.all(tags.map((tag) => probeReached(tag, "started")));
+    assert.equal(server.node.stats.inflight, 8);
+    hangUp(raw);
+    await Promise.all(tags.map((tag) => probeReached(tag, "aborted")));
+    raw.socket.close();
+    await assertHonestServedAndNothingHeld();
+  });
+}
 
 test("one connection cannot take more than its share of in-flight slots: past it, OVERLOADED for it alone", async () => {
   const greedy = await connectRaw(server.port);

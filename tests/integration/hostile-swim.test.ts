@@ -13,17 +13,12 @@ import type { MemberEvent, Update } from "../../src/membership/types.ts";
 import type { EbbNode } from "../../src/node.ts";
 import type { Listener, Socket } from "../../src/runtime/types.ts";
 import { connectChannel, connectRaw, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
-import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { seededRandom } from "../sim/sim.ts";
+import { FAST_SWIM_ENV, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Hostile $swim.* messages (issue 10, findings 3-5): each is sent as raw as a peer can to a real node.
 
-const FAST = {
-  EBB_SWIM_PROBE_INTERVAL_MS: "200",
-  EBB_SWIM_PROBE_TIMEOUT_MS: "100",
-  EBB_SWIM_GOSSIP_INTERVAL_MS: "50",
-  EBB_SWIM_SUSPICION_MULT: "3",
-  EBB_SWIM_PUSH_PULL_INTERVAL_MS: "2000",
-};
+const FAST = FAST_SWIM_ENV;
 const FAST_SWIM = { probeIntervalMs: 200, probeTimeoutMs: 100, indirectChecks: 3, gossipIntervalMs: 50, gossipNodes: 3, suspicionMult: 3, pushPullIntervalMs: 2_000, maxMembers: 10_000 };
 
 const meta = { state: "ready", services: ["demo"], version: "0.1.0", http: null };
@@ -334,21 +329,9 @@ test("the membership transport keeps at most its cap of pooled connections, and 
   }
 });
 
-/** A seeded PRNG (mulberry32), so a failing fuzz run can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 test("2,000 seeded random mutations of valid $swim messages leave the node serving, b at its address and shutdown clean", async () => {
   const { a, b, close } = await pair();
-  const random = seeded(10);
+  const random = seededRandom(10);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const bAddr = a.node.members().find((m) => m.id === "b")!.addr;
   const oddValues = [null, true, 0, -1, 1e300, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, "", "x".repeat(2_000), "127.0.0.1:7790", "b", [], [1, 2], {}, { t: "ping" }, "alive", "dead", 5, 1.5];
