@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
 import { clusterKeyProblem } from "./cluster-key.ts";
+import { isMemberAddress } from "../membership/schema.ts";
 
 /** Documented defaults of every EBB_* variable. */
 export const DEFAULTS = {
@@ -99,6 +100,8 @@ export const ConfigSchema = z.object({
   EBB_ADVERTISE: z
     .string()
     .regex(/^[^,:\s]+:\d{1,5}$/, { error: "must be host:port" })
+    // Peers refuse any other address for a member (src/membership/schema.ts): say so at startup.
+    .refine(isMemberAddress, { error: "must be host:port with a port 1-65535, at most 262 characters" })
     .optional(),
   EBB_SWIM_PROBE_INTERVAL_MS: integer(10, 60_000, " ms").default(DEFAULTS.swimProbeIntervalMs),
   EBB_SWIM_PROBE_TIMEOUT_MS: integer(5, 60_000, " ms").default(DEFAULTS.swimProbeTimeoutMs),

@@ -33,17 +33,15 @@ const MAX_NAME_LENGTH = 128;
 
 const id = z.string().min(1).max(MAX_ID_LENGTH);
 
-/** `host:port` (IPv6 in brackets allowed), port 1-65535. */
-const addr = z
-  .string()
-  .min(3)
-  .max(MAX_ADDR_LENGTH)
-  .refine((value) => {
-    const colon = value.lastIndexOf(":");
-    if (colon <= 0) return false;
-    const port = value.slice(colon + 1);
-    return /^[0-9]{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535;
-  }, "must be host:port with a port 1-65535");
+/** True for an address members accept: `host:port` (IPv6 in brackets allowed), port 1-65535, at most MAX_ADDR_LENGTH. */
+export function isMemberAddress(value: string): boolean {
+  const colon = value.lastIndexOf(":");
+  if (colon <= 0 || value.length > MAX_ADDR_LENGTH) return false;
+  const port = value.slice(colon + 1);
+  return /^[0-9]{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535;
+}
+
+const addr = z.string().min(3).max(MAX_ADDR_LENGTH).refine(isMemberAddress, "must be host:port with a port 1-65535");
 
 const incarnation = z.number().int().min(0).max(MAX_INCARNATION + 1);
 

@@ -77,6 +77,13 @@ test("loadConfig reads every variable", () => {
   });
 });
 
+test("EBB_ADVERTISE must be an address peers accept for a member", () => {
+  assert.equal(loadConfig({ EBB_ADVERTISE: "10.0.0.5:7400" }).advertise, "10.0.0.5:7400");
+  assert.throws(() => loadConfig({ EBB_ADVERTISE: "10.0.0.5:0" }), /EBB_ADVERTISE="10.0.0.5:0" must be host:port with a port 1-65535/);
+  assert.throws(() => loadConfig({ EBB_ADVERTISE: "10.0.0.5:70000" }), /EBB_ADVERTISE/);
+  assert.throws(() => loadConfig({ EBB_ADVERTISE: `${"h".repeat(300)}:7400` }), /at most 262 characters/);
+});
+
 test("loadConfig names every bad variable in one message", () => {
   assert.throws(
     () => loadConfig({ EBB_RPC_PORT: "seventy", EBB_MAX_MESSAGE_BYTES: "10", EBB_NODE_ID: "has space" }),
