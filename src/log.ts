@@ -57,23 +57,52 @@ export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() 
 export class WarningWindow {
   private suppressed = 0;
   private windowEnds = 0;
+  private logged = 0;
 
   constructor(
     private readonly log: Logger,
     private readonly windowMs = 10_000,
     private readonly now: () => number = Date.now,
+    /** Lines logged one by one in a window before the rest are held back and counted. */
+    private readonly burst = 1,
   ) {}
 
-  /** Logs `message` unless one was logged within the window; says how many were held back when it logs again. */
+  /** Logs `message` unless the window's burst is spent; says how many were held back when it logs again. */
   warn(message: string, fields?: LogFields): void {
     const now = this.now();
-    if (now < this.windowEnds) {
+    if (now >= this.windowEnds) {
+      this.windowEnds = now + this.windowMs;
+      this.logged = 0;
+    } else if (this.logged >= this.burst) {
       this.suppressed++;
       return;
     }
+    this.logged++;
     const held = this.suppressed;
     this.suppressed = 0;
-    this.windowEnds = now + this.windowMs;
     this.log.warn(held > 0 ? `${message} (and ${held} more like it in the last ${Math.round(this.windowMs / 1000)} s)` : message, fields);
+  }
+}
+
+/** A `WarningWindow` per peer host, for at most `maxHosts` hosts (the oldest is forgotten first). */
+export class PeerWarnings {
+  private readonly windows = new Map<string, WarningWindow>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly burst: number,
+    private readonly windowMs = 10_000,
+    private readonly maxHosts = 1_024,
+  ) {}
+
+  /** Warns about `peer` (`host:port`); its host shares one window with its other connections. */
+  warn(peer: string, message: string, fields?: LogFields): void {
+    const host = peer.slice(0, Math.max(0, peer.lastIndexOf(":"))) || peer;
+    let window = this.windows.get(host);
+    if (!window) {
+      if (this.windows.size >= this.maxHosts) this.windows.delete(this.windows.keys().next().value!);
+      this.windows.set(host, (window = new WarningWindow(this.log, this.windowMs, Date.now, this.burst)));
+    }
+    window.warn(message, fields);
   }
 }

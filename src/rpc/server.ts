@@ -1,4 +1,4 @@
-import { type Logger, WarningWindow } from "../log.ts";
+import { type Logger, PeerWarnings, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "../wire/encoder.ts";
@@ -58,6 +58,9 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   keepAliveMs: 30_000, // a vanished peer is found after 30 s of silence plus the probes
 };
 
+/** Connections closed for bad input that are logged one by one per host in 10 s; the rest are counted in the next line. */
+const REJECTION_LOG_BURST = 20;
+
 /** After this many failed accepts in a row (out of descriptors), wait the longest before trying again. */
 const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
@@ -75,6 +78,8 @@ export class RpcServer {
   private readonly listeners: Listener[] = [];
   private readonly capWarning: WarningWindow;
   private readonly acceptWarning: WarningWindow;
+  /** @internal Connections closed for bad input: a few lines per host per 10 s, then a count. */
+  readonly rejections: PeerWarnings;
   private acceptBackoffMs = 0;
   private sweeper: ReturnType<typeof setInterval> | undefined;
   /** With a cluster key: failed handshakes per source host, throttled and logged in aggregate (auth-guard.ts). */
@@ -87,6 +92,7 @@ export class RpcServer {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
     this.capWarning = new WarningWindow(options.log);
     this.acceptWarning = new WarningWindow(options.log);
+    this.rejections = new PeerWarnings(options.log, REJECTION_LOG_BURST);
     this.authGuard = options.clusterKey === undefined ? undefined : new AuthGuard(options.log);
   }
 
@@ -456,7 +462,7 @@ export class ServerConnection {
 
   private reject(reason: string): void {
     if (this.closed) return;
-    this.log.warn(`closing connection from ${this.peer}: ${reason}`, { peer: this.peer });
+    this.server.rejections.warn(this.peer, `closing connection from ${this.peer}: ${reason}`, { peer: this.peer });
     this.server.stats.rejected++;
     this.socket.close();
   }

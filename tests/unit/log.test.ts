@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, WarningWindow } from "../../src/log.ts";
 
 test("the logger writes one JSON object a line with time, level, node, message and fields", () => {
   const lines: string[] = [];
@@ -23,4 +23,16 @@ test("the logger drops lines below its level and writes readable text when prett
   log.warn("careful", { member: "n2" });
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  n1 careful member=n2$/);
+});
+
+test("a warning window logs its burst, holds back the rest, and counts them in its next line", () => {
+  const lines: string[] = [];
+  const log = createLogger({ node: "t", write: (line) => lines.push(JSON.parse(line).msg) });
+  let now = 0;
+  const window = new WarningWindow(log, 10_000, () => now, 2);
+  for (let i = 0; i < 50; i++) window.warn(`refused ${i}`);
+  assert.deepEqual(lines, ["refused 0", "refused 1"]);
+  now = 10_000;
+  window.warn("refused 50");
+  assert.deepEqual(lines.at(-1), "refused 50 (and 48 more like it in the last 10 s)");
 });
