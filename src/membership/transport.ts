@@ -53,8 +53,12 @@ export class RpcSwimTransport implements SwimTransport {
     return this.channels.size;
   }
 
-  /** Addresses already warned about for refusing our key: warned once, then only at debug. */
-  private readonly refusedBy = new Set<string>();
+  /**
+   * Addresses that refused our key, and until when we leave them alone: each
+   * failed handshake costs the other side a token of its per-host throttle
+   * (auth-guard.ts), which honest clients on our host share. Warned once.
+   */
+  private readonly refusedUntil = new Map<string, number>();
 
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void {
     const deliver = (reply: SwimMessage | undefined) => {
@@ -117,7 +121,7 @@ export class RpcSwimTransport implements SwimTransport {
 
   /** A new connection to `address`, or undefined when it cannot be reached. */
   private open(address: string, onClose?: () => void): Promise<Channel | undefined> {
-    if (this.closed) return Promise.resolve(undefined);
+    if (this.closed || (this.refusedUntil.get(address) ?? 0) > Date.now()) return Promise.resolve(undefined);
     const [host, port] = splitAddress(address);
     return Channel.connect(this.runtime, {
       host,
@@ -129,9 +133,11 @@ export class RpcSwimTransport implements SwimTransport {
       onClose,
     }).catch((error: unknown) => {
       const reason = error instanceof Error ? error.message : String(error);
-      if (error instanceof RpcError && error.code === "UNAUTHENTICATED" && !this.refusedBy.has(address)) {
-        this.refusedBy.add(address);
-        this.log.warn(`membership: ${error.rawMessage}`, { address });
+      if (error instanceof RpcError && error.code === "UNAUTHENTICATED") {
+        if (!this.refusedUntil.has(address)) this.log.warn(`membership: ${error.rawMessage}`, { address });
+        this.refusedUntil.delete(address);
+        if (this.refusedUntil.size >= this.pool.maxChannels) this.refusedUntil.delete(this.refusedUntil.keys().next().value!);
+        this.refusedUntil.set(address, Date.now() + REFUSED_BACKOFF_MS);
       } else this.log.debug("membership cannot reach a member", { address, error: reason });
       onClose?.();
       return undefined;
@@ -158,6 +164,9 @@ export class RpcSwimTransport implements SwimTransport {
     return pooled.channel;
   }
 }
+
+/** After a member refused our cluster key, no new connection to it for this long. */
+export const REFUSED_BACKOFF_MS = 10_000;
 
 /** Splits `host:port` (IPv6 in brackets allowed). */
 export function splitAddress(address: string): [string, number] {
