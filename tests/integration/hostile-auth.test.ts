@@ -7,7 +7,9 @@ import { AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND } from "../../src/rpc/auth
 import { AUTH_METHOD, newNonce, proof, readNonce } from "../../src/rpc/auth.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, startTestNode } from "../helpers/net.ts";
+import { connectChannel, runtime, startTestNode } from "../helpers/net.ts";
+import { silentLogger } from "../../src/log.ts";
+import { RpcSwimTransport } from "../../src/membership/transport.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
 
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
@@ -142,5 +144,22 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
     assert.deepEqual(b.node.members().map((m) => m.id).sort(), ["a", "b"]);
   } finally {
     await Promise.all([a.close(), b?.close()]);
+  }
+});
+
+test("membership leaves a member that refused its key alone for a while, so it cannot spend its own host's handshake budget", async () => {
+  const keyed = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: KEY, httpPort: 0 });
+  const transport = new RpcSwimTransport(runtime, silentLogger, 1 << 20, OTHER_KEY);
+  try {
+    const address = `127.0.0.1:${keyed.port}`;
+    const ping = () => new Promise((resolve) => transport.request(address, { t: "ping", from: "x", target: "test-node" }, 1_000, resolve));
+    // Before the back-off: 20 failed handshakes and 31 connections throttled, from one member's probes.
+    for (let i = 0; i < 51; i++) assert.equal(await ping(), undefined);
+    const metrics = await (await fetch(`http://127.0.0.1:${keyed.node.httpAddress!.port}/metrics`)).text();
+    assert.match(metrics, /^ebb_auth_failures_total 1$/m);
+    assert.match(metrics, /^ebb_auth_throttled_total 0$/m);
+  } finally {
+    transport.close();
+    await keyed.close();
   }
 });
