@@ -103,8 +103,14 @@ export function spawnCommand(runner: string, command: string, args: string[], en
   });
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (text: string) => (stderr += text));
+  // "exit" can come before the last of standard output has been read: wait for its end too
+  // (bounded, since a grandchild may hold the pipe open after the child is gone).
+  const outputEnded = new Promise<void>((resolve) => child.stdout!.once("end", () => resolve()));
   const exited = new Promise<number>((resolve) => {
-    child.on("exit", (code, signal) => {
+    child.on("exit", async (code, signal) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([outputEnded, new Promise((done) => (timer = setTimeout(done, 2_000)))]);
+      clearTimeout(timer);
       for (const w of waiters) w.reject(new Error(`${runner} node exited (${code ?? signal}) before the awaited line; stderr: ${stderr}`));
       waiters = [];
       resolve(code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0));
