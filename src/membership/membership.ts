@@ -202,12 +202,12 @@ export class Membership {
     }
     switch (message.t) {
       case "ping":
-        if (message.u) this.merge(message.u, false);
+        if (message.u) this.merge(message.u, false, message.from);
         if (message.target === this.id) reply({ t: "ack", from: this.id, u: this.piggyback() });
         else nack();
         return;
       case "ping-req": {
-        if (message.u) this.merge(message.u, false);
+        if (message.u) this.merge(message.u, false, message.from);
         // Indirect probes go only to a member we know and believe live, at the address we know
         // for it: a ping-req cannot make this node connect to an address of the sender's choosing.
         const target = this.members.get(message.target);
@@ -217,14 +217,14 @@ export class Membership {
         }
         this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
           if (answer?.t === "ack") {
-            this.guard("ping-req reply", () => answer.u && this.merge(answer.u, false));
+            this.guard("ping-req reply", () => answer.u && this.merge(answer.u, false, answer.from));
             reply({ t: "ack", from: this.id });
           } else nack();
         });
         return;
       }
       case "gossip":
-        this.merge(message.u, false);
+        this.merge(message.u, false, message.from);
         return;
       case "sync":
         this.handleSync(message, reply);
@@ -236,7 +236,7 @@ export class Membership {
   }
 
   private handleSync(message: Extract<SwimMessage, { t: "sync" }>, reply: (answer: SwimMessage) => void): void {
-    if (message.state) this.merge(message.state, true);
+    if (message.state) this.merge(message.state, true, message.from);
     if (message.push) return;
     if (!message.state && message.digest === this.digest()) {
       reply({ t: "sync", from: this.id, same: true });
@@ -258,7 +258,7 @@ export class Membership {
         pending--;
         if (answer?.t === "sync" && answer.state) {
           this.joined = true;
-          this.guard("join reply", () => this.merge(answer.state!, true));
+          this.guard("join reply", () => this.merge(answer.state!, true, answer.from));
         }
         // No seed answered: try again after a probe interval.
         if (pending === 0 && !this.joined && this.running) this.clock.setTimer(this.config.probeIntervalMs, () => this.running && !this.joined && this.joinSeeds());
@@ -271,7 +271,7 @@ export class Membership {
     if (!peer) return;
     this.transport.request(peer.addr, { t: "sync", from: this.id, digest: this.digest() }, this.config.probeIntervalMs * 2, (answer) => {
       if (answer?.t !== "sync" || !answer.state) return;
-      this.merge(answer.state, true);
+      this.merge(answer.state, true, answer.from);
       // Digests differed: the peer may miss what we know too.
       for (const page of this.statePages()) this.transport.send(peer.addr, { t: "sync", from: this.id, state: page, push: true });
     });
@@ -289,7 +289,7 @@ export class Membership {
     if (dead.length === 0) return;
     const target = dead[Math.floor(this.random() * dead.length)]!;
     this.transport.request(target.addr, { t: "sync", from: this.id, state: this.statePages()[0]! }, this.config.probeIntervalMs * 2, (answer) => {
-      if (answer?.t === "sync" && answer.state) this.merge(answer.state, true);
+      if (answer?.t === "sync" && answer.state) this.merge(answer.state, true, answer.from);
     });
   }
 
@@ -373,7 +373,7 @@ export class Membership {
     this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u }, timeoutMs, (answer) => {
       if (answer?.t === "ack") {
         this.awareness.apply(-1);
-        this.guard("ack", () => answer.u && this.merge(answer.u, false));
+        this.guard("ack", () => answer.u && this.merge(answer.u, false, answer.from));
         next();
         return;
       }
@@ -478,10 +478,11 @@ export class Membership {
 
   // ---- merging news ----------------------------------------------------------------------------
 
-  private merge(updates: Update[], viaSync: boolean): void {
+  /** `from`: the member that sent the message, as it says; only a member itself can say it left. */
+  private merge(updates: Update[], viaSync: boolean, from?: string): void {
     for (const update of updates) {
       if (update.id === this.id) this.aboutSelf(update);
-      else this.apply(update, viaSync);
+      else this.apply(update, viaSync, from);
     }
   }
 
@@ -501,7 +502,7 @@ export class Membership {
     this.announce(this.toUpdate(this.self));
   }
 
-  private apply(update: Update, viaSync: boolean): void {
+  private apply(update: Update, viaSync: boolean, from?: string): void {
     const local = this.members.get(update.id);
     const now = this.clock.now();
     switch (update.status) {
@@ -547,11 +548,15 @@ export class Membership {
       case "left": {
         if (!local || update.inc < local.inc) return;
         if (local.status === "dead" || local.status === "left") return;
-        if (update.status === "dead" && (viaSync || local.status === "alive")) {
-          // A dead verdict about a member we still believe alive (or any, from a state exchange) may be
-          // stale, a partition's or a forgery: suspect instead, so the member has its chance to refute.
-          // Someone's suspicion already ran out, so ours runs the shortest timeout, not the longest.
-          this.suspect(local, update.inc, update.by ?? (viaSync ? "sync" : "gossip"), now, true);
+        if (update.status === "dead" || from !== update.id) {
+          // A dead verdict, or a `left` not said by the member itself, may be stale, a partition's
+          // or a forgery: it is never taken outright. The member is suspected (a suspect one keeps
+          // its suspicion, shortened) and has its chance to refute; one that is really gone answers
+          // no probe and is declared dead by our own timer. Someone's suspicion already ran out,
+          // so ours runs the shortest timeout, not the longest.
+          const by = update.by ?? (viaSync ? "sync" : "gossip");
+          if (local.status === "suspect" && update.inc === local.inc) this.shortenSuspicion(local);
+          else this.suspect(local, update.inc, by, now, true);
           return;
         }
         this.clearSuspicion(local);
@@ -559,7 +564,6 @@ export class Membership {
         local.status = update.status;
         local.since = now;
         this.removeLive(local);
-        if (local.status === "dead") this.recentlyDead.push(local);
         this.queueUpdate(local);
         this.emit(update.status, local);
         return;
@@ -590,6 +594,14 @@ export class Membership {
     this.armSuspicion(local);
     this.queueUpdate(local, by);
     this.emit("suspect", local);
+  }
+
+  /** Cuts a running suspicion to the shortest timeout from when it began (a dead verdict from elsewhere). */
+  private shortenSuspicion(member: MemberState): void {
+    if (!member.suspicion) return;
+    const minMs = baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs);
+    const leftMs = Math.max(0, member.since + minMs - this.clock.now());
+    if (leftMs < member.suspicion.remainingMs(this.clock.now())) this.armSuspicion(member, leftMs);
   }
 
   private armSuspicion(member: MemberState, delayMs?: number): void {

@@ -57,7 +57,9 @@ function harness(config: Record<string, number> = {}) {
     now = until;
   };
   const gossip = (...u: Update[]) => m.handle({ t: "gossip", from: "x", u }, () => {});
-  return { m, sent, requests, errors, events, advance, gossip, throwOnEvent: () => (throwOnEvent = true) };
+  /** A message from the member `from` itself. */
+  const said = (from: string, ...u: Update[]) => m.handle({ t: "gossip", from, u }, () => {});
+  return { m, sent, requests, errors, events, advance, gossip, said, throwOnEvent: () => (throwOnEvent = true) };
 }
 
 const alive = (id: string, inc = 10, addr = `127.0.0.1:${7000 + Number(id.slice(1) || 1)}`): Update => ({ id, addr, inc, status: "alive", meta });
@@ -79,7 +81,7 @@ test("a member that died may come back at a new address (a restart)", () => {
   const h = harness();
   h.m.start();
   h.gossip(alive("b1", 10, "127.0.0.1:7001"));
-  h.gossip({ ...alive("b1", 10), status: "left" });
+  h.said("b1", { ...alive("b1", 10), status: "left" });
   h.gossip(alive("b1", 11, "127.0.0.1:7801"));
   assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7801");
   assert.equal(h.m.get("b1")?.status, "alive");
@@ -165,5 +167,26 @@ test("a throwing event listener stalls neither gossip nor probes nor suspicion t
   assert.equal(h.m.get("b1")?.status, "dead");
   const probes = h.requests.filter((r) => r.message.t === "ping").length;
   assert.ok(probes >= 1, `${probes} probes`);
+  h.m.stop();
+});
+
+test("a live member is not evicted by a third party's word that it left, or by a dead verdict about a suspect", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  // Anyone may claim b1 left: it is only suspected, so it can refute; it never moves on the strength of it.
+  h.gossip({ ...alive("b1", 10), status: "left" });
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  h.gossip({ ...alive("b1", 10), status: "left" }, alive("b1", 11, "127.0.0.1:7790"));
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7001");
+  // A dead verdict about a suspect only shortens the suspicion.
+  h.gossip({ ...alive("b1", 10), status: "dead" });
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  // b1's own refutation at its own address makes it alive again.
+  h.gossip(alive("b1", 12, "127.0.0.1:7001"));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  // b1 saying it left is taken at once.
+  h.said("b1", { ...alive("b1", 12), status: "left" });
+  assert.equal(h.m.get("b1")?.status, "left");
   h.m.stop();
 });
