@@ -84,24 +84,29 @@ export class WarningWindow {
   }
 }
 
-/** A `WarningWindow` per peer host, for at most `maxHosts` hosts (the oldest is forgotten first). */
+/** A `WarningWindow` per peer host for the first `maxHosts` hosts seen, and one shared by all the others. */
 export class PeerWarnings {
   private readonly windows = new Map<string, WarningWindow>();
+  private readonly others: WarningWindow;
 
   constructor(
     private readonly log: Logger,
     private readonly burst: number,
     private readonly windowMs = 10_000,
-    private readonly maxHosts = 1_024,
-  ) {}
+    /** Hosts with a window of their own; so at most (maxHosts + 1) x burst lines per window. */
+    private readonly maxHosts = 64,
+  ) {
+    this.others = new WarningWindow(log, windowMs, Date.now, burst);
+  }
 
   /** Warns about `peer` (`host:port`); its host shares one window with its other connections. */
   warn(peer: string, message: string, fields?: LogFields): void {
     const host = peer.slice(0, Math.max(0, peer.lastIndexOf(":"))) || peer;
     let window = this.windows.get(host);
     if (!window) {
-      if (this.windows.size >= this.maxHosts) this.windows.delete(this.windows.keys().next().value!);
-      this.windows.set(host, (window = new WarningWindow(this.log, this.windowMs, Date.now, this.burst)));
+      // Past maxHosts, every other host shares one window: many source addresses buy no more lines.
+      if (this.windows.size >= this.maxHosts) window = this.others;
+      else this.windows.set(host, (window = new WarningWindow(this.log, this.windowMs, Date.now, this.burst)));
     }
     window.warn(message, fields);
   }

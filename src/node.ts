@@ -273,7 +273,7 @@ export function createNode(options: NodeOptions): EbbNode {
     });
     rpcListener = await bound("RPC", config.rpcPort, () => server!.listen(config.host, config.rpcPort));
     if (config.httpPort !== null) {
-      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes, clusterKey: config.clusterKey });
+      const app = createHttpApp({ nodeId: config.nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership?.list() ?? [], maxBodyBytes: config.maxMessageBytes, maxDepth: config.limits.maxDepth, clusterKey: config.clusterKey });
       const port = config.httpPort;
       http = await bound("HTTP", port, () =>
         rt.serve({

@@ -22,6 +22,8 @@ export interface HttpAppOptions {
   members(): Member[];
   /** Largest gateway body accepted (`EBB_MAX_MESSAGE_BYTES`); larger ones get 413. */
   maxBodyBytes: number;
+  /** EBB_MAX_DEPTH: gateway bodies and answers keep the wire's nesting limit. */
+  maxDepth?: number;
   /** EBB_CLUSTER_KEY: the gateway and /cluster then need `Authorization: Bearer <key>`; probes and /metrics stay open. */
   clusterKey?: string;
 }
@@ -76,7 +78,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   app.get("/cluster", (c) => c.json({ node: nodeId, members: options.members() }));
 
   /** The JSON gateway into the same dispatch as TCP calls. */
-  app.post("/rpc/:method", (c) => gateway(c, dispatcher));
+  app.post("/rpc/:method", (c) => gateway(c, dispatcher, options.maxDepth));
 
   /** Liveness: 200 for as long as the process serves HTTP. */
   app.get("/healthz", (c) => c.json({ status: "ok", node: nodeId, state: lifecycle.state }));

@@ -3,6 +3,8 @@ import type { Context } from "hono";
 import type { Dispatcher } from "../rpc/dispatch.ts";
 import { RpcError } from "../rpc/errors.ts";
 import type { ErrorCode } from "../wire/codes.ts";
+import { DEFAULT_MAX_DEPTH } from "../wire/decoder.ts";
+import { nestsDeeperThan } from "../wire/depth.ts";
 
 /** The HTTP status that fits each error code. */
 export const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -40,7 +42,7 @@ function isMsgpack(header: string | undefined): boolean {
  * are answered METHOD_NOT_FOUND before the body is read or dispatch is reached.
  * Headers: `ebb-timeout-ms` (deadline), `ebb-request-id`.
  */
-export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Response> {
+export async function gateway(c: Context, dispatcher: Dispatcher, maxDepth = DEFAULT_MAX_DEPTH): Promise<Response> {
   const method = c.req.param("method") ?? "";
   const msgpackIn = isMsgpack(c.req.header("content-type"));
   const answerAs = requestedFormat(c);
@@ -56,6 +58,10 @@ export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Respo
       const why = error instanceof Error ? `: ${error.message}` : "";
       return replyError(c, new RpcError(`Body is not valid ${msgpackIn ? "msgpack" : "JSON"}${why}`, "INVALID_REQUEST"), answerAs);
     }
+  }
+  // The same nesting limit as a TCP request, where the input sits at level 3 ([0, id, method, [input]]).
+  if (nestsDeeperThan(input, maxDepth - 2)) {
+    return replyError(c, new RpcError(`Body nests deeper than the limit of ${maxDepth - 2} levels (EBB_MAX_DEPTH)`, "INVALID_REQUEST"), answerAs);
   }
   const timeout = c.req.header("ebb-timeout-ms");
   const deadline = timeout === undefined ? undefined : Number(timeout);
@@ -79,6 +85,10 @@ export async function gateway(c: Context, dispatcher: Dispatcher): Promise<Respo
   // Deno also aborts the request's signal after a response is sent: stop listening first.
   if (onGone) callerGone?.removeEventListener("abort", onGone);
   if (answer.error) return replyError(c, answer.error, answerAs);
+  // As over TCP: an answer too deep to write becomes one INTERNAL error that says so.
+  if (nestsDeeperThan(answer.result, maxDepth - 1)) {
+    return replyError(c, new RpcError(`Result of "${method}" cannot be encoded: it nests deeper than the limit of ${maxDepth} levels (EBB_MAX_DEPTH)`, "INTERNAL"), answerAs);
+  }
   return reply(c, { result: answer.result ?? null }, 200, answerAs);
 }
 

@@ -37,6 +37,9 @@ class DirectTimer implements DeadlineHandle {
  * long deadlines share coarse buckets instead, each removed in O(1) when its call
  * settles, and one real timer is armed for the earliest bucket.
  */
+/** The longest delay `setTimeout` takes: above it, runtimes fire at once (and warn). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class DeadlineWheel {
   constructor(
     /** Bucket width: long deadlines fire up to this much late. */
@@ -72,7 +75,8 @@ export class DeadlineWheel {
   private arm(key: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.armedKey = key;
-    this.timer = setTimeout(() => this.tick(), Math.max(0, key * this.resolutionMs - Date.now()));
+    // Timers take at most 2^31 - 1 ms (about 24.8 days): a later deadline wakes then and re-arms.
+    this.timer = setTimeout(() => this.tick(), Math.min(MAX_TIMER_MS, Math.max(0, key * this.resolutionMs - Date.now())));
   }
 
   private tick(): void {

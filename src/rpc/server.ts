@@ -368,7 +368,7 @@ export class ServerConnection {
           this.respond(msgid, new RpcError(`msgid ${msgid} is already in flight on this connection`, "INVALID_REQUEST"), undefined);
           return;
         }
-        if (this.calls.size >= this.limits.maxInflightPerConnection && !parsed.method.startsWith("$")) {
+        if (this.calls.size >= this.limits.maxInflightPerConnection) {
           this.server.stats.overloaded++;
           const limit = this.limits.maxInflightPerConnection;
           const refusal = new RpcError(`This connection has ${this.calls.size} calls in flight, its limit (EBB_MAX_INFLIGHT_PER_CONNECTION)`, "OVERLOADED", {

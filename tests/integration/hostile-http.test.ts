@@ -4,7 +4,9 @@ import { existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
-import { connectChannel } from "../helpers/net.ts";
+import { decode } from "@msgpack/msgpack";
+import { connectChannel, startTestNode } from "../helpers/net.ts";
+import { probe, probeHandlers } from "../helpers/services.ts";
 import { RUNNERS, type RunnerName, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 /** One HTTP/1.1 response as read off the wire. */
@@ -291,5 +293,29 @@ test("deno: half-sent requests that exhaust the descriptors do not kill the node
   } finally {
     for (const socket of flood.sockets) socket.destroy();
     await stopProcess(proc);
+  }
+});
+
+test("gateway bodies and answers keep the wire's nesting limit: a 100,000-deep body is refused at once, a too-deep answer is one INTERNAL error", async () => {
+  const node = await startTestNode((n) => n.register(probe, probeHandlers), { httpPort: 0 });
+  try {
+    const url = (method: string) => `http://127.0.0.1:${node.node.httpAddress!.port}/rpc/${method}`;
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const refused = await fetch(url("probe.echo"), { method: "POST", body: deep, headers: { "content-type": "application/json" } });
+    assert.equal(refused.status, 400);
+    const body = (await refused.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, "INVALID_REQUEST");
+    assert.match(body.error.message, /Body nests deeper than the limit of 62 levels \(EBB_MAX_DEPTH\)/);
+    for (const accept of ["application/json", "application/msgpack"]) {
+      const tooDeep = await fetch(url("probe.nest"), { method: "POST", body: JSON.stringify({ levels: 200 }), headers: { "content-type": "application/json", accept } });
+      assert.equal(tooDeep.status, 500);
+      const raw = new Uint8Array(await tooDeep.arrayBuffer());
+      const answer = (accept === "application/json" ? JSON.parse(new TextDecoder().decode(raw)) : decode(raw)) as { error: { code: string; message: string } };
+      assert.equal(answer.error.code, "INTERNAL");
+      assert.match(answer.error.message, /Result of "probe.nest" cannot be encoded/);
+    }
+    assert.equal(node.node.stats.inflight, 0);
+  } finally {
+    await node.close();
   }
 });
