@@ -9,7 +9,7 @@ export interface Config {
   rpcPort: number;
   /** null: no HTTP listener; 0: a free port. */
   httpPort: number | null;
-  /** An HTTP connection silent this long is closed; 0 never. Bun only (Deno.serve has no timeouts). */
+  /** An HTTP connection silent this long is closed; 0 never. Bun only (the Deno HTTP server has no timeouts). */
   httpIdleTimeoutMs: number;
   maxMessageBytes: number;
   shutdownTimeoutMs: number;

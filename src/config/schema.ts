@@ -119,7 +119,7 @@ export const DESCRIPTIONS: Record<keyof z.input<typeof ConfigSchema>, string> = 
   EBB_HOST: `address both listeners bind (default ${DEFAULTS.host})`,
   EBB_RPC_PORT: `msgpack-rpc TCP port, 0 picks a free one (default ${DEFAULTS.rpcPort})`,
   EBB_HTTP_PORT: `HTTP port (/healthz, /readyz, /metrics, /cluster, /rpc/:method); 0 disables, "auto" picks a free one (default ${DEFAULTS.httpPort})`,
-  EBB_HTTP_IDLE_TIMEOUT_MS: `an HTTP connection that sends nothing this long (idle keep-alive, or a half-sent request) is closed; whole seconds, at most 255000; 0 never; Bun only, Deno.serve has no timeouts (default ${DEFAULTS.httpIdleTimeoutMs})`,
+  EBB_HTTP_IDLE_TIMEOUT_MS: `an HTTP connection that sends nothing this long (idle keep-alive, or a half-sent request) is closed; whole seconds, at most 255000; 0 never; Bun only: the Deno HTTP server has no timeouts (default ${DEFAULTS.httpIdleTimeoutMs})`,
   EBB_MAX_MESSAGE_BYTES: `largest message accepted; a larger one closes its connection (default ${DEFAULTS.maxMessageBytes})`,
   EBB_SHUTDOWN_TIMEOUT_MS: `how long draining waits for calls in flight before cancelling them (default ${DEFAULTS.shutdownTimeoutMs})`,
   EBB_DRAIN_DELAY_MS: `keep serving normally this long after draining begins, for routers that learn late (default ${DEFAULTS.drainDelayMs})`,
