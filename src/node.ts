@@ -191,6 +191,7 @@ export function createNode(options: NodeOptions): EbbNode {
     out.push(["ebb_drain_seconds", {}, drainStartedAt === undefined ? 0 : (Date.now() - drainStartedAt) / 1000]);
     out.push(["ebb_rejected_total", { reason: "swim" }, swimGate.rejected], ["ebb_rejected_total", { reason: "swim_member_cap" }, membership?.stats.overCap ?? 0]);
     out.push(["ebb_rejected_total", { reason: "swim_address_conflict" }, membership?.stats.addressConflicts ?? 0]);
+    out.push(["ebb_rejected_total", { reason: "swim_incarnation_jump" }, membership?.stats.incarnationJumps ?? 0]);
     out.push(["ebb_event_loop_lag_seconds", {}, lastLagMs / 1000], ["ebb_membership_health_score", {}, membership?.healthScore ?? 0]);
     return out;
   };

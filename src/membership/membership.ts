@@ -1,6 +1,6 @@
 import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast-queue.ts";
-import { MAX_INCARNATION, MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
+import { MAX_INCARNATION, MAX_INCARNATION_STEP, MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
 import { baseSuspicionMs, retransmitLimit, Suspicion } from "./suspicion.ts";
 import { digestOf, updateBytes } from "./sync.ts";
 import {
@@ -43,6 +43,8 @@ export interface MembershipStats {
   overCap: number;
   /** Alive claims that would have moved a live member to another address. */
   addressConflicts: number;
+  /** Updates that would have raised a live member's incarnation (or ours) by more than MAX_INCARNATION_STEP. */
+  incarnationJumps: number;
 }
 
 /** The highest incarnation this member takes: one above any accusation (see MAX_INCARNATION). */
@@ -73,7 +75,7 @@ export class Membership {
   private readonly onEvent: (event: MemberEvent) => void;
   private readonly onError: (error: unknown, where: string) => void;
   /** What the membership refused. */
-  readonly stats: MembershipStats = { overCap: 0, addressConflicts: 0 };
+  readonly stats: MembershipStats = { overCap: 0, addressConflicts: 0, incarnationJumps: 0 };
   private readonly conflictsReported = new Set<string>();
   private readonly awareness: Awareness;
   private readonly queue: BroadcastQueue<Update>;
@@ -494,7 +496,7 @@ export class Membership {
   private aboutSelf(update: Update): void {
     if (this.leaving) return;
     const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
-    if (!stale) return;
+    if (!stale || this.jumps(this.self, update.inc)) return;
     // Someone holds an older life of ours, or suspects us: refute with a higher incarnation.
     if (update.status !== "alive" && this.config.lifeguard) this.awareness.apply(1);
     this.bumpSelf(update.inc + 1);
@@ -502,9 +504,18 @@ export class Membership {
     this.announce(this.toUpdate(this.self));
   }
 
+  /** True (and counted) when `inc` raises a live member's incarnation further than one honest update can. */
+  private jumps(member: MemberState, inc: number): boolean {
+    if (member.status !== "alive" && member.status !== "suspect") return false;
+    if (inc - member.inc <= MAX_INCARNATION_STEP) return false;
+    this.stats.incarnationJumps++;
+    return true;
+  }
+
   private apply(update: Update, viaSync: boolean, from?: string): void {
     const local = this.members.get(update.id);
     const now = this.clock.now();
+    if (local && this.jumps(local, update.inc)) return;
     switch (update.status) {
       case "alive": {
         if (!local) {

@@ -18,6 +18,15 @@ import { metaBytes } from "./sync.ts";
  */
 export const MAX_INCARNATION = 2 ** 48;
 
+/**
+ * The most one update may raise the incarnation of a member we believe alive
+ * or suspect (or our own, for an accusation): 2^20, about 12 days of a
+ * restart's seconds-based start value. Honest members step by one; a forged
+ * update cannot pin a live member at MAX_INCARNATION in one message, it
+ * would take 2^28 of them. A dead or left member may come back at any value.
+ */
+export const MAX_INCARNATION_STEP = 2 ** 20;
+
 /** Longest member id, in characters. */
 export const MAX_ID_LENGTH = 128;
 
