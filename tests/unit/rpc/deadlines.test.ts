@@ -50,3 +50,24 @@ test("short deadlines take a precise timer of their own", async () => {
   const elapsed = await fired(wheel, 15).at;
   assert.ok(elapsed < 500, `a 15 ms deadline fired after ${elapsed} ms`);
 });
+
+test("a deadline beyond what a timer can hold (a hostile meta.deadline of 2^32 ms) arms one timer, not a 1 ms spin", async () => {
+  const wheel = new DeadlineWheel(25, 10);
+  const realSetTimeout = globalThis.setTimeout;
+  const delays: number[] = [];
+  // Count the wheel's timers: an overflowed delay fires at once and re-arms, over and over.
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => (delays.push(ms ?? 0), realSetTimeout(fn, ms))) as typeof setTimeout;
+  let far: { cancel(): void } | undefined;
+  try {
+    let early = false;
+    far = wheel.schedule(2 ** 32, () => (early = true));
+    const near = fired(wheel, 60);
+    await near.at;
+    assert.equal(early, false);
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+    far?.cancel();
+  }
+  assert.ok(delays.every((ms) => ms <= 2 ** 31 - 1), `delays ${delays.slice(0, 5).join(", ")}`);
+  assert.ok(delays.length <= 4, `${delays.length} timers armed`);
+});
