@@ -1,3 +1,5 @@
+import { sourceHost } from "./runtime/address.ts";
+
 /** Log levels, least to most severe. */
 export const LogLevels = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LogLevels)[number];
@@ -101,7 +103,7 @@ export class PeerWarnings {
 
   /** Warns about `peer` (`host:port`); its host shares one window with its other connections. */
   warn(peer: string, message: string, fields?: LogFields): void {
-    const host = peer.slice(0, Math.max(0, peer.lastIndexOf(":"))) || peer;
+    const host = sourceHost(peer);
     let window = this.windows.get(host);
     if (!window) {
       // Past maxHosts, every other host shares one window: many source addresses buy no more lines.

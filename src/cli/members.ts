@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { splitAddress } from "../membership/transport.ts";
+import { splitAddress } from "../runtime/address.ts";
 import type { Member } from "../membership/types.ts";
 import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";

@@ -1,6 +1,6 @@
 import { type Logger, silentLogger } from "../log.ts";
 import { parseMemberList } from "../membership/schema.ts";
-import { splitAddress } from "../membership/transport.ts";
+import { splitAddress } from "../runtime/address.ts";
 import type { Member, MemberEvent } from "../membership/types.ts";
 import { type CallOptions, Channel, DEFAULT_CALL_TIMEOUT_MS, type Transport } from "../rpc/channel.ts";
 import { createClient, type ServiceClient } from "../rpc/client.ts";

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Logger } from "../log.ts";
+import { sourceHost } from "../runtime/address.ts";
 import { MAX_META_BYTES, type Member, type SwimMessage } from "./types.ts";
 import { metaBytes } from "./sync.ts";
 
@@ -137,8 +138,7 @@ export class SwimGate {
     if (message) return message;
     this.rejected++;
     // A peer is its host: reconnecting from another port does not earn another warning.
-    const colon = peer.lastIndexOf(":");
-    const host = colon > 0 ? peer.slice(0, colon) : peer;
+    const host = sourceHost(peer);
     if (!this.logged.has(host) && this.logged.size < MAX_PEERS_LOGGED) {
       this.logged.add(host);
       this.log.warn(`membership message from "${peer}" refused: ${error}`, { peer, error });

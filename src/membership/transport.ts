@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
 import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
+import { splitAddress } from "../runtime/address.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { SwimGate } from "./schema.ts";
 import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
@@ -167,13 +168,6 @@ export class RpcSwimTransport implements SwimTransport {
 
 /** After a member refused our cluster key, no new connection to it for this long. */
 export const REFUSED_BACKOFF_MS = 10_000;
-
-/** Splits `host:port` (IPv6 in brackets allowed). */
-export function splitAddress(address: string): [string, number] {
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  return [host, Number(address.slice(colon + 1))];
-}
 
 function isSwimMessage(value: unknown): value is SwimMessage {
   return typeof value === "object" && value !== null && typeof (value as { t?: unknown }).t === "string";

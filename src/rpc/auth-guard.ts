@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { sourceHost } from "../runtime/address.ts";
 
 /**
  * Failed cluster key handshakes, limited per source host (not host:port: one
@@ -82,13 +83,6 @@ export class AuthThrottle {
     source.refilledAtMs = now;
     return source.tokens;
   }
-}
-
-/** The host part of `host:port` (IPv6 included, with or without brackets). */
-export function sourceHost(peer: string): string {
-  const colon = peer.lastIndexOf(":");
-  const host = colon < 0 ? peer : peer.slice(0, colon);
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 /**

@@ -196,7 +196,7 @@ export class ServerConnection {
   private readonly limits: ConnectionLimits;
   /** Reads stopped because the peer reads our answers too slowly. */
   private paused = false;
-  /** Reads stopped to let other connections have a turn; `continueTimer` resumes them. */
+  /** Reads stopped to let other connections have a turn; this timer resumes them. */
   private yielding: ReturnType<typeof setTimeout> | undefined;
   /** Bytes this connection adds to the server's `bufferedBytes`. */
   private held = 0;
