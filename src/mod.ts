@@ -1,5 +1,8 @@
 /** ebb's public API. */
-export { createNode, VERSION, type EbbNode, type NodeOptions } from "./node.ts";
+import { createNode as createNodeOn, type EbbNode, type NodeOptions as CoreNodeOptions } from "./node.ts";
+import { detectRuntime } from "./runtime/detect.ts";
+import type { RuntimeSource } from "./runtime/source.ts";
+export { VERSION, type EbbNode } from "./node.ts";
 export { defineService, type CallContext, type Handler, type Implementation, type InputOf, type MethodSpec, type OutputOf, type ServiceContract } from "./rpc/contract.ts";
 export { createClient, type ServiceClient } from "./rpc/client.ts";
 export { Channel, type CallOptions, type ChannelOptions, type Transport } from "./rpc/channel.ts";
@@ -16,3 +19,13 @@ export type { LifecycleState } from "./lifecycle/state.ts";
 export { StartupError, type StartupContext, type StartupHook } from "./lifecycle/startup.ts";
 export { runNode, type RunContext } from "./run.ts";
 export { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
+
+/** Options of `createNode`: without a runtime, the one this process runs on. */
+export interface NodeOptions extends Omit<CoreNodeOptions, "runtime"> {
+  runtime?: RuntimeSource;
+}
+
+/** A node (see `EbbNode`), on the runtime given or the one this process runs on. */
+export function createNode(options: NodeOptions): EbbNode {
+  return createNodeOn({ ...options, runtime: options.runtime ?? detectRuntime });
+}

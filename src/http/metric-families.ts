@@ -1,7 +1,7 @@
 import type { Families } from "./metrics.ts";
 
 /** Every metric a node exports on /metrics. Names are append-only once shipped. */
-export const METRIC_FAMILIES: Families = {
+export const METRIC_FAMILIES = {
   ebb_calls_total: { help: "Calls answered, by method and code (OK for success); unknown methods as method=\"unknown\".", type: "counter" },
   ebb_call_duration_seconds: { help: "Time from a request reaching dispatch to its answer, by method; refusals included.", type: "histogram" },
   ebb_inflight: { help: "Requests in flight now (RPC and HTTP; a scrape counts itself).", type: "gauge" },
@@ -24,6 +24,15 @@ export const METRIC_FAMILIES: Families = {
   ebb_members: { help: "Members known, by status.", type: "gauge" },
   ebb_lifecycle_state: { help: "1 for the node's current lifecycle state.", type: "gauge" },
   ebb_drain_seconds: { help: "Time spent draining so far (0 until shutdown begins); the exit log line has the total.", type: "gauge" },
+  ebb_rejected_total: { help: "Membership messages refused, by reason: swim (malformed), swim_member_cap (table full), swim_address_conflict (a live member moved), swim_incarnation_jump (an incarnation raised too far).", type: "counter" },
   ebb_event_loop_lag_seconds: { help: "Event-loop lag seen by the last check.", type: "gauge" },
   ebb_membership_health_score: { help: "Lifeguard's local health score (0 is healthy).", type: "gauge" },
-};
+} as const satisfies Families;
+
+/** A metric family's name; a misspelt one fails the type check. */
+export type MetricFamily = keyof typeof METRIC_FAMILIES;
+
+type HistogramFamily = { [K in MetricFamily]: (typeof METRIC_FAMILIES)[K]["type"] extends "histogram" ? K : never }[MetricFamily];
+
+/** A series a node writes: a counter's or gauge's own name, or a histogram's `_bucket`, `_sum` and `_count`. */
+export type MetricSeries = Exclude<MetricFamily, HistogramFamily> | `${HistogramFamily}_${"bucket" | "sum" | "count"}`;

@@ -1,5 +1,5 @@
 /** One Prometheus sample: name, labels, value. */
-export type Sample = [name: string, labels: Record<string, string>, value: number];
+export type Sample<Name extends string = string> = [name: Name, labels: Record<string, string>, value: number];
 
 /** Metric families: help text and type, by name. */
 export type Families = Record<string, { help: string; type: "counter" | "gauge" | "histogram" }>;

@@ -1,5 +1,4 @@
 import type { Logger } from "../log.ts";
-import type { EbbNode } from "../node.ts";
 import type { Runtime, SignalName } from "../runtime/types.ts";
 
 /** Exit codes of a node process. */
@@ -18,11 +17,16 @@ export const EXIT_CODES = {
   forcedTerm: 143,
 } as const;
 
+/** What a signal drains: a node. */
+export interface Drainable {
+  shutdown(reason: string): Promise<{ exitCode: number }>;
+}
+
 /**
  * The first SIGTERM or SIGINT drains the node and exits with the drain's code;
  * a second one exits at once with 130 (SIGINT) or 143 (SIGTERM).
  */
-export function exitOnSignals(runtime: Runtime, node: EbbNode, log: Logger): () => void {
+export function exitOnSignals(runtime: Runtime, node: Drainable, log: Logger): () => void {
   let received = 0;
   const on = (signal: SignalName) => () => {
     received++;

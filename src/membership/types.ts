@@ -62,16 +62,8 @@ export interface SwimTransport {
   forget?(to: string): void;
 }
 
-/** A cancellable timer. */
-export interface TimerHandle {
-  cancel(): void;
-}
-
 /** Time as the membership sees it: real in a node, virtual in the simulator. */
-export interface Clock {
-  now(): number;
-  setTimer(ms: number, fn: () => void): TimerHandle;
-}
+export type { Clock, TimerHandle } from "../runtime/clock.ts";
 
 /** What changed about a member. */
 export type MemberEventType = "join" | "update" | "suspect" | "dead" | "left";

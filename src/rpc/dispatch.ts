@@ -147,6 +147,15 @@ export class Dispatcher {
     return this.active.size;
   }
 
+  /** A startup hook's in-process call to this node's own services: admitted while the node is starting. */
+  warmupCall(method: string, input?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.dispatch({ method, params: input === undefined ? [] : [input], meta: undefined, peer: "startup", warmup: true }, (error, result) =>
+        error ? reject(error) : resolve(result),
+      );
+    });
+  }
+
   /** Runs `call`; `reply` is called exactly once. Returns the running call, or undefined if answered at once. */
   dispatch(call: IncomingCall, answer: Reply): ActiveCall | undefined {
     const { method, params } = call;

@@ -183,8 +183,8 @@ test("3,000 ping-req naming other addresses make the node open no connection to 
   }
 });
 
-test("huge sync pushes leave the member table at its cap", async () => {
-  const a = await startTestNode(() => {}, { nodeId: "a", swim: { ...FAST_SWIM, maxMembers: 300 } });
+test("huge sync pushes leave the member table at its cap, and /metrics counts what was dropped", async () => {
+  const a = await startTestNode(() => {}, { nodeId: "a", httpPort: 0, swim: { ...FAST_SWIM, maxMembers: 300 } });
   try {
     const fakes = (from: number, n: number): Update[] =>
       Array.from({ length: n }, (_, i) => ({ id: `fake-${from + i}`, addr: `10.255.${(from + i) >> 8 & 255}.${(from + i) & 255}:7000`, inc: 1, status: "alive", meta }));
@@ -201,6 +201,12 @@ test("huge sync pushes leave the member table at its cap", async () => {
     const count = a.node.members().length;
     assert.ok(count <= 300, `${count} members`);
     assert.equal(count, 300);
+    await sendSwim(a.port, [["$swim.gossip", 42]]);
+    const metrics = await (await fetch(`http://127.0.0.1:${a.node.httpAddress!.port}/metrics`)).text();
+    const dropped = Number(/^ebb_rejected_total\{reason="swim_member_cap"\} (\d+)$/m.exec(metrics)?.[1]);
+    // The 20,000-update push was closed unread; of the 2,048 paged fakes, 299 joined the node itself.
+    assert.equal(dropped, 8 * 256 - 299);
+    assert.match(metrics, /^ebb_rejected_total\{reason="swim"\} 1$/m);
   } finally {
     await a.close();
   }
