@@ -119,7 +119,7 @@ export const NODE_VARIABLES = {
     schema: addressList,
     unset: "none",
     map: (seeds) => seeds ?? [],
-    description: "comma-separated host:port of members to join through; none starts a new cluster",
+    description: "comma-separated host:port of members to join through; without them a new cluster starts",
     readers: BOTH,
   }),
   /** When set, connections and HTTP calls must prove it. Never logged. */
