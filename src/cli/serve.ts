@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConfigError, variablesHelp } from "../config/table.ts";
-import { NODE_ENVIRONMENT } from "../config/variables.ts";
+import { CONFIG_VARIABLES } from "../config/variables.ts";
 import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
 import { readDemoSwitches } from "../demo/switches.ts";
 import { EXIT_CODES } from "../lifecycle/signals.ts";
@@ -10,8 +10,8 @@ import { defineCommand, UsageError } from "./command.ts";
 
 /** Every EBB_* variable of the node with its meaning and default, then those the client commands read too, for `--help`. */
 export function environmentHelp(): string {
-  const alsoCli = NODE_ENVIRONMENT.filter((row) => row.readers.includes("cli")).map((row) => row.name);
-  return `${variablesHelp(NODE_ENVIRONMENT)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)`;
+  const alsoCli = CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name);
+  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)`;
 }
 
 /** The exit codes of `ebb serve`, for `--help`. */

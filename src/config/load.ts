@@ -1,11 +1,11 @@
 import { BENCH_SWITCHES, DEMO_SWITCHES } from "../demo/switches.ts";
 import { ConfigError, type Env, parseVariables, unknownVariables, type ValuesOf, valuesOf } from "./table.ts";
-import { LIMIT_VARIABLES, NODE_ENVIRONMENT, NODE_VARIABLES, SWIM_VARIABLES } from "./variables.ts";
+import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES } from "./variables.ts";
 
 export { ConfigError };
 
 /** The node's configuration, read from EBB_* variables; its shape follows the groups of variables.ts. */
-export interface Config extends ValuesOf<typeof NODE_VARIABLES> {
+export interface Config extends ValuesOf<typeof MAIN_VARIABLES> {
   /** What one peer can make the RPC server hold: EBB_MAX_CONNECTIONS, EBB_READ_TIMEOUT_MS and the rest. */
   limits: ValuesOf<typeof LIMIT_VARIABLES>;
   /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
@@ -15,13 +15,13 @@ export interface Config extends ValuesOf<typeof NODE_VARIABLES> {
 }
 
 // Read by the demo service and the restart bench, not by the node: known, so never "unknown".
-const KNOWN = [...NODE_ENVIRONMENT, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)].map((row) => row.name);
+const KNOWN = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)].map((row) => row.name);
 
 /** Reads the configuration from an environment; throws `ConfigError` naming every bad variable. */
 export function loadConfig(env: Env): Config {
-  const parsed = parseVariables(NODE_ENVIRONMENT, env);
+  const parsed = parseVariables(CONFIG_VARIABLES, env);
   return {
-    ...valuesOf(NODE_VARIABLES, parsed),
+    ...valuesOf(MAIN_VARIABLES, parsed),
     limits: valuesOf(LIMIT_VARIABLES, parsed),
     swim: valuesOf(SWIM_VARIABLES, parsed),
     warnings: unknownVariables(env, KNOWN),

@@ -9,7 +9,8 @@ import { integer, milliseconds, type Variable, variable } from "./table.ts";
 
 /*
  * The node's EBB_* variables, each written once. The three groups are the
- * shape of `Config` (load.ts): the top level, `limits` and `swim`. Defaults
+ * shape of `Config` (load.ts): the top level (MAIN_VARIABLES), `limits` and
+ * `swim`; `--help`, the schema and the README check read CONFIG_VARIABLES. Defaults
  * that belong to a part (connection limits, SWIM timings, the message size)
  * are that part's own constants, so they cannot drift apart.
  */
@@ -28,7 +29,7 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
 /** The top level of `Config`. */
-export const NODE_VARIABLES = {
+export const MAIN_VARIABLES = {
   nodeId: variable({
     name: "EBB_NODE_ID",
     schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: "must be 1-64 letters, digits or _ . : -" }),
@@ -253,4 +254,4 @@ export const SWIM_VARIABLES = {
 } satisfies Partial<Record<keyof SwimConfig, Variable<number>>>;
 
 /** Every variable of the node, in the order `--help`, the README and error messages use. */
-export const NODE_ENVIRONMENT: readonly Variable[] = [...Object.values(NODE_VARIABLES), ...Object.values(LIMIT_VARIABLES), ...Object.values(SWIM_VARIABLES)];
+export const CONFIG_VARIABLES: readonly Variable[] = [...Object.values(MAIN_VARIABLES), ...Object.values(LIMIT_VARIABLES), ...Object.values(SWIM_VARIABLES)];

@@ -6,12 +6,12 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ROOT } from "../../helpers/process.ts";
 import { defaultValue, type Variable } from "../../../src/config/table.ts";
-import { NODE_ENVIRONMENT, NODE_VARIABLES } from "../../../src/config/variables.ts";
+import { CONFIG_VARIABLES, MAIN_VARIABLES } from "../../../src/config/variables.ts";
 import { BENCH_SWITCHES, DEMO_SWITCHES, readBenchSwitches, readDemoSwitches } from "../../../src/demo/switches.ts";
 
 test("loadConfig takes the documented defaults when nothing is set", () => {
   const config = loadConfig({});
-  assert.equal(config.host, defaultValue(NODE_VARIABLES.host));
+  assert.equal(config.host, defaultValue(MAIN_VARIABLES.host));
   assert.equal(config.rpcPort, 7400);
   assert.equal(config.maxMessageBytes, 8 * 1024 * 1024);
   assert.equal(config.warmupMs, 10_000);
@@ -192,10 +192,10 @@ test("the demo and bench switches are read by their own code, outside the node's
 });
 
 test("every variable is read by someone and named once across the node's table and the switches", () => {
-  const all = [...NODE_ENVIRONMENT, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
+  const all = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
   assert.equal(new Set(all.map((row) => row.name)).size, all.length);
   for (const row of all) assert.ok(row.readers.length > 0, row.name);
-  assert.deepEqual(NODE_ENVIRONMENT.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY"]);
+  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY"]);
 });
 
 /** The `| \`EBB_X\` | default |` rows of one README table, from its header line to the first line that is not a row. */
@@ -225,9 +225,9 @@ function assertDocumented(rows: [string, string][], variables: readonly Variable
 
 test("the README's configuration table lists the node's variables, in order, with their defaults, and nothing else", () => {
   const readme = readFileSync(`${ROOT}README.md`, "utf8");
-  assertDocumented(readmeRows(readme, "## Configuration"), NODE_ENVIRONMENT);
+  assertDocumented(readmeRows(readme, "## Configuration"), CONFIG_VARIABLES);
   const switches = [...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
   assertDocumented(readmeRows(readme, "### Demo and bench switches"), switches);
   const documented = [...readme.matchAll(/^\| `(EBB_[A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
-  assert.equal(documented.length, NODE_ENVIRONMENT.length + switches.length, "no EBB_* row outside the two tables");
+  assert.equal(documented.length, CONFIG_VARIABLES.length + switches.length, "no EBB_* row outside the two tables");
 });
