@@ -10,9 +10,9 @@ import { integer, milliseconds, type Variable, variable } from "./table.ts";
 /*
  * The node's EBB_* variables, each written once. The three groups are the
  * shape of `Config` (load.ts): the top level (MAIN_VARIABLES), `limits` and
- * `swim`; `--help`, the schema and the README check read CONFIG_VARIABLES. Defaults
- * that belong to a part (connection limits, SWIM timings, the message size)
- * are that part's own constants, so they cannot drift apart.
+ * `swim`; the schema, `--help` and the README check read CONFIG_VARIABLES.
+ * Defaults that belong to a part (connection limits, SWIM timings, the
+ * message size) are that part's own constants, so they cannot drift apart.
  */
 
 /** Default window over which cluster clients ramp a newly ready node's share of calls (EBB_WARMUP_MS). */
@@ -52,7 +52,7 @@ export const MAIN_VARIABLES = {
     map: (port) => (port === "auto" ? 0 : port === 0 ? null : port),
     description: 'HTTP port (/healthz, /readyz, /metrics, /cluster, /rpc/:method); 0 disables, "auto" picks a free one',
   }),
-  // Bun.serve counts its idle timeout in whole seconds, at most 255.
+  // Bun's HTTP server counts its idle timeout in whole seconds, at most 255.
   httpIdleTimeoutMs: variable({
     name: "EBB_HTTP_IDLE_TIMEOUT_MS",
     schema: milliseconds(255_000),
