@@ -1,4 +1,5 @@
 import { type Config, ConfigError, loadConfig } from "./config/load.ts";
+import { readBenchSwitches } from "./demo/switches.ts";
 import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
 import { StartupError } from "./lifecycle/startup.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -26,8 +27,10 @@ export interface RunContext {
 export async function runNode(setup: (node: EbbNode, context: RunContext) => void, options: { runtime?: Runtime } = {}): Promise<EbbNode> {
   const runtime = options.runtime ?? (await detectRuntime());
   let config: Config;
+  let bench: ReturnType<typeof readBenchSwitches>;
   try {
     config = loadConfig(runtime.env());
+    bench = readBenchSwitches(runtime.env());
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     runtime.write("stderr", `${error.message}\n`);
@@ -39,7 +42,7 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
   const node = createNode({ config, log, runtime });
   setup(node, { config, log, runtime });
   // Signals first: one that arrives during the startup hooks aborts them.
-  if (config.benchPlainShutdown) {
+  if (bench.plainShutdown) {
     // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
     runtime.onSignal("SIGTERM", () => runtime.exit(EXIT_CODES.forcedTerm));
   } else {

@@ -10,6 +10,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
+import { BENCH_SWITCHES } from "../../src/demo/switches.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import { type NodeProcess, sendSignal, startNodeProcess, stopProcess } from "../../tests/helpers/process.ts";
 import { quantile, table } from "./stats.ts";
@@ -37,7 +38,7 @@ interface RunResult {
 }
 
 async function run(plain: boolean): Promise<RunResult> {
-  const extra: Record<string, string> = plain ? { EBB_BENCH_PLAIN_SHUTDOWN: "1" } : {};
+  const extra: Record<string, string> = plain ? { [BENCH_SWITCHES.plainShutdown.name]: "1" } : {};
   const procs: NodeProcess[] = [];
   const start = async (i: number, seeds: string[]) => {
     const proc = await startNodeProcess(runner, { ...FAST, ...extra, EBB_NODE_ID: `b${i}`, ...(seeds.length ? { EBB_SEEDS: seeds.join(",") } : {}) });

@@ -66,11 +66,8 @@ export function parseCommand<Flags>(command: Command<Flags>, argv: string[]): { 
 
 // ---- flag schemas shared by commands ------------------------------------------------------------
 
-/** `host:port[,host:port...]`. */
-export const addressList = z
-  .string()
-  .regex(/^([^,:\s]+:\d{1,5})(,[^,:\s]+:\d{1,5})*$/, { error: "must be comma-separated host:port pairs" })
-  .transform((value) => value.split(","));
+/** `host:port[,host:port...]`, the same schema as EBB_SEEDS. */
+export { addressList } from "../config/variables.ts";
 
 /** A whole number of at least `min`, from a flag's text. */
 export const wholeNumber = (min: number) =>

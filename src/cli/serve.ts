@@ -1,15 +1,17 @@
 import { z } from "zod";
-import { DESCRIPTIONS } from "../config/schema.ts";
+import { ConfigError, variablesHelp } from "../config/table.ts";
+import { CONFIG_VARIABLES } from "../config/variables.ts";
 import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
+import { readDemoSwitches } from "../demo/switches.ts";
+import { EXIT_CODES } from "../lifecycle/signals.ts";
 import { runNode } from "../run.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, UsageError } from "./command.ts";
 
-/** Every EBB_* variable with its meaning and default, for `--help`. */
+/** Every EBB_* variable of the node with its meaning and default, then those the client commands read too, for `--help`. */
 export function environmentHelp(): string {
-  return Object.entries(DESCRIPTIONS)
-    .map(([name, text]) => `  ${name.padEnd(32)}${text}`)
-    .join("\n");
+  const alsoCli = CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name);
+  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)`;
 }
 
 /** The exit codes of `ebb serve`, for `--help`. */
@@ -34,12 +36,20 @@ export const serveCommand = defineCommand({
 
 /** The reference node: the demo service through `runNode`, as any service of your own would be. */
 async function serve(runtime: Runtime): Promise<void> {
+  let switches: ReturnType<typeof readDemoSwitches>;
+  try {
+    switches = readDemoSwitches(runtime.env());
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    runtime.write("stderr", `${error.message}\n`);
+    return runtime.exit(EXIT_CODES.badConfig);
+  }
   await runNode(
-    (node, { config, log }) => {
-      const executed = config.demoRecord ? ([] as string[]) : undefined;
+    (node, { log }) => {
+      const executed = switches.record ? ([] as string[]) : undefined;
       node.register(demo, createDemoHandlers(executed));
       if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
-      if (config.demoWarmupMs > 0) node.onStartup("demo-warmup", demoWarmup(config.demoWarmupMs));
+      if (switches.warmupMs > 0) node.onStartup("demo-warmup", demoWarmup(switches.warmupMs));
     },
     { runtime },
   );

@@ -1,5 +1,6 @@
 import type { ClusterClientOptions } from "../cluster/client.ts";
-import { DEFAULTS } from "../config/schema.ts";
+import { defaultValue } from "../config/table.ts";
+import { MAIN_VARIABLES } from "../config/variables.ts";
 import { addressList, type OptionSpec, UsageError } from "./command.ts";
 
 /** `--addr` and `--seeds`: which nodes a client command talks to. */
@@ -29,10 +30,10 @@ export function resolveTarget(flags: { addr?: string[]; seeds?: string[] }, env:
   if (flags.addr) target = { mode: "addr", addresses: flags.addr, label: "" };
   else if (flags.seeds) target = { mode: "seeds", addresses: flags.seeds, label: "" };
   else if (env.EBB_SEEDS) {
-    const parsed = addressList.safeParse(env.EBB_SEEDS);
-    if (!parsed.success) throw new UsageError(`EBB_SEEDS="${env.EBB_SEEDS}" must be comma-separated host:port pairs`);
+    const parsed = MAIN_VARIABLES.seeds.schema.safeParse(env.EBB_SEEDS);
+    if (!parsed.success) throw new UsageError(`EBB_SEEDS="${env.EBB_SEEDS}" ${parsed.error.issues[0]?.message}`);
     target = { mode: "seeds", addresses: parsed.data, label: "" };
-  } else target = { mode: "addr", addresses: [`127.0.0.1:${DEFAULTS.rpcPort}`], label: "" };
+  } else target = { mode: "addr", addresses: [`127.0.0.1:${defaultValue(MAIN_VARIABLES.rpcPort)}`], label: "" };
   target.label = `${target.mode} ${target.addresses.join(",")}`;
   return target;
 }

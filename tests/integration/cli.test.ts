@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { BenchSummary } from "../../src/cli/bench.ts";
-import { DESCRIPTIONS } from "../../src/config/schema.ts";
+import { CONFIG_VARIABLES } from "../../src/config/variables.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
@@ -37,7 +37,7 @@ for (const runner of RUNNER_NAMES) {
     ]);
     assert.equal(help.code, 0);
     for (const name of ["serve", "call", "members", "bench", "keygen"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
-    for (const variable of Object.keys(DESCRIPTIONS)) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
+    for (const { name: variable } of CONFIG_VARIABLES) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
     assert.match(callHelp.stdout, /^Usage: ebb call <method> \[json\]/m);
     assert.match(callHelp.stdout, /--addr <host:port,...>/);
     assert.match(membersHelp.stdout, /^Usage: ebb members/m);

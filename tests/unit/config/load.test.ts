@@ -5,11 +5,13 @@ import { clusterKeyProblem, newClusterKey } from "../../../src/config/cluster-ke
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ROOT } from "../../helpers/process.ts";
-import { DEFAULTS, DESCRIPTIONS } from "../../../src/config/schema.ts";
+import { defaultValue, type Variable } from "../../../src/config/table.ts";
+import { CONFIG_VARIABLES, MAIN_VARIABLES } from "../../../src/config/variables.ts";
+import { BENCH_SWITCHES, DEMO_SWITCHES, readBenchSwitches, readDemoSwitches } from "../../../src/demo/switches.ts";
 
 test("loadConfig takes the documented defaults when nothing is set", () => {
   const config = loadConfig({});
-  assert.equal(config.host, DEFAULTS.host);
+  assert.equal(config.host, defaultValue(MAIN_VARIABLES.host));
   assert.equal(config.rpcPort, 7400);
   assert.equal(config.maxMessageBytes, 8 * 1024 * 1024);
   assert.equal(config.warmupMs, 10_000);
@@ -55,7 +57,6 @@ test("loadConfig reads every variable", () => {
     shutdownTimeoutMs: 2500,
     drainDelayMs: 100,
     startupTimeoutMs: 5000,
-    demoWarmupMs: 10,
     warmupMs: 30_000,
     maxInflight: 0,
     limits: {
@@ -69,10 +70,8 @@ test("loadConfig reads every variable", () => {
       keepAliveMs: 10_000,
     },
     clusterKey: undefined,
-    demoRecord: false,
     logLevel: "info",
     logFormat: "auto",
-    benchPlainShutdown: false,
     warnings: [],
   });
 });
@@ -176,8 +175,59 @@ test("a cluster key needs 128 random bits: base64 or hex of 16 bytes or more, no
   }
 });
 
-test("the README's configuration table documents every EBB_* variable the schema knows", () => {
+test("the demo and bench switches are read by their own code, outside the node's Config, and are not unknown to it", () => {
+  const env = { EBB_DEMO_WARMUP_MS: "10", EBB_DEMO_RECORD: "true", EBB_BENCH_PLAIN_SHUTDOWN: "1" };
+  assert.deepEqual(readDemoSwitches(env), { warmupMs: 10, record: true });
+  assert.deepEqual(readBenchSwitches(env), { plainShutdown: true });
+  assert.deepEqual(readDemoSwitches({}), { warmupMs: 0, record: false });
+  assert.deepEqual(readBenchSwitches({}), { plainShutdown: false });
+  const config = loadConfig(env);
+  assert.deepEqual(config.warnings, []);
+  for (const key of ["demoWarmupMs", "demoRecord", "benchPlainShutdown"]) assert.equal(key in config, false, key);
+  assert.throws(
+    () => readDemoSwitches({ EBB_DEMO_RECORD: "yes", EBB_DEMO_WARMUP_MS: "-1" }),
+    (e: unknown) => e instanceof ConfigError && e.message === 'Invalid configuration: EBB_DEMO_RECORD="yes" must be 1, 0, true or false; EBB_DEMO_WARMUP_MS="-1" must be between 0 and 3600000 ms',
+  );
+  assert.throws(() => readBenchSwitches({ EBB_BENCH_PLAIN_SHUTDOWN: "yes" }), /EBB_BENCH_PLAIN_SHUTDOWN="yes" must be 0 or 1/);
+});
+
+test("every variable is read by someone and named once across the node's table and the switches", () => {
+  const all = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
+  assert.equal(new Set(all.map((row) => row.name)).size, all.length);
+  for (const row of all) assert.ok(row.readers.length > 0, row.name);
+  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY"]);
+});
+
+/** The `| \`EBB_X\` | default |` rows of one README table, from its header line to the first line that is not a row. */
+function readmeRows(readme: string, heading: string): [string, string][] {
+  const section = readme.slice(readme.indexOf(heading));
+  const table = section.slice(section.indexOf("| variable | default | meaning |"));
+  const rows: [string, string][] = [];
+  for (const line of table.split("\n").slice(2)) {
+    const cells = /^\| `(EBB_[A-Z0-9_]+)` \| (.*?) \|/.exec(line);
+    if (!cells) break;
+    rows.push([cells[1]!, cells[2]!]);
+  }
+  return rows;
+}
+
+/** A README default cell matches the table's default: the value in backticks (a note may follow), or what unset means. */
+function assertDocumented(rows: [string, string][], variables: readonly Variable[]): void {
+  assert.deepEqual(
+    rows.map(([name]) => name),
+    variables.map((row) => row.name),
+  );
+  for (const [[name, cell], row] of rows.map((r, i) => [r, variables[i]!] as const)) {
+    if ("value" in row.default) assert.ok(cell === `\`${row.default.value}\`` || cell.startsWith(`\`${row.default.value}\` (`), `${name}: README says ${cell}, the table ${row.default.value}`);
+    else assert.equal(cell, row.default.unset, name);
+  }
+}
+
+test("the README's configuration table lists the node's variables, in order, with their defaults, and nothing else", () => {
   const readme = readFileSync(`${ROOT}README.md`, "utf8");
-  const missing = Object.keys(DESCRIPTIONS).filter((name) => !readme.includes(`| \`${name}\` |`));
-  assert.deepEqual(missing, []);
+  assertDocumented(readmeRows(readme, "## Configuration"), CONFIG_VARIABLES);
+  const switches = [...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
+  assertDocumented(readmeRows(readme, "### Demo and bench switches"), switches);
+  const documented = [...readme.matchAll(/^\| `(EBB_[A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+  assert.equal(documented.length, CONFIG_VARIABLES.length + switches.length, "no EBB_* row outside the two tables");
 });
