@@ -123,26 +123,31 @@ export class StreamSocket implements Socket {
 
   /** Everything queued was taken: finish a pending end, or tell the owner it may write more. */
   private flushed(): void {
-    if (this.ending) void this.finishEnd();
+    if (this.ending) this.finishEnd();
     else this.handlers?.drain?.();
   }
 
   end(): void {
     if (this.isClosed || this.ending) return;
     this.ending = true;
-    if (!this.writing && this.queue.bytes === 0) void this.finishEnd();
+    if (!this.writing && this.queue.bytes === 0) this.finishEnd();
   }
 
-  private async finishEnd(): Promise<void> {
+  private finishEnd(): void {
     if (this.writeEnded || this.isClosed) return;
     this.writeEnded = true;
     // Never hand data to the runtime's end(): it may be dropped under backpressure. Everything was written above.
+    let shutdown: void | Promise<void>;
     try {
-      await this.raw.shutdownWrite();
+      shutdown = this.raw.shutdownWrite();
     } catch (error) {
-      this.fail(error);
-      return;
+      return this.fail(error);
     }
+    if (shutdown) shutdown.then(() => this.writeSideEnded(), (error: unknown) => this.fail(error));
+    else this.writeSideEnded();
+  }
+
+  private writeSideEnded(): void {
     if (this.readEnded) this.close();
   }
 
