@@ -22,13 +22,13 @@ interface RawConnectionBase {
   isCloseNoise?(error: unknown): boolean;
 }
 
-/** A runtime that pushes data (Bun): it calls `received`, `writable`, `peerEnded` and `closed`; reads stop with `pause`. */
+/** A runtime that pushes data (callbacks for data, drain, end and close): it calls `received`, `writable`, `peerEnded` and `closed`; reads stop with `pause`. */
 export interface PushConnection extends RawConnectionBase {
   pause(): void;
   resume(): void;
 }
 
-/** A runtime that is read from (Deno): the core reads in a loop, and a paused socket is simply not read. */
+/** A runtime that is read from (promise-based reads and writes): the core reads in a loop, and a paused socket is simply not read. */
 export interface PullConnection extends RawConnectionBase {
   /** Reads into `buffer`; resolves to the byte count, or null once the peer sent FIN. */
   read(buffer: Uint8Array): Promise<number | null>;
@@ -94,7 +94,7 @@ export class StreamSocket implements Socket {
     return false;
   }
 
-  /** Push runtimes: the kernel takes bytes again (Bun's drain). Writes what is queued, then tells the owner. */
+  /** Push runtimes: the kernel takes bytes again (its drain callback). Writes what is queued, then tells the owner. */
   writable(): void {
     while (this.queue.bytes > 0) {
       const head = this.queue.peek();

@@ -6,7 +6,7 @@ import type { SocketHandlers } from "../../../src/runtime/types.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
-/** A Bun-like runtime: writes take at most `room` bytes now; the test calls `writable()` as Bun calls drain. */
+/** A push runtime: writes take at most `room` bytes now; the test calls `writable()` as the runtime's drain callback would. */
 class FakePush implements PushConnection {
   room = Infinity;
   readonly taken: number[] = [];
@@ -166,7 +166,7 @@ test("pause, resume and tuning go to a push runtime as they are", () => {
   assert.equal(socket.remote, "10.0.0.1:4000");
 });
 
-/** A Deno-like runtime: reads and writes are promises the test settles one by one. */
+/** A pull runtime: reads and writes are promises the test settles one by one. */
 class FakePull implements PullConnection {
   readonly reads: { buffer: Uint8Array; resolve(n: number | null): void; reject(error: Error): void }[] = [];
   readonly writes: { chunk: Uint8Array; resolve(n: number): void; reject(error: Error): void }[] = [];
