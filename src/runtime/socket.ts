@@ -107,18 +107,22 @@ export class StreamSocket implements Socket {
   }
 
   // An asynchronous write may take part of the buffer; loop until the queue is empty.
-  private async pump(first: Promise<number>): Promise<void> {
+  private async pump(write: Promise<number>): Promise<void> {
     this.writing = true;
     try {
-      this.queue.consume(await first);
-      while (this.queue.bytes > 0 && !this.isClosed) this.queue.consume(await (this.raw.write(this.queue.peek()) as Promise<number>));
+      for (;;) {
+        const taken = await write;
+        if (this.isClosed) return;
+        this.queue.consume(taken);
+        if (this.queue.bytes === 0) break;
+        write = this.raw.write(this.queue.peek()) as Promise<number>;
+      }
     } catch (error) {
+      return this.fail(error);
+    } finally {
       this.writing = false;
-      this.fail(error);
-      return;
     }
-    this.writing = false;
-    if (!this.isClosed) this.flushed();
+    this.flushed();
   }
 
   /** Everything queued was taken: finish a pending end, or tell the owner it may write more. */

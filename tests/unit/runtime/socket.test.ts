@@ -259,3 +259,17 @@ test("a failed write closes the socket with its error; a close-noise error close
   (await noisy.raw.nextRead()).reject(new Error("closed"));
   assert.equal(await noisy.owner.closed, undefined);
 });
+
+test("a close while an asynchronous write is in flight drops the rest, and the write's late result changes nothing", async () => {
+  const { raw, owner, socket } = pullSocket();
+  socket.write(bytes(1, 2, 3));
+  socket.write(bytes(4));
+  const write = await raw.nextWrite();
+  socket.close();
+  write.resolve(1);
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(raw.writes.length, 0, "nothing more is written");
+  assert.equal(socket.bufferedBytes, 0);
+  assert.deepEqual(owner.events, ["close"]);
+});
