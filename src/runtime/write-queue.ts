@@ -1,4 +1,4 @@
-/** A FIFO of byte chunks waiting for the kernel, shared by both adapters. */
+/** A FIFO of byte chunks waiting for the kernel: the write queue of `StreamSocket` (socket.ts). */
 export class WriteQueue {
   private chunks: Uint8Array[] = [];
   private head = 0;
