@@ -12,7 +12,7 @@ import { demo } from "../../src/demo/demo.ts";
 import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
-import { type NodeProcess, sendSignal, startNodeProcess } from "../../tests/helpers/process.ts";
+import { HOST_RUNNER, type NodeProcess, sendSignal, startNodeProcess } from "../../tests/helpers/process.ts";
 import { median, quantile, table } from "./stats.ts";
 
 const runtime = await detectRuntime();
@@ -43,7 +43,7 @@ async function drive(call: () => Promise<unknown>, seconds: number): Promise<{ p
 const procs: NodeProcess[] = [];
 for (let i = 0; i < 3; i++) {
   const seeds = procs.map((p) => `127.0.0.1:${p.port}`).join(",");
-  procs.push(await startNodeProcess(runtime.name, { EBB_NODE_ID: `k${i}`, EBB_HTTP_PORT: "0", ...(seeds ? { EBB_SEEDS: seeds } : {}) }));
+  procs.push(await startNodeProcess(HOST_RUNNER, { EBB_NODE_ID: `k${i}`, EBB_HTTP_PORT: "0", ...(seeds ? { EBB_SEEDS: seeds } : {}) }));
 }
 const cluster = createClusterClient({ seeds: [`127.0.0.1:${procs[0]!.port}`], runtime, warmupMs: 0 });
 const viaCluster = cluster.client(demo);

@@ -12,7 +12,7 @@ import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { BENCH_SWITCHES } from "../../src/demo/switches.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
-import { type NodeProcess, sendSignal, startNodeProcess, stopProcess } from "../../tests/helpers/process.ts";
+import { HOST_RUNNER, type NodeProcess, sendSignal, startNodeProcess, stopProcess } from "../../tests/helpers/process.ts";
 import { quantile, table } from "./stats.ts";
 
 const runtime = await detectRuntime();
@@ -20,7 +20,7 @@ const env = runtime.env();
 const RATE = Number(env.BENCH_RATE ?? 300);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 2);
 const here = decodeURIComponent(new URL(".", import.meta.url).pathname);
-const runner = runtime.name;
+const runner = HOST_RUNNER;
 const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
 
 function pause(ms: number): Promise<void> {

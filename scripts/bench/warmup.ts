@@ -11,7 +11,7 @@ import { warmupWeight } from "../../src/cluster/balancer.ts";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
-import { type NodeProcess, sendSignal, startNodeProcess } from "../../tests/helpers/process.ts";
+import { HOST_RUNNER, type NodeProcess, sendSignal, startNodeProcess } from "../../tests/helpers/process.ts";
 import { table } from "./stats.ts";
 
 const runtime = await detectRuntime();
@@ -25,7 +25,7 @@ const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "10
 const procs: NodeProcess[] = [];
 for (let i = 0; i < 3; i++) {
   const seeds = procs.map((p) => `127.0.0.1:${p.port}`).join(",");
-  procs.push(await startNodeProcess(runtime.name, { ...FAST, EBB_NODE_ID: `w${i}`, ...(seeds ? { EBB_SEEDS: seeds } : {}) }));
+  procs.push(await startNodeProcess(HOST_RUNNER, { ...FAST, EBB_NODE_ID: `w${i}`, ...(seeds ? { EBB_SEEDS: seeds } : {}) }));
 }
 const cluster = createClusterClient({ seeds: [`127.0.0.1:${procs[0]!.port}`], runtime, refreshMs: 50, warmupMs: WARMUP_MS, warmupFloor: FLOOR });
 const api = cluster.client(demo);
@@ -36,7 +36,7 @@ const load = setInterval(() => {
 }, 10);
 // The three first nodes finish their own warm-up (this client saw them ready just now) before the fresh one comes.
 await new Promise((resolve) => setTimeout(resolve, WARMUP_MS + 1_000));
-procs.push(await startNodeProcess(runtime.name, { ...FAST, EBB_NODE_ID: "fresh", EBB_SEEDS: `127.0.0.1:${procs[0]!.port}` }));
+procs.push(await startNodeProcess(HOST_RUNNER, { ...FAST, EBB_NODE_ID: "fresh", EBB_SEEDS: `127.0.0.1:${procs[0]!.port}` }));
 await cluster.whenAvailable("demo", 4);
 const seenReady = Date.now();
 const rows: { second: number; share: number; expected: number; error: number }[] = [];

@@ -25,7 +25,7 @@ import type {
 
 /** Options of `createMemoryRuntime`. */
 export interface MemoryRuntimeOptions {
-  /** What `name` reports. Default "bun". */
+  /** What `name` reports. Default "memory". */
   name?: Runtime["name"];
   /** What `env()` returns. Default empty. */
   env?: Record<string, string>;
@@ -218,7 +218,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions = {}): MemoryR
   const refused = (host: string, port: number) => netError("ECONNREFUSED", `Connection refused: ${host}:${port}`);
 
   const runtime: MemoryRuntime = {
-    name: options.name ?? "bun",
+    name: options.name ?? "memory",
     version: "memory",
 
     async listen(listen: ListenOptions): Promise<Listener> {

@@ -130,8 +130,8 @@ export type SignalName = "SIGTERM" | "SIGINT";
 
 /** The runtime interface the core is written against. */
 export interface Runtime {
-  /** `bun` or `deno`: for logs and `$info`, never for branching in the core. */
-  readonly name: "bun" | "deno";
+  /** `bun`, `deno`, or `memory` (the in-memory runtime): for logs and `$info`, never for branching in the core. */
+  readonly name: "bun" | "deno" | "memory";
   /** The runtime's own version string. */
   readonly version: string;
   listen(options: ListenOptions): Promise<Listener>;

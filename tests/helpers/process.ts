@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { detectRuntime } from "../../src/runtime/detect.ts";
 
 /** The repository root. */
 export const ROOT = decodeURIComponent(new URL("../..", import.meta.url).pathname);
@@ -24,6 +25,13 @@ export const FAST_SWIM_ENV = {
 export const RUNNER_NAMES = Object.keys(RUNNERS) as RunnerName[];
 
 export type RunnerName = keyof typeof RUNNERS;
+
+/** The runner of this very process, to start nodes on the same runtime. */
+export const HOST_RUNNER: "bun" | "deno" = await (async () => {
+  const { name } = await detectRuntime();
+  if (name === "memory") throw new Error("Node processes need a real runtime");
+  return name;
+})();
 
 /** A reference node running in its own process. */
 export interface NodeProcess {

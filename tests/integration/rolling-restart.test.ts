@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { runtime } from "../helpers/net.ts";
-import { type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const FAST_MEMBERSHIP = {
   EBB_SWIM_PROBE_INTERVAL_MS: "200",
@@ -124,6 +124,6 @@ async function rollingRestart(runners: RunnerName[]): Promise<void> {
   }
 }
 
-test(`zero failed calls through rolling restarts of a ${runtime.name} cluster`, () => rollingRestart([runtime.name, runtime.name, runtime.name]));
+test(`zero failed calls through rolling restarts of a ${runtime.name} cluster`, () => rollingRestart([HOST_RUNNER, HOST_RUNNER, HOST_RUNNER]));
 
 test("zero failed calls through rolling restarts of a mixed Bun, Deno and binary cluster", () => rollingRestart(["bun", "deno", "binary"]));
