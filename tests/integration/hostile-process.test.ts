@@ -36,9 +36,15 @@ for (const runner of RUNNER_NAMES) {
   });
 }
 
-/** Calls demo.echo on a new connection each time, until one is answered (at most 20 tries). */
+/**
+ * Calls demo.echo on a new connection each time until one is answered, backing
+ * off like ebb's cluster client (25 ms doubling to 1 s) for at most 20 s: while
+ * a Deno node renews its listener, and until it has descriptors to open it, the
+ * port refuses connections.
+ */
 async function callUntilServed(port: number, input: unknown): Promise<unknown> {
-  for (let attempt = 1; ; attempt++) {
+  const deadline = Date.now() + 20_000;
+  for (let backoffMs = 25; ; backoffMs = Math.min(1_000, backoffMs * 2)) {
     try {
       const channel = await connectChannel(port);
       try {
@@ -47,7 +53,8 @@ async function callUntilServed(port: number, input: unknown): Promise<unknown> {
         channel.close();
       }
     } catch (error) {
-      if (!(error instanceof RpcError) || error.code !== "UNAVAILABLE" || attempt === 20) throw error;
+      if (!(error instanceof RpcError) || error.code !== "UNAVAILABLE" || Date.now() > deadline) throw error;
     }
+    await new Promise((resolve) => setTimeout(resolve, backoffMs));
   }
 }
