@@ -5,6 +5,7 @@ import { splitAddress } from "../runtime/address.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { SwimGate } from "./schema.ts";
 import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
+import { errorText } from "../error-text.ts";
 
 /** The real clock: wall time and runtime timers. */
 export const realClock: Clock = {
@@ -66,7 +67,7 @@ export class RpcSwimTransport implements SwimTransport {
       try {
         onReply(reply);
       } catch (error) {
-        this.log.error("membership reply handling failed", { address: to, error: error instanceof Error ? error.message : String(error) });
+        this.log.error("membership reply handling failed", { address: to, error: errorText(error) });
       }
     };
     // A join goes to a seed, often a DNS name for many nodes (a Kubernetes headless
@@ -88,7 +89,7 @@ export class RpcSwimTransport implements SwimTransport {
   send(to: string, message: SwimMessage): void {
     void this.channel(to)
       .then((channel) => channel?.notify(`$swim.${message.t}`, [message]))
-      .catch((error: unknown) => this.log.debug("membership cannot send to a member", { address: to, error: error instanceof Error ? error.message : String(error) }));
+      .catch((error: unknown) => this.log.debug("membership cannot send to a member", { address: to, error: errorText(error) }));
   }
 
   /** Closes every pooled connection; later sends go nowhere. */
@@ -133,7 +134,7 @@ export class RpcSwimTransport implements SwimTransport {
       clusterKey: this.clusterKey,
       onClose,
     }).catch((error: unknown) => {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       if (error instanceof RpcError && error.code === "UNAUTHENTICATED") {
         if (!this.refusedUntil.has(address)) this.log.warn(`membership: ${error.rawMessage}`, { address });
         this.refusedUntil.delete(address);

@@ -1,12 +1,13 @@
 import { type Logger, silentLogger } from "../log.ts";
 import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
-import { BatchWriter } from "../wire/encoder.ts";
+import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
+import { errorText } from "../error-text.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -114,7 +115,7 @@ export class Channel implements Transport {
         },
       });
     } catch (error) {
-      throw new RpcError(`Cannot connect to ${address}: ${error instanceof Error ? error.message : String(error)}`, "UNAVAILABLE", {
+      throw new RpcError(`Cannot connect to ${address}: ${errorText(error)}`, "UNAVAILABLE", {
         cause: error,
         processed: false,
       });
@@ -231,7 +232,7 @@ export class Channel implements Transport {
       } catch (error) {
         // Nothing was sent (too deep for EBB_MAX_DEPTH, or a value msgpack cannot carry).
         this.settle(msgid);
-        const reason = error instanceof Error ? error.message : String(error);
+        const reason = errorText(error);
         reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
       }
     });

@@ -1,12 +1,13 @@
 import { type Logger, PeerWarnings, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
-import { BatchWriter } from "../wire/encoder.ts";
+import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
+import { errorText } from "../error-text.ts";
 
 /** Options of an `RpcServer`. */
 export interface RpcServerOptions {
@@ -447,7 +448,7 @@ export class ServerConnection {
       // The answer cannot be written (too deep, a value msgpack has no type for): the caller
       // still gets exactly one answer, an INTERNAL error that says why.
       const what = error ? "Error" : "Result";
-      const reason = cause instanceof Error ? cause.message : String(cause);
+      const reason = errorText(cause);
       const failure = new RpcError(`${what} of ${method ? `"${method}"` : `msgid ${msgid}`} cannot be encoded: ${reason}`, "INTERNAL");
       this.log.error("an answer could not be encoded", { peer: this.peer, method, error: reason });
       this.writer.send([RESPONSE, msgid, failure.toWire(), null]);
