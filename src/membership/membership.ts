@@ -1,6 +1,6 @@
 import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast-queue.ts";
-import { MAX_INCARNATION, MAX_INCARNATION_STEP } from "./schema.ts";
+import { MAX_INCARNATION, MAX_INCARNATION_STEP, MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
 import { baseSuspicionMs, retransmitLimit, Suspicion } from "./suspicion.ts";
 import { digestOf, StateSync, updateBytes } from "./sync.ts";
 import {
@@ -123,6 +123,7 @@ export class Membership {
       this.transport,
       this.clock,
       this.config.probeIntervalMs,
+      MAX_UPDATES_PER_MESSAGE,
     );
   }
 

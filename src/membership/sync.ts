@@ -1,4 +1,3 @@
-import { MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
 import type { Clock, MemberMeta, MemberStatus, SwimMessage, SwimTransport, Update } from "./types.ts";
 
 const STATUS_CODE: Record<MemberStatus, number> = { alive: 1, suspect: 2, dead: 3, left: 4 };
@@ -45,7 +44,7 @@ export function updateBytes(update: Update): number {
  * The whole view in pages of at most `perPage` updates, in the order given (self first),
  * so a state exchange stays well under the message limit however large the cluster.
  */
-export function statePages(view: Iterable<Update>, perPage = MAX_UPDATES_PER_MESSAGE): Update[][] {
+export function statePages(view: Iterable<Update>, perPage: number): Update[][] {
   const pages: Update[][] = [[]];
   for (const update of view) {
     if (pages[pages.length - 1]!.length >= perPage) pages.push([]);
@@ -86,6 +85,8 @@ export class StateSync {
     private readonly clock: Clock,
     /** Probe interval: a sync request waits twice this, a join retries after it. */
     private readonly probeIntervalMs: number,
+    /** Most updates in one message (MAX_UPDATES_PER_MESSAGE, what a peer's schema accepts). */
+    private readonly pageSize: number,
   ) {}
 
   /** True once a seed answered (or there were none to ask). */
@@ -159,6 +160,6 @@ export class StateSync {
   }
 
   private pages(): Update[][] {
-    return statePages(this.view.updates());
+    return statePages(this.view.updates(), this.pageSize);
   }
 }
