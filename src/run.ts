@@ -6,6 +6,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createNode, type EbbNode } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 import type { Runtime } from "./runtime/types.ts";
+import { errorText } from "./error-text.ts";
 
 /** What `runNode`'s setup gets to register services and hooks with. */
 export interface RunContext {
@@ -53,7 +54,7 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
   } catch (error) {
     // Aborted by a signal: the drain it started exits the process.
     if (error instanceof StartupError && error.aborted) return node;
-    log.error(error instanceof Error ? error.message : String(error), { hook: error instanceof StartupError ? error.hook : undefined });
+    log.error(errorText(error), { hook: error instanceof StartupError ? error.hook : undefined });
     await node.shutdown("startup failed");
     return runtime.exit(EXIT_CODES.startupFailed);
   }

@@ -12,7 +12,7 @@ import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { createNode } from "../../src/node.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { BatchWriter } from "../../src/wire/encoder.ts";
+import { BatchWriter } from "../../src/rpc/batch-writer.ts";
 
 const runtime = await detectRuntime();
 const mode = runtime.args()[0];

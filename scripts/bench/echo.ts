@@ -17,7 +17,7 @@ import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { BatchWriter } from "../../src/wire/encoder.ts";
+import { BatchWriter } from "../../src/rpc/batch-writer.ts";
 import { request, Session } from "../../tests/helpers/msgpack5rpc.ts";
 import { median, quantile, table } from "./stats.ts";
 

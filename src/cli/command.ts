@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import type { Runtime } from "../runtime/types.ts";
+import { errorText } from "../error-text.ts";
 
 /** A command-line mistake: printed with the command's usage, exit 2. */
 export class UsageError extends Error {
@@ -55,7 +56,7 @@ export function parseCommand<Flags>(command: Command<Flags>, argv: string[]): { 
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
   } catch (error) {
     // parseArgs' messages name the option; drop its advice about "--" which does not apply here.
-    throw new UsageError(error instanceof Error ? error.message.split(". To specify")[0]! : String(error));
+    throw new UsageError(errorText(error).split(". To specify")[0]!);
   }
   const result = command.flags.safeParse(parsed.values);
   if (!result.success) {
@@ -94,7 +95,7 @@ export const jsonText = z.string().transform((text, ctx) => {
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    ctx.addIssue({ code: "custom", message: `is not valid JSON (${error instanceof Error ? error.message : String(error)})` });
+    ctx.addIssue({ code: "custom", message: `is not valid JSON (${errorText(error)})` });
     return z.NEVER;
   }
 });

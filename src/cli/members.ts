@@ -7,6 +7,7 @@ import { defineCommand } from "./command.ts";
 import { formatAge, renderTable } from "./table.ts";
 import { clusterKeyFrom, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 import { toJson } from "./call.ts";
+import { errorText } from "../error-text.ts";
 
 const ASK_TIMEOUT_MS = 3_000;
 
@@ -44,7 +45,7 @@ status change, by the answering node's clock). Exits 1 when no node answers.`,
         }
         return 0;
       } catch (error) {
-        const reason = error instanceof RpcError ? `${error.code}: ${error.rawMessage}` : error instanceof Error ? error.message : String(error);
+        const reason = error instanceof RpcError ? `${error.code}: ${error.rawMessage}` : errorText(error);
         failures.push(`${addr}: ${reason}`);
       } finally {
         channel?.close();

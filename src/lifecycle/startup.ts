@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { errorText } from "../error-text.ts";
 
 /** What a startup hook may use besides its signal. */
 export interface StartupContext {
@@ -50,7 +51,7 @@ export async function runStartupHooks(
       await Promise.race([Promise.resolve().then(() => run(signal, context)), whenAborted(signal)]);
     } catch (error) {
       if (signal.aborted) throw stopped(name, options);
-      throw new StartupError(`Startup hook "${name}" failed: ${error instanceof Error ? error.message : String(error)}`, name, false, { cause: error });
+      throw new StartupError(`Startup hook "${name}" failed: ${errorText(error)}`, name, false, { cause: error });
     }
     if (signal.aborted) throw stopped(name, options);
     options.log.info(`startup hook "${name}" done`, { ms: Date.now() - started });

@@ -2,7 +2,7 @@ import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast-queue.ts";
 import { MAX_INCARNATION, MAX_INCARNATION_STEP, MAX_UPDATES_PER_MESSAGE } from "./schema.ts";
 import { baseSuspicionMs, retransmitLimit, Suspicion } from "./suspicion.ts";
-import { digestOf, updateBytes } from "./sync.ts";
+import { digestOf, StateSync, updateBytes } from "./sync.ts";
 import {
   type Clock,
   DEFAULT_SWIM_CONFIG,
@@ -88,12 +88,11 @@ export class Membership {
   private recentlyDead: MemberState[] = [];
   private probeCursor = 0;
   private readonly self: MemberState;
-  private seeds: string[] = [];
   private timers: TimerHandle[] = [];
   private probeTimer: TimerHandle | undefined;
   private running = false;
   private leaving = false;
-  private joined = false;
+  private readonly sync: StateSync;
 
   constructor(options: MembershipOptions) {
     this.id = options.id;
@@ -108,6 +107,24 @@ export class Membership {
     // A restarted member starts above any incarnation its previous life reached in the same second or before.
     this.self = { id: options.id, addr: options.addr, inc: Math.floor(this.clock.now() / 1000), status: "alive", meta: options.meta, since: this.clock.now() };
     this.members.set(this.self.id, this.self);
+    this.sync = new StateSync(
+      {
+        id: this.id,
+        isRunning: () => this.running,
+        updates: () => this.updates(),
+        digest: () => this.digest(),
+        merge: (updates, from) => this.merge(updates, true, from),
+        addressOf: (id) => {
+          const member = this.members.get(id);
+          return member && member !== this.self ? member.addr : undefined;
+        },
+        guard: (where, fn) => this.guard(where, fn),
+      },
+      this.transport,
+      this.clock,
+      this.config.probeIntervalMs,
+      MAX_UPDATES_PER_MESSAGE,
+    );
   }
 
   /** Every known member, self included. */
@@ -133,7 +150,7 @@ export class Membership {
 
   /** True once a seed answered (or there were none to ask). */
   get hasJoined(): boolean {
-    return this.joined;
+    return this.sync.hasJoined;
   }
 
   /** Order-independent digest of the whole view, for cheap anti-entropy. */
@@ -145,14 +162,15 @@ export class Membership {
   start(seeds: string[] = []): void {
     if (this.running) return;
     this.running = true;
-    this.seeds = seeds.filter((s) => s !== this.self.addr);
     this.queueUpdate(this.self);
     this.scheduleProbe(this.config.probeIntervalMs * this.random());
     this.every(this.config.gossipIntervalMs, () => this.gossip());
-    this.every(this.config.pushPullIntervalMs, () => this.pushPull());
+    this.every(this.config.pushPullIntervalMs, () => {
+      const peer = this.randomLive(1)[0];
+      if (peer) this.sync.pushPull(peer.addr);
+    });
     this.every(this.config.reconnectIntervalMs, () => this.reconnect());
-    if (this.seeds.length === 0) this.joined = true;
-    else this.joinSeeds();
+    this.sync.start(seeds.filter((s) => s !== this.self.addr));
   }
 
   /** Changes this member's metadata: raises the incarnation and pushes the news to every member, then gossip carries it. */
@@ -229,7 +247,7 @@ export class Membership {
         this.merge(message.u, false, message.from);
         return;
       case "sync":
-        this.handleSync(message, reply);
+        this.sync.answer(message, reply);
         return;
       case "ack":
       case "nack":
@@ -237,62 +255,19 @@ export class Membership {
     }
   }
 
-  private handleSync(message: Extract<SwimMessage, { t: "sync" }>, reply: (answer: SwimMessage) => void): void {
-    if (message.state) this.merge(message.state, true, message.from);
-    if (message.push) return;
-    if (!message.state && message.digest === this.digest()) {
-      reply({ t: "sync", from: this.id, same: true });
-      return;
-    }
-    // The first page answers; the rest follow as pushes to the asker, when we know where it is.
-    const [first, ...rest] = this.statePages();
-    reply({ t: "sync", from: this.id, state: first! });
-    const asker = this.members.get(message.from);
-    if (asker && asker !== this.self && rest.length > 0) for (const page of rest) this.transport.send(asker.addr, { t: "sync", from: this.id, state: page, push: true });
-  }
-
   // ---- joining and anti-entropy -------------------------------------------------------------
-
-  private joinSeeds(): void {
-    let pending = this.seeds.length;
-    for (const seed of this.seeds) {
-      this.transport.request(seed, { t: "sync", from: this.id, join: true, state: this.statePages()[0]! }, this.config.probeIntervalMs * 2, (answer) => {
-        pending--;
-        if (answer?.t === "sync" && answer.state) {
-          this.joined = true;
-          this.guard("join reply", () => this.merge(answer.state!, true, answer.from));
-        }
-        // No seed answered: try again after a probe interval.
-        if (pending === 0 && !this.joined && this.running) this.clock.setTimer(this.config.probeIntervalMs, () => this.running && !this.joined && this.joinSeeds());
-      });
-    }
-  }
-
-  private pushPull(): void {
-    const peer = this.randomLive(1)[0];
-    if (!peer) return;
-    this.transport.request(peer.addr, { t: "sync", from: this.id, digest: this.digest() }, this.config.probeIntervalMs * 2, (answer) => {
-      if (answer?.t !== "sync" || !answer.state) return;
-      this.merge(answer.state, true, answer.from);
-      // Digests differed: the peer may miss what we know too.
-      for (const page of this.statePages()) this.transport.send(peer.addr, { t: "sync", from: this.id, state: page, push: true });
-    });
-  }
 
   /** Heals partitions: reach for a random dead member with a full exchange; alone, go back to the seeds. */
   private reconnect(): void {
     this.reap();
-    if (this.live.length === 0 && this.seeds.length > 0) {
-      this.joined = false;
-      this.joinSeeds();
+    if (this.live.length === 0 && this.sync.hasSeeds) {
+      this.sync.rejoin();
       return;
     }
     const dead = [...this.members.values()].filter((m) => m.status === "dead");
     if (dead.length === 0) return;
     const target = dead[Math.floor(this.random() * dead.length)]!;
-    this.transport.request(target.addr, { t: "sync", from: this.id, state: this.statePages()[0]! }, this.config.probeIntervalMs * 2, (answer) => {
-      if (answer?.t === "sync" && answer.state) this.merge(answer.state, true, answer.from);
-    });
+    this.sync.exchange(target.addr);
   }
 
   private reap(): void {
@@ -305,18 +280,10 @@ export class Membership {
     }
   }
 
-  /**
-   * The whole view in pages of at most MAX_UPDATES_PER_MESSAGE updates (self first),
-   * so a state exchange stays well under the message limit however large the cluster.
-   */
-  private statePages(): Update[][] {
-    const pages: Update[][] = [[this.toUpdate(this.self)]];
-    for (const member of this.members.values()) {
-      if (member === this.self) continue;
-      if (pages[pages.length - 1]!.length >= MAX_UPDATES_PER_MESSAGE) pages.push([]);
-      pages[pages.length - 1]!.push(this.toUpdate(member));
-    }
-    return pages;
+  /** The view as updates, self first. */
+  private *updates(): Iterable<Update> {
+    yield this.toUpdate(this.self);
+    for (const member of this.members.values()) if (member !== this.self) yield this.toUpdate(member);
   }
 
   private isAddressInUse(addr: string): boolean {

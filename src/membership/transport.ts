@@ -3,8 +3,9 @@ import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { SwimGate } from "./schema.ts";
+import { SwimGate } from "./schema.ts";
 import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
+import { errorText } from "../error-text.ts";
 
 /** The real clock: wall time and runtime timers. */
 export const realClock: Clock = {
@@ -43,8 +44,8 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly maxMessageBytes: number,
     /** EBB_CLUSTER_KEY: membership connections prove it, so only key holders join. */
     private readonly clusterKey?: string,
-    /** Parses replies; without it, replies that are not objects with a `t` are dropped. */
-    private readonly gate?: SwimGate,
+    /** Parses replies, the one typed entry point for inbound membership messages; the node passes its own, to count and log refusals. */
+    private readonly gate: SwimGate = new SwimGate(log),
     /** Bounds of the connection pool; tests shrink them. */
     private readonly pool: { maxChannels: number; idleMs: number } = { maxChannels: MAX_POOLED_CHANNELS, idleMs: IDLE_CHANNEL_MS },
   ) {}
@@ -66,7 +67,7 @@ export class RpcSwimTransport implements SwimTransport {
       try {
         onReply(reply);
       } catch (error) {
-        this.log.error("membership reply handling failed", { address: to, error: error instanceof Error ? error.message : String(error) });
+        this.log.error("membership reply handling failed", { address: to, error: errorText(error) });
       }
     };
     // A join goes to a seed, often a DNS name for many nodes (a Kubernetes headless
@@ -78,7 +79,7 @@ export class RpcSwimTransport implements SwimTransport {
       channel
         .request(`$swim.${message.t}`, [message], { timeoutMs })
         .then(
-          (reply) => deliver(this.gate ? this.gate.admit(reply, to) : isSwimMessage(reply) ? reply : undefined),
+          (reply) => deliver(this.gate.admit(reply, to)),
           () => deliver(undefined),
         )
         .finally(() => join && channel.close());
@@ -88,7 +89,7 @@ export class RpcSwimTransport implements SwimTransport {
   send(to: string, message: SwimMessage): void {
     void this.channel(to)
       .then((channel) => channel?.notify(`$swim.${message.t}`, [message]))
-      .catch((error: unknown) => this.log.debug("membership cannot send to a member", { address: to, error: error instanceof Error ? error.message : String(error) }));
+      .catch((error: unknown) => this.log.debug("membership cannot send to a member", { address: to, error: errorText(error) }));
   }
 
   /** Closes every pooled connection; later sends go nowhere. */
@@ -133,7 +134,7 @@ export class RpcSwimTransport implements SwimTransport {
       clusterKey: this.clusterKey,
       onClose,
     }).catch((error: unknown) => {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       if (error instanceof RpcError && error.code === "UNAUTHENTICATED") {
         if (!this.refusedUntil.has(address)) this.log.warn(`membership: ${error.rawMessage}`, { address });
         this.refusedUntil.delete(address);
@@ -168,7 +169,3 @@ export class RpcSwimTransport implements SwimTransport {
 
 /** After a member refused our cluster key, no new connection to it for this long. */
 export const REFUSED_BACKOFF_MS = 10_000;
-
-function isSwimMessage(value: unknown): value is SwimMessage {
-  return typeof value === "object" && value !== null && typeof (value as { t?: unknown }).t === "string";
-}

@@ -1,12 +1,13 @@
 import { type Logger, silentLogger } from "../log.ts";
 import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
-import { BatchWriter } from "../wire/encoder.ts";
+import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
-import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
+import { errorText } from "../error-text.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -114,46 +115,20 @@ export class Channel implements Transport {
         },
       });
     } catch (error) {
-      throw new RpcError(`Cannot connect to ${address}: ${error instanceof Error ? error.message : String(error)}`, "UNAVAILABLE", {
+      throw new RpcError(`Cannot connect to ${address}: ${errorText(error)}`, "UNAVAILABLE", {
         cause: error,
         processed: false,
       });
     }
     if (options.clusterKey !== undefined) {
       try {
-        await channel!.authenticate(options.clusterKey);
+        await proveClusterKey(options.clusterKey, address, (params) => channel!.request(AUTH_METHOD, params, { timeoutMs: AUTH_TIMEOUT_MS }));
       } catch (error) {
         channel!.close();
         throw error;
       }
     }
     return channel!;
-  }
-
-  /** The client's side of the cluster key handshake (auth.ts): we prove first, then check the server's proof; rejects UNAUTHENTICATED. */
-  private async authenticate(key: string): Promise<void> {
-    const wrongKey = () => new RpcError(`${this.address} does not hold the same cluster key`, "UNAUTHENTICATED");
-    let hello: { nonce?: unknown };
-    try {
-      hello = (await this.request(AUTH_METHOD, [{}], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof hello;
-    } catch (error) {
-      const rpcError = RpcError.from(error);
-      if (rpcError.code === "METHOD_NOT_FOUND") throw new RpcError(`${this.address} has no cluster key, but EBB_CLUSTER_KEY is set here`, "UNAUTHENTICATED");
-      throw rpcError;
-    }
-    const server = readNonce(hello?.nonce);
-    if (!server) throw new RpcError(`${this.address} answered $auth without a 16-byte nonce`, "UNAUTHENTICATED");
-    const client = newNonce();
-    let answer: { proof?: unknown };
-    try {
-      answer = (await this.request(AUTH_METHOD, [{ nonce: client, proof: proof(key, "client", client, server) }], { timeoutMs: AUTH_TIMEOUT_MS })) as typeof answer;
-    } catch (error) {
-      const rpcError = RpcError.from(error);
-      if (rpcError.code === "UNAUTHENTICATED" && (rpcError.data as { reason?: unknown } | undefined)?.reason === WRONG_KEY) throw wrongKey();
-      throw new RpcError(`${this.address}: ${rpcError.rawMessage}`, rpcError.code, { data: rpcError.data });
-    }
-    // The server proves the key too: a node that merely accepts everyone is not a member.
-    if (!proofMatches(proof(key, "server", client, server), answer?.proof)) throw wrongKey();
   }
 
   /** Calls in flight on this connection. */
@@ -231,7 +206,7 @@ export class Channel implements Transport {
       } catch (error) {
         // Nothing was sent (too deep for EBB_MAX_DEPTH, or a value msgpack cannot carry).
         this.settle(msgid);
-        const reason = error instanceof Error ? error.message : String(error);
+        const reason = errorText(error);
         reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
       }
     });

@@ -8,6 +8,21 @@ export const WHEEL_RESOLUTION_MS = 25;
 /** Deadlines shorter than this get their own precise timer. */
 export const WHEEL_MIN_MS = 1_000;
 
+/** The time a wheel reads and the timers it arms: the real clock unless a test gives a virtual one. */
+export interface DeadlineClock {
+  now(): number;
+  setTimer(ms: number, fn: () => void): DeadlineHandle;
+}
+
+/** `Date.now` and `setTimeout`. */
+const systemClock: DeadlineClock = {
+  now: () => Date.now(),
+  setTimer(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(timer) };
+  },
+};
+
 class WheelEntry implements DeadlineHandle {
   constructor(
     readonly fire: () => void,
@@ -21,15 +36,8 @@ class WheelEntry implements DeadlineHandle {
   }
 }
 
-class DirectTimer implements DeadlineHandle {
-  private readonly timer: ReturnType<typeof setTimeout>;
-  constructor(ms: number, fire: () => void) {
-    this.timer = setTimeout(fire, ms);
-  }
-  cancel(): void {
-    clearTimeout(this.timer);
-  }
-}
+/** The longest delay `setTimeout` takes: above it, runtimes fire at once (and warn). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Deadlines for many calls on one timer. Every call carries a deadline, and a
@@ -37,25 +45,23 @@ class DirectTimer implements DeadlineHandle {
  * long deadlines share coarse buckets instead, each removed in O(1) when its call
  * settles, and one real timer is armed for the earliest bucket.
  */
-/** The longest delay `setTimeout` takes: above it, runtimes fire at once (and warn). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export class DeadlineWheel {
   constructor(
     /** Bucket width: long deadlines fire up to this much late. */
     readonly resolutionMs = WHEEL_RESOLUTION_MS,
     /** Deadlines shorter than this get a precise timer of their own. */
     readonly minMs = WHEEL_MIN_MS,
+    private readonly clock: DeadlineClock = systemClock,
   ) {}
 
   private readonly buckets = new Map<number, Set<WheelEntry>>();
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timer: DeadlineHandle | undefined;
   private armedKey = Infinity;
 
   /** Calls `fire` after `ms` (long deadlines up to WHEEL_RESOLUTION_MS late) unless cancelled. */
   schedule(ms: number, fire: () => void): DeadlineHandle {
-    if (ms < this.minMs) return new DirectTimer(ms, fire);
-    const key = Math.ceil((Date.now() + ms) / this.resolutionMs);
+    if (ms < this.minMs) return this.clock.setTimer(ms, fire);
+    const key = Math.ceil((this.clock.now() + ms) / this.resolutionMs);
     let bucket = this.buckets.get(key);
     if (!bucket) {
       bucket = new Set();
@@ -73,16 +79,16 @@ export class DeadlineWheel {
   }
 
   private arm(key: number): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.armedKey = key;
     // Timers take at most 2^31 - 1 ms (about 24.8 days): a later deadline wakes then and re-arms.
-    this.timer = setTimeout(() => this.tick(), Math.min(MAX_TIMER_MS, Math.max(0, key * this.resolutionMs - Date.now())));
+    this.timer = this.clock.setTimer(Math.min(MAX_TIMER_MS, Math.max(0, key * this.resolutionMs - this.clock.now())), () => this.tick());
   }
 
   private tick(): void {
     this.timer = undefined;
     this.armedKey = Infinity;
-    const now = Date.now();
+    const now = this.clock.now();
     let next = Infinity;
     const due: Set<WheelEntry>[] = [];
     for (const [key, bucket] of this.buckets) {

@@ -1,12 +1,13 @@
 import { type Logger, PeerWarnings, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
-import { BatchWriter } from "../wire/encoder.ts";
+import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
-import { AUTH_METHOD, AUTH_TIMEOUT_MS, newNonce, proof, proofMatches, readNonce, WRONG_KEY } from "./auth.ts";
+import { AUTH_TIMEOUT_MS, ClusterKeyCheck } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
+import { errorText } from "../error-text.ts";
 
 /** Options of an `RpcServer`. */
 export interface RpcServerOptions {
@@ -209,7 +210,7 @@ export class ServerConnection {
   private closed = false;
   /** With a cluster key: false until the peer completes the `$auth` handshake. */
   private authenticated: boolean;
-  private serverNonce: Uint8Array | undefined;
+  private readonly keyCheck: ClusterKeyCheck | undefined;
   private authTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -228,6 +229,7 @@ export class ServerConnection {
     this.writer = new BatchWriter(socket, () => this.afterFlush(), this.limits.maxDepth);
     socket.setNoDelay(true);
     this.authenticated = options.clusterKey === undefined;
+    this.keyCheck = options.clusterKey === undefined ? undefined : new ClusterKeyCheck(options.clusterKey);
     // Unauthenticated connections do not linger: not even half-closed after a refusal.
     if (!this.authenticated && server.authGuard!.turnsAway(this.peer)) {
       // A host past its failed-handshake budget is not heard at all: no nonce, no HMAC, no line of its own.
@@ -406,27 +408,16 @@ export class ServerConnection {
     }
   }
 
-  /** The server's side of the cluster key handshake; anything else first is refused. */
+  /** One message before the cluster key handshake is done: the check (auth.ts) decides, the connection answers. */
   private authenticate(parsed: Exclude<ReturnType<typeof parseMessage>, { kind: "malformed" }>): void {
-    const key = this.server.options.clusterKey!;
-    if (parsed.kind !== "request" || parsed.method !== AUTH_METHOD) {
-      const msgid = parsed.kind === "request" || parsed.kind === "invalid-request" ? parsed.msgid : undefined;
-      return this.refuse(msgid, "This node requires the cluster key (EBB_CLUSTER_KEY): the connection must begin with the $auth handshake");
+    const msgid = parsed.kind === "request" || parsed.kind === "invalid-request" ? parsed.msgid : undefined;
+    const step = this.keyCheck!.step(parsed.kind === "request" ? parsed : undefined, () => this.server.authGuard!.turnsAway(this.peer));
+    if (step.kind === "refuse") return this.refuse(msgid, step.message, step.failure, step.data);
+    if (step.proven) {
+      this.authenticated = true;
+      clearTimeout(this.authTimer);
     }
-    // The hello gets only our nonce: nothing derived from the key goes to a peer that has not proven it.
-    if (!this.serverNonce) {
-      this.serverNonce = newNonce();
-      return this.respond(parsed.msgid, null, { nonce: this.serverNonce });
-    }
-    const input = parsed.params[0] as { nonce?: unknown; proof?: unknown } | undefined;
-    const client = readNonce(input?.nonce);
-    if (!client) return this.refuse(parsed.msgid, "The second $auth must carry a 16-byte nonce and a proof");
-    // Other connections of this host may have used up its failures since this one was accepted.
-    if (this.server.authGuard!.turnsAway(this.peer)) return this.refuse(parsed.msgid, "Too many failed cluster key handshakes from this host; try again later", false);
-    if (!proofMatches(proof(key, "client", client, this.serverNonce), input?.proof)) return this.refuse(parsed.msgid, "Wrong cluster key", true, { reason: WRONG_KEY });
-    this.authenticated = true;
-    clearTimeout(this.authTimer);
-    this.respond(parsed.msgid, null, { ok: true, proof: proof(key, "server", client, this.serverNonce) });
+    this.respond(msgid!, null, step.result);
   }
 
   /** Answers UNAUTHENTICATED (when there is a request to answer), then closes once that is written; a failure counts against the host. */
@@ -447,7 +438,7 @@ export class ServerConnection {
       // The answer cannot be written (too deep, a value msgpack has no type for): the caller
       // still gets exactly one answer, an INTERNAL error that says why.
       const what = error ? "Error" : "Result";
-      const reason = cause instanceof Error ? cause.message : String(cause);
+      const reason = errorText(cause);
       const failure = new RpcError(`${what} of ${method ? `"${method}"` : `msgid ${msgid}`} cannot be encoded: ${reason}`, "INTERNAL");
       this.log.error("an answer could not be encoded", { peer: this.peer, method, error: reason });
       this.writer.send([RESPONSE, msgid, failure.toWire(), null]);

@@ -1,4 +1,5 @@
 import { Decoder } from "@msgpack/msgpack";
+import { errorText } from "../error-text.ts";
 
 /** Thrown when the byte stream cannot carry msgpack-rpc messages; the connection must be closed. */
 export class FrameError extends Error {
@@ -97,7 +98,7 @@ export class MessageDecoder {
     try {
       messages = [...this.decoder.decodeMulti(region)];
     } catch (error) {
-      throw new FrameError(`Bytes are not valid msgpack: ${error instanceof Error ? error.message : String(error)}`);
+      throw new FrameError(`Bytes are not valid msgpack: ${errorText(error)}`);
     }
     this.start = this.messageStart;
     return messages;

@@ -37,164 +37,196 @@ test("shutdown() before start() stops the node, and start() then refuses", async
 test("shutdown() called twice at once returns one promise and drains once", async () => {
   const { node, logs } = newNode();
   await node.start();
-  const first = node.shutdown();
-  const second = node.shutdown("again");
-  assert.equal(first, second);
-  const summary = await first;
-  assert.equal(summary.reason, "shutdown()");
-  assert.equal(await node.shutdown(), summary);
-  assert.equal(logs.lines.filter((l) => String(l.msg).startsWith("stopped:")).length, 1);
+  try {
+    const first = node.shutdown();
+    const second = node.shutdown("again");
+    assert.equal(first, second);
+    const summary = await first;
+    assert.equal(summary.reason, "shutdown()");
+    assert.equal(await node.shutdown(), summary);
+    assert.equal(logs.lines.filter((l) => String(l.msg).startsWith("stopped:")).length, 1);
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("a call in flight at shutdown completes; a channel that heard $goaway sends nothing new", async () => {
   const { node } = newNode();
   await node.start();
-  let heardGoaway!: () => void;
-  const goaway = new Promise<void>((r) => (heardGoaway = r));
-  const channel = await connectChannel(node.rpcAddress.port, { onNotification: (m) => m === "$goaway" && heardGoaway() });
-  const client = createClient(probe, channel);
-  const slow = client.wait({ ms: 150, tag: "inproc-inflight" });
-  await probeReached("inproc-inflight", "started");
-  const handledBefore = node.stats.handled;
-  const stopping = node.shutdown();
-  await goaway;
-  const local = await rejectsWith(client.add({ a: 1, b: 1 }), "SHUTTING_DOWN");
-  assert.match(local.message, /\$goaway/);
-  assert.equal(local.processed, false);
-  assert.equal(await slow, "inproc-inflight");
-  const summary = await stopping;
-  assert.equal(summary.completed, 1);
-  assert.equal(summary.cancelled, 0);
-  assert.equal(summary.exitCode, 0);
-  assert.equal(node.stats.handled, handledBefore);
+  try {
+    let heardGoaway!: () => void;
+    const goaway = new Promise<void>((r) => (heardGoaway = r));
+    const channel = await connectChannel(node.rpcAddress.port, { onNotification: (m) => m === "$goaway" && heardGoaway() });
+    const client = createClient(probe, channel);
+    const slow = client.wait({ ms: 150, tag: "inproc-inflight" });
+    await probeReached("inproc-inflight", "started");
+    const handledBefore = node.stats.handled;
+    const stopping = node.shutdown();
+    await goaway;
+    const local = await rejectsWith(client.add({ a: 1, b: 1 }), "SHUTTING_DOWN");
+    assert.match(local.message, /\$goaway/);
+    assert.equal(local.processed, false);
+    assert.equal(await slow, "inproc-inflight");
+    const summary = await stopping;
+    assert.equal(summary.completed, 1);
+    assert.equal(summary.cancelled, 0);
+    assert.equal(summary.exitCode, 0);
+    assert.equal(node.stats.handled, handledBefore);
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("readiness fails at the first moment of draining while liveness stays up and calls are still served during the drain delay", async () => {
   const { node } = newNode({ drainDelayMs: 300 });
   await node.start();
-  const http = `http://127.0.0.1:${node.httpAddress!.port}`;
-  assert.equal((await fetch(`${http}/readyz`)).status, 200);
-  let readyzAtDraining: Promise<Response> | undefined;
-  node.onStateChange((state) => {
-    if (state === "draining") readyzAtDraining = fetch(`${http}/readyz`);
-  });
-  const stopping = node.shutdown();
-  await stateReached(node, "draining");
-  const ready = await readyzAtDraining!;
-  assert.equal(ready.status, 503);
-  assert.equal(ready.headers.get("connection"), "close");
-  assert.deepEqual(await ready.json(), { ready: false, node: "n1", state: "draining" });
-  const health = await fetch(`${http}/healthz`);
-  assert.equal(health.status, 200);
-  // The drain delay keeps serving normally, for routers that learn late.
-  const served = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 1, b: 2 }) });
-  assert.deepEqual(await served.json(), { result: 3 });
-  const metrics = await (await fetch(`${http}/metrics`)).text();
-  assert.match(metrics, /^ebb_lifecycle_state\{state="draining"\} 1$/m);
-  const drainSeconds = Number(/^ebb_drain_seconds (\S+)$/m.exec(metrics)?.[1]);
-  assert.ok(drainSeconds > 0 && drainSeconds < 0.3, `ebb_drain_seconds ${drainSeconds} counts from the start of draining`);
-  await stopping;
+  try {
+    const http = `http://127.0.0.1:${node.httpAddress!.port}`;
+    assert.equal((await fetch(`${http}/readyz`)).status, 200);
+    let readyzAtDraining: Promise<Response> | undefined;
+    node.onStateChange((state) => {
+      if (state === "draining") readyzAtDraining = fetch(`${http}/readyz`);
+    });
+    const stopping = node.shutdown();
+    await stateReached(node, "draining");
+    const ready = await readyzAtDraining!;
+    assert.equal(ready.status, 503);
+    assert.equal(ready.headers.get("connection"), "close");
+    assert.deepEqual(await ready.json(), { ready: false, node: "n1", state: "draining" });
+    const health = await fetch(`${http}/healthz`);
+    assert.equal(health.status, 200);
+    // The drain delay keeps serving normally, for routers that learn late.
+    const served = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 1, b: 2 }) });
+    assert.deepEqual(await served.json(), { result: 3 });
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    assert.match(metrics, /^ebb_lifecycle_state\{state="draining"\} 1$/m);
+    const drainSeconds = Number(/^ebb_drain_seconds (\S+)$/m.exec(metrics)?.[1]);
+    assert.ok(drainSeconds > 0 && drainSeconds < 0.3, `ebb_drain_seconds ${drainSeconds} counts from the start of draining`);
+    await stopping;
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("a handler that outlives the shutdown timeout sees its signal abort and its caller gets CANCELLED", async () => {
   const { node } = newNode({ shutdownTimeoutMs: 200 });
   await node.start();
-  const channel = await connectChannel(node.rpcAddress.port);
-  const started = Date.now();
-  const stuck = createClient(probe, channel).wait({ ms: 60_000, tag: "inproc-timeout" });
-  await probeReached("inproc-timeout", "started");
-  const stopping = node.shutdown();
-  await rejectsWith(stuck, "CANCELLED");
-  await probeReached("inproc-timeout", "aborted");
-  const summary = await stopping;
-  assert.equal(summary.timedOut, true);
-  assert.equal(summary.cancelled, 1);
-  assert.equal(summary.exitCode, 1);
-  assert.ok(Date.now() - started < 200 + 1_000, `drain took ${Date.now() - started} ms`);
+  try {
+    const channel = await connectChannel(node.rpcAddress.port);
+    const started = Date.now();
+    const stuck = createClient(probe, channel).wait({ ms: 60_000, tag: "inproc-timeout" });
+    await probeReached("inproc-timeout", "started");
+    const stopping = node.shutdown();
+    await rejectsWith(stuck, "CANCELLED");
+    await probeReached("inproc-timeout", "aborted");
+    const summary = await stopping;
+    assert.equal(summary.timedOut, true);
+    assert.equal(summary.cancelled, 1);
+    assert.equal(summary.exitCode, 1);
+    assert.ok(Date.now() - started < 200 + 1_000, `drain took ${Date.now() - started} ms`);
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("a startup hook that fails keeps the node from ever being ready, and names the hook", async () => {
   const { node } = newNode();
-  const states: LifecycleState[] = [];
-  node.onStateChange((s) => states.push(s));
-  node.onStartup("load-config", () => {
-    throw new Error("config service unreachable");
-  });
-  await assert.rejects(node.start(), (e: unknown) => e instanceof StartupError && e.hook === "load-config" && /config service unreachable/.test(e.message));
-  assert.equal(node.state, "starting");
-  const channel = await connectChannel(node.rpcAddress.port);
-  const refused = await rejectsWith(channel.call("probe.add", { a: 1, b: 2 }), "UNAVAILABLE");
-  assert.equal(refused.processed, false);
-  await node.shutdown("startup failed");
-  assert.ok(!states.includes("ready"));
+  try {
+    const states: LifecycleState[] = [];
+    node.onStateChange((s) => states.push(s));
+    node.onStartup("load-config", () => {
+      throw new Error("config service unreachable");
+    });
+    await assert.rejects(node.start(), (e: unknown) => e instanceof StartupError && e.hook === "load-config" && /config service unreachable/.test(e.message));
+    assert.equal(node.state, "starting");
+    const channel = await connectChannel(node.rpcAddress.port);
+    const refused = await rejectsWith(channel.call("probe.add", { a: 1, b: 2 }), "UNAVAILABLE");
+    assert.equal(refused.processed, false);
+    await node.shutdown("startup failed");
+    assert.ok(!states.includes("ready"));
+  } finally {
+    await node.shutdown("startup failed");
+  }
 });
 
 test("shutdown during the startup hooks aborts them; the node never becomes ready", async () => {
   const { node } = newNode();
-  let hookSawAbort = false;
-  let hookStarted!: () => void;
-  const started = new Promise<void>((r) => (hookStarted = r));
-  node.onStartup("warm", (signal) => {
-    hookStarted();
-    return new Promise<void>((_, reject) => signal.addEventListener("abort", () => ((hookSawAbort = true), reject(signal.reason))));
-  });
-  const starting = node.start();
-  await started;
-  const http = `http://127.0.0.1:${node.httpAddress!.port}`;
-  assert.equal((await fetch(`${http}/readyz`)).status, 503);
-  assert.equal((await fetch(`${http}/healthz`)).status, 200);
-  const stopping = node.shutdown("SIGTERM");
-  await assert.rejects(starting, (e: unknown) => e instanceof StartupError && e.aborted);
-  assert.equal(hookSawAbort, true);
-  const summary = await stopping;
-  assert.equal(summary.exitCode, 0);
-  assert.equal(node.state, "stopped");
+  try {
+    let hookSawAbort = false;
+    let hookStarted!: () => void;
+    const started = new Promise<void>((r) => (hookStarted = r));
+    node.onStartup("warm", (signal) => {
+      hookStarted();
+      return new Promise<void>((_, reject) => signal.addEventListener("abort", () => ((hookSawAbort = true), reject(signal.reason))));
+    });
+    const starting = node.start();
+    await started;
+    const http = `http://127.0.0.1:${node.httpAddress!.port}`;
+    assert.equal((await fetch(`${http}/readyz`)).status, 503);
+    assert.equal((await fetch(`${http}/healthz`)).status, 200);
+    const stopping = node.shutdown("SIGTERM");
+    await assert.rejects(starting, (e: unknown) => e instanceof StartupError && e.aborted);
+    assert.equal(hookSawAbort, true);
+    const summary = await stopping;
+    assert.equal(summary.exitCode, 0);
+    assert.equal(node.state, "stopped");
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("an HTTP gateway call in flight is waited for, and HTTP calls after draining are baffled", async () => {
   const { node } = newNode();
   await node.start();
-  const http = `http://127.0.0.1:${node.httpAddress!.port}`;
-  const add = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 2, b: 3 }) });
-  assert.deepEqual(await add.json(), { result: 5 });
-  const bad = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: "x" }) });
-  assert.equal(bad.status, 400);
-  assert.equal(((await bad.json()) as { error: { code: string } }).error.code, "INVALID_PARAMS");
-  const slow = fetch(`${http}/rpc/probe.wait`, { method: "POST", body: JSON.stringify({ ms: 200, tag: "inproc-http" }) });
-  await probeReached("inproc-http", "started");
-  assert.equal(node.stats.inflight, 1);
-  const stopping = node.shutdown();
-  const response = await slow;
-  assert.equal(response.status, 200);
-  assert.deepEqual(await response.json(), { result: "inproc-http" });
-  assert.equal(response.headers.get("connection"), "close");
-  const summary = await stopping;
-  assert.equal(summary.completed, 1);
-  assert.equal(summary.exitCode, 0);
+  try {
+    const http = `http://127.0.0.1:${node.httpAddress!.port}`;
+    const add = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: 2, b: 3 }) });
+    assert.deepEqual(await add.json(), { result: 5 });
+    const bad = await fetch(`${http}/rpc/probe.add`, { method: "POST", body: JSON.stringify({ a: "x" }) });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { code: string } }).error.code, "INVALID_PARAMS");
+    const slow = fetch(`${http}/rpc/probe.wait`, { method: "POST", body: JSON.stringify({ ms: 200, tag: "inproc-http" }) });
+    await probeReached("inproc-http", "started");
+    assert.equal(node.stats.inflight, 1);
+    const stopping = node.shutdown();
+    const response = await slow;
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { result: "inproc-http" });
+    assert.equal(response.headers.get("connection"), "close");
+    const summary = await stopping;
+    assert.equal(summary.completed, 1);
+    assert.equal(summary.exitCode, 0);
+  } finally {
+    await node.shutdown();
+  }
 });
 
 test("a raw msgpack-rpc client that sends after draining began is answered SHUTTING_DOWN, processed false, by the baffle", async () => {
   const server = await startTestNode((node) => node.register(probe, probeHandlers));
-  const channel = await connectChannel(server.port);
-  const hold = createClient(probe, channel).wait({ ms: 200, tag: "inproc-raw" });
-  await probeReached("inproc-raw", "started");
-  const raw = await connectRaw(server.port);
-  const stopping = server.close();
-  // The raw client knows nothing of $goaway; it just receives it, then sends anyway.
-  const decoder = new MessageDecoder(1 << 20);
-  assert.deepEqual(decoder.push(await raw.waitForBytes(1)), [[2, "$goaway", [{ node: "test-node", reason: "draining" }]]]);
-  const handled = server.node.stats.handled;
-  const before = raw.received().byteLength;
-  raw.socket.write(encode([0, 9, "probe.add", [{ a: 1, b: 1 }]]));
-  const [reply] = decoder.push((await raw.waitForBytes(before + 1)).subarray(before)) as [number, number, { code: string; processed: boolean }, unknown][];
-  assert.equal(reply![1], 9);
-  assert.equal(reply![2].code, "SHUTTING_DOWN");
-  assert.equal(reply![2].processed, false);
-  assert.equal(server.node.stats.handled, handled, "no handler ran");
-  await hold;
-  const summary = await stopping;
-  assert.equal(summary.baffled, 1);
-  raw.socket.close();
+  try {
+    const channel = await connectChannel(server.port);
+    const hold = createClient(probe, channel).wait({ ms: 200, tag: "inproc-raw" });
+    await probeReached("inproc-raw", "started");
+    const raw = await connectRaw(server.port);
+    const stopping = server.close();
+    // The raw client knows nothing of $goaway; it just receives it, then sends anyway.
+    const decoder = new MessageDecoder(1 << 20);
+    assert.deepEqual(decoder.push(await raw.waitForBytes(1)), [[2, "$goaway", [{ node: "test-node", reason: "draining" }]]]);
+    const handled = server.node.stats.handled;
+    const before = raw.received().byteLength;
+    raw.socket.write(encode([0, 9, "probe.add", [{ a: 1, b: 1 }]]));
+    const [reply] = decoder.push((await raw.waitForBytes(before + 1)).subarray(before)) as [number, number, { code: string; processed: boolean }, unknown][];
+    assert.equal(reply![1], 9);
+    assert.equal(reply![2].code, "SHUTTING_DOWN");
+    assert.equal(reply![2].processed, false);
+    assert.equal(server.node.stats.handled, handled, "no handler ran");
+    await hold;
+    const summary = await stopping;
+    assert.equal(summary.baffled, 1);
+    raw.socket.close();
+  } finally {
+    await server.close();
+  }
 });
 
 test("/metrics reports calls by method and code, in-flight and members; /cluster lists the members", async () => {

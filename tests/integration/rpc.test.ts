@@ -5,7 +5,7 @@ import type { Channel } from "../../src/rpc/channel.ts";
 import { createClient, type ServiceClient } from "../../src/rpc/client.ts";
 import { ErrorCodes } from "../../src/wire/codes.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, connectRaw, rejectsWith, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, connectRaw, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
 import { probe, probeEvents, probeHandlers, probeReached } from "../helpers/services.ts";
 
 const server = await startTestNode((node) => node.register(probe, probeHandlers));
@@ -140,22 +140,22 @@ test("large replies to a client that reads slowly arrive whole", async () => {
   const count = 6;
   const raw = await connectRaw(server.port);
   try {
+    const pausedBefore = server.node.stats.pausedReads;
     raw.socket.pause();
     for (let i = 0; i < count; i++) raw.socket.write(encode([0, i, "probe.bytes", [{ size }]]));
-    // Read slowly: resume for a moment, then pause again, until every reply is here.
     let expected = 0;
     for (let i = 0; i < count; i++) expected += encode([1, i, null, new Uint8Array(size)]).byteLength;
-    const done = raw.waitForBytes(expected);
-    let finished = false;
-    void done.then(() => (finished = true));
-    while (!finished) {
+    // Read nothing until the server has felt the backpressure and paused reading this connection.
+    await until(() => server.node.stats.pausedReads > pausedBefore, "the server pauses reading from the slow client");
+    // Then read slowly: a burst of at most 1 MiB, pause, the next burst, until every reply is here.
+    let have = 0;
+    while (have < expected) {
       raw.socket.resume();
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      have = (await raw.waitForBytes(Math.min(expected, have + 1024 * 1024))).byteLength;
       raw.socket.pause();
-      await new Promise((resolve) => setTimeout(resolve, 8));
     }
     raw.socket.resume();
-    const replies = await done;
+    const replies = await raw.waitForBytes(expected);
     const messages = new MessageDecoder(size * 2).push(replies) as [number, number, null, Uint8Array][];
     assert.equal(messages.length, count);
     for (const [type, msgid, error, bytes] of messages) {

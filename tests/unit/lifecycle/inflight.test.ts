@@ -2,22 +2,27 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { InflightCounter } from "../../../src/lifecycle/inflight.ts";
 
+/** Whether `promise` has resolved once already-queued microtasks ran: a check that cannot hang. */
+async function resolvedNow(promise: Promise<unknown>): Promise<boolean> {
+  let resolved = false;
+  promise.then(() => (resolved = true));
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+  return resolved;
+}
+
 test("idle() resolves at once when nothing is in flight", async () => {
-  await new InflightCounter().idle();
+  assert.equal(await resolvedNow(new InflightCounter().idle()), true);
 });
 
 test("idle() resolves the moment the count reaches zero, not before", async () => {
   const counter = new InflightCounter();
   counter.enter();
   counter.enter();
-  let idle = false;
-  const waiting = counter.idle().then(() => (idle = true));
+  const waiting = counter.idle();
   counter.leave();
-  await Promise.resolve();
-  assert.equal(idle, false);
+  assert.equal(await resolvedNow(waiting), false);
   counter.leave();
-  await waiting;
-  assert.equal(idle, true);
+  assert.equal(await resolvedNow(waiting), true);
   assert.equal(counter.entered, 2);
 });
 

@@ -14,45 +14,46 @@ const math = defineService("math", {
   wait: { input: z.unknown(), output: z.string() },
 });
 
-let entered = 0;
-let left = 0;
-let onLeave: (() => void) | undefined;
-const router = new Router().register(math, {
-  add: ({ a, b }) => a + b,
-  fail: (kind) => {
-    if (kind === "app") throw new RpcError("insufficient funds", "APPLICATION", { data: { balance: 3 } });
-    throw new Error("bug in handler");
-  },
-  broken: () => 42 as unknown as string,
-  wait: (_input, ctx) =>
-    new Promise((_resolve, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason))),
-});
-let baffled = false;
-const dispatcher = new Dispatcher({
-  router,
-  log: silentLogger,
-  hooks: {
-    admit: () => (baffled ? new RpcError("draining", "SHUTTING_DOWN") : undefined),
-    enter: () => entered++,
-    leave: () => {
-      left++;
-      onLeave?.();
+/** A dispatcher of its own for each test: counters, admission switch and leave hook start fresh. */
+function fixture() {
+  const state = { entered: 0, left: 0, baffled: false, onLeave: undefined as (() => void) | undefined };
+  const router = new Router().register(math, {
+    add: ({ a, b }) => a + b,
+    fail: (kind) => {
+      if (kind === "app") throw new RpcError("insufficient funds", "APPLICATION", { data: { balance: 3 } });
+      throw new Error("bug in handler");
     },
-  },
-  builtins: { $ping: () => "pong" },
-});
-
-function call(method: string, params: unknown[], meta?: IncomingCall["meta"]): Promise<{ error: RpcError | null; result: unknown }> {
-  return new Promise((resolve) => {
-    dispatcher.dispatch({ method, params, meta, peer: "test" }, (error, result) => resolve({ error, result }));
+    broken: () => 42 as unknown as string,
+    wait: (_input, ctx) =>
+      new Promise((_resolve, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason))),
   });
+  const dispatcher = new Dispatcher({
+    router,
+    log: silentLogger,
+    hooks: {
+      admit: () => (state.baffled ? new RpcError("draining", "SHUTTING_DOWN") : undefined),
+      enter: () => state.entered++,
+      leave: () => {
+        state.left++;
+        state.onLeave?.();
+      },
+    },
+    builtins: { $ping: () => "pong" },
+  });
+  const call = (method: string, params: unknown[], meta?: IncomingCall["meta"]): Promise<{ error: RpcError | null; result: unknown }> =>
+    new Promise((resolve) => {
+      dispatcher.dispatch({ method, params, meta, peer: "test" }, (error, result) => resolve({ error, result }));
+    });
+  return { state, dispatcher, call };
 }
 
 test("dispatch runs a handler with its parsed input", async () => {
+  const { call } = fixture();
   assert.deepEqual(await call("math.add", [{ a: 2, b: 3 }]), { error: null, result: 5 });
 });
 
 test("dispatch answers METHOD_NOT_FOUND for an unknown method", async () => {
+  const { call } = fixture();
   const { error } = await call("math.mul", [{}]);
   assert.equal(error?.code, "METHOD_NOT_FOUND");
   assert.equal(error?.rawMessage, 'Unknown method "math.mul"');
@@ -60,6 +61,7 @@ test("dispatch answers METHOD_NOT_FOUND for an unknown method", async () => {
 });
 
 test("dispatch answers INVALID_PARAMS with the zod issues", async () => {
+  const { call } = fixture();
   const { error } = await call("math.add", [{ a: "2" }]);
   assert.equal(error?.code, "INVALID_PARAMS");
   assert.match(error!.rawMessage, /Invalid input for "math.add": a: /);
@@ -69,6 +71,7 @@ test("dispatch answers INVALID_PARAMS with the zod issues", async () => {
 });
 
 test("dispatch passes an application error through and hides nothing else", async () => {
+  const { call } = fixture();
   const app = await call("math.fail", ["app"]);
   assert.equal(app.error?.code, "APPLICATION");
   assert.deepEqual(app.error?.data, { balance: 3 });
@@ -78,12 +81,14 @@ test("dispatch passes an application error through and hides nothing else", asyn
 });
 
 test("dispatch answers INTERNAL when a handler breaks its output contract", async () => {
+  const { call } = fixture();
   const { error } = await call("math.broken", [null]);
   assert.equal(error?.code, "INTERNAL");
   assert.match(error!.rawMessage, /returned an invalid result/);
 });
 
 test("dispatch enforces the deadline and aborts the handler's signal", async () => {
+  const { call } = fixture();
   const started = Date.now();
   const { error } = await call("math.wait", [null], { deadline: 30 });
   assert.equal(error?.code, "DEADLINE_EXCEEDED");
@@ -92,30 +97,33 @@ test("dispatch enforces the deadline and aborts the handler's signal", async () 
 });
 
 test("the admission hook answers without entering a handler", async () => {
-  const before = entered;
-  baffled = true;
+  const { call, state } = fixture();
+  const before = state.entered;
+  state.baffled = true;
   try {
     const { error } = await call("math.add", [{ a: 1, b: 1 }]);
     assert.equal(error?.code, "SHUTTING_DOWN");
     assert.equal(error?.processed, false);
-    assert.equal(entered, before);
+    assert.equal(state.entered, before);
     assert.deepEqual(await call("$ping", []), { error: null, result: "pong" });
   } finally {
-    baffled = false;
+    state.baffled = false;
   }
 });
 
 test("every entered call leaves, whatever its outcome", async () => {
+  const { call, dispatcher, state } = fixture();
   await call("math.add", [{ a: 1, b: 1 }]);
   await call("math.fail", ["bug"]);
   await call("math.wait", [null], { deadline: 5 });
   // The aborted handler settles in a later tick: wait for its leave.
-  if (dispatcher.activeCount > 0) await new Promise<void>((resolve) => (onLeave = () => dispatcher.activeCount === 0 && resolve()));
-  onLeave = undefined;
-  assert.equal(entered, left);
+  if (dispatcher.activeCount > 0) await new Promise<void>((resolve) => (state.onLeave = () => dispatcher.activeCount === 0 && resolve()));
+  assert.equal(state.entered, 3);
+  assert.equal(state.entered, state.left);
 });
 
 test("abortAll answers every running call and aborts its handler", async () => {
+  const { call, dispatcher } = fixture();
   const pending = [call("math.wait", [1]), call("math.wait", [2])];
   assert.equal(dispatcher.activeCount, 2);
   dispatcher.abortAll(new RpcError("shutdown timed out", "CANCELLED"));
