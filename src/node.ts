@@ -1,5 +1,6 @@
 import { type ClusterClient, type ClusterClientOptions, createClusterClient } from "./cluster/client.ts";
 import type { Config } from "./config/load.ts";
+import { errorText } from "./error-text.ts";
 import { nodeSamples, type NodeStats, nodeStats } from "./http/node-metrics.ts";
 import { serveHttp } from "./http/serve.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
@@ -186,8 +187,4 @@ export function createNode(options: NodeOptions): EbbNode {
     },
   };
   return node;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

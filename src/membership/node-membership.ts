@@ -1,3 +1,4 @@
+import { errorText } from "../error-text.ts";
 import type { Logger } from "../log.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { type Clock, realClock, type TimerHandle } from "../runtime/clock.ts";
@@ -65,7 +66,7 @@ export class NodeMembership {
       transport: this.transport,
       config: this.options.swim,
       onEvent: (event) => this.emit(event),
-      onError: (error, where) => log.warn(`membership: ${error instanceof Error ? error.message : String(error)}`, { where }),
+      onError: (error, where) => log.warn(`membership: ${errorText(error)}`, { where }),
     });
     this.membership.start(seeds);
     this.watchLag(this.clock.now());
@@ -130,7 +131,7 @@ export class NodeMembership {
       try {
         listener(event);
       } catch (error) {
-        log.error("a member event listener failed", { event: event.type, member: id, error: error instanceof Error ? error.message : String(error) });
+        log.error("a member event listener failed", { event: event.type, member: id, error: errorText(error) });
       }
     }
   }

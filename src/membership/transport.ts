@@ -4,17 +4,8 @@ import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { SwimGate } from "./schema.ts";
-import type { Clock, SwimMessage, SwimTransport } from "./types.ts";
+import type { SwimMessage, SwimTransport } from "./types.ts";
 import { errorText } from "../error-text.ts";
-
-/** The real clock: wall time and runtime timers. */
-export const realClock: Clock = {
-  now: () => Date.now(),
-  setTimer(ms, fn) {
-    const timer = setTimeout(fn, ms);
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
 
 /** Most pooled membership connections; past it the least recently used one is closed. */
 export const MAX_POOLED_CHANNELS = 1_024;

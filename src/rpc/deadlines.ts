@@ -1,27 +1,12 @@
+import { type Clock, realClock, type TimerHandle } from "../runtime/clock.ts";
+
 /** A scheduled deadline; cancel it when the call settles first. */
-export interface DeadlineHandle {
-  cancel(): void;
-}
+export type DeadlineHandle = TimerHandle;
 
 /** Resolution of the shared wheel: long deadlines fire up to this much late. */
 export const WHEEL_RESOLUTION_MS = 25;
 /** Deadlines shorter than this get their own precise timer. */
 export const WHEEL_MIN_MS = 1_000;
-
-/** The time a wheel reads and the timers it arms: the real clock unless a test gives a virtual one. */
-export interface DeadlineClock {
-  now(): number;
-  setTimer(ms: number, fn: () => void): DeadlineHandle;
-}
-
-/** `Date.now` and `setTimeout`. */
-const systemClock: DeadlineClock = {
-  now: () => Date.now(),
-  setTimer(ms, fn) {
-    const timer = setTimeout(fn, ms);
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
 
 class WheelEntry implements DeadlineHandle {
   constructor(
@@ -51,7 +36,7 @@ export class DeadlineWheel {
     readonly resolutionMs = WHEEL_RESOLUTION_MS,
     /** Deadlines shorter than this get a precise timer of their own. */
     readonly minMs = WHEEL_MIN_MS,
-    private readonly clock: DeadlineClock = systemClock,
+    private readonly clock: Clock = realClock,
   ) {}
 
   private readonly buckets = new Map<number, Set<WheelEntry>>();

@@ -47,7 +47,7 @@ export interface ConnectionLimits {
   keepAliveMs: number;
 }
 
-/** Documented defaults of `ConnectionLimits`; each is an EBB_* variable (src/config/schema.ts). */
+/** Documented defaults of `ConnectionLimits`; each is an EBB_* variable (src/config/variables.ts). */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxConnections: 10_000, // below the usual descriptor limit, so the node refuses before the runtime fails
   maxInflightPerConnection: 1_024, // one connection cannot take all of EBB_MAX_INFLIGHT (10,000)

@@ -1,3 +1,5 @@
+import { errorText } from "../error-text.ts";
+
 /** The variable that sets each listener's port, for the error that names it. */
 const PORT_VARIABLES = { RPC: "EBB_RPC_PORT", HTTP: "EBB_HTTP_PORT" } as const;
 
@@ -6,7 +8,6 @@ export async function bound<T>(what: keyof typeof PORT_VARIABLES, host: string, 
   try {
     return await open();
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`Cannot listen for ${what} on ${host}:${port} (${PORT_VARIABLES[what]}): ${reason}`, { cause: error });
+    throw new Error(`Cannot listen for ${what} on ${host}:${port} (${PORT_VARIABLES[what]}): ${errorText(error)}`, { cause: error });
   }
 }
