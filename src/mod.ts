@@ -12,6 +12,7 @@ export { loadConfig, ConfigError, type Config } from "./config/load.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";
 export { detectRuntime } from "./runtime/detect.ts";
 export type { Runtime, Socket, Listener } from "./runtime/types.ts";
+export { createMemoryRuntime, MemoryExit, type MemoryRuntime, type MemoryRuntimeOptions } from "./runtime/memory.ts";
 export { createClusterClient, ClusterClient, type ClusterClientOptions, type ClusterClientMetrics } from "./cluster/client.ts";
 export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership/types.ts";
 export type { ShutdownSummary, NodeStats } from "./node.ts";
