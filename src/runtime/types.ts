@@ -12,25 +12,41 @@ export type OutputStream = "stdout" | "stderr";
 export interface SocketHandlers {
   /** Bytes from the peer. The chunk is owned by the callee; it is not reused by the adapter. */
   data(chunk: Uint8Array): void;
-  /** Everything queued by `write` has been handed to the kernel. */
+  /** Everything queued by `write` has been handed to the kernel: the owner may write more. */
   drain?(): void;
   /** The peer half-closed (sent FIN): no more data will arrive, but we may still write. */
   end?(): void;
-  /** The socket is fully closed; called exactly once. */
+  /** The socket is fully closed; called exactly once, also when our own `close()` closed it. */
   close(error?: Error): void;
 }
 
-/** A TCP connection with queued writes and read flow control. */
+/**
+ * A TCP connection with queued writes and read flow control. Both adapters
+ * (and the in-memory runtime) implement it with one state machine, `StreamSocket`
+ * in src/runtime/socket.ts.
+ */
 export interface Socket {
   /** `host:port` of the peer. */
   readonly remote: string;
   /** Bytes accepted by `write` and not yet taken by the kernel. */
   readonly bufferedBytes: number;
-  /** Queues bytes; never drops them. Returns true when they were all taken at once. */
+  /**
+   * Sends bytes, in order; the socket keeps a reference until the kernel took them, so
+   * they must not be modified afterwards. While the socket is open nothing is dropped:
+   * what the kernel does not take now is queued, and `drain` follows once the queue is empty.
+   * Returns true when the kernel took every byte at once, false when some wait in the queue.
+   *
+   * After `end()`, and once the socket closed (by `close()`, the peer or an error), a write
+   * is discarded: it returns false, queues nothing, fires no `drain` and never throws, so an
+   * owner may flush late without checking first.
+   */
   write(bytes: Uint8Array): boolean;
-  /** Half-closes after every queued byte is flushed; reads go on until the peer closes. */
+  /**
+   * Half-closes: no further write is accepted, and FIN is sent after every queued byte
+   * was taken. Reads go on; the socket closes once the peer has ended too. Idempotent.
+   */
   end(): void;
-  /** Closes at once, dropping whatever is queued. Idempotent. */
+  /** Closes at once, dropping whatever is queued; the owner's `close` runs before this returns. Idempotent. */
   close(): void;
   /** Stops delivering `data` until `resume`. */
   pause(): void;
