@@ -1,7 +1,9 @@
 /** ebb's public API. */
+import { type ClusterClient, type ClusterClientOptions as CoreClusterClientOptions, createClusterClient as createClusterClientOn } from "./cluster/client.ts";
 import { createNode as createNodeOn, type EbbNode, type NodeOptions as CoreNodeOptions } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 import type { RuntimeSource } from "./runtime/source.ts";
+
 export { VERSION, type EbbNode } from "./node.ts";
 export { defineService, type CallContext, type Handler, type Implementation, type InputOf, type MethodSpec, type OutputOf, type ServiceContract } from "./rpc/contract.ts";
 export { createClient, type ServiceClient } from "./rpc/client.ts";
@@ -12,8 +14,9 @@ export { loadConfig, ConfigError, type Config } from "./config/load.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";
 export { detectRuntime } from "./runtime/detect.ts";
 export type { Runtime, Socket, Listener } from "./runtime/types.ts";
+export type { RuntimeSource } from "./runtime/source.ts";
 export { createMemoryRuntime, MemoryExit, type MemoryRuntime, type MemoryRuntimeOptions } from "./runtime/memory.ts";
-export { createClusterClient, ClusterClient, type ClusterClientOptions, type ClusterClientMetrics } from "./cluster/client.ts";
+export { ClusterClient, type ClusterClientMetrics } from "./cluster/client.ts";
 export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership/types.ts";
 export type { ShutdownSummary, NodeStats } from "./node.ts";
 export type { LifecycleState } from "./lifecycle/state.ts";
@@ -29,4 +32,14 @@ export interface NodeOptions extends Omit<CoreNodeOptions, "runtime"> {
 /** A node (see `EbbNode`), on the runtime given or the one this process runs on. */
 export function createNode(options: NodeOptions): EbbNode {
   return createNodeOn({ ...options, runtime: options.runtime ?? detectRuntime });
+}
+
+/** Options of `createClusterClient`: without a runtime, the one this process runs on. */
+export interface ClusterClientOptions extends Omit<CoreClusterClientOptions, "runtime"> {
+  runtime?: RuntimeSource;
+}
+
+/** A client of a cluster from seeds, static addresses, or a node's membership view, on the runtime given or the one this process runs on. */
+export function createClusterClient(options: ClusterClientOptions): ClusterClient {
+  return createClusterClientOn({ ...options, runtime: options.runtime ?? detectRuntime });
 }

@@ -52,7 +52,7 @@ export interface EbbNode {
   /** Subscribes to membership events: join, update, suspect, dead, left. */
   onMemberEvent(listener: (event: MemberEvent) => void): () => void;
   /** A typed client of a service anywhere in the cluster, found through this node's membership. */
-  client<C extends ServiceContract>(contract: C, options?: Omit<ClusterClientOptions, "membership" | "seeds" | "addresses">): ServiceClient<C>;
+  client<C extends ServiceContract>(contract: C, options?: Omit<ClusterClientOptions, "membership" | "seeds" | "addresses" | "runtime">): ServiceClient<C>;
   /**
    * Listens, runs the startup hooks, becomes ready. Rejects with a `StartupError`
    * when a hook fails or times out, or when shutdown begins during startup.
@@ -154,7 +154,7 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? options.runtime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },

@@ -39,7 +39,7 @@ export function resolveTarget(flags: { addr?: string[]; seeds?: string[] }, env:
 }
 
 /** The cluster client options that reach `target`, with the cluster key from EBB_CLUSTER_KEY when it is set. */
-export function clusterOptions(target: Target, env: Record<string, string | undefined>): ClusterClientOptions {
+export function clusterOptions(target: Target, env: Record<string, string | undefined>): Omit<ClusterClientOptions, "runtime"> {
   const where = target.mode === "addr" ? { addresses: target.addresses } : { seeds: target.addresses };
   return { ...where, clusterKey: clusterKeyFrom(env) };
 }

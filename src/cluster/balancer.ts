@@ -6,6 +6,9 @@ export interface Weighted {
   readonly readySince: number | undefined;
 }
 
+/** Default window over which cluster clients ramp a newly ready node's share of calls (EBB_WARMUP_MS). */
+export const DEFAULT_WARMUP_MS = 10_000;
+
 /** Warm-up: a node's weight rises linearly from `floor` to 1 over `warmupMs` from when this client first saw it ready. */
 export function warmupWeight(readySince: number, now: number, warmupMs: number, floor: number): number {
   if (warmupMs <= 0) return 1;

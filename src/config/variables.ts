@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_WARMUP_MS } from "../cluster/balancer.ts";
 import { DEFAULT_SWIM_CONFIG, type SwimConfig } from "../membership/types.ts";
 import { isMemberAddress } from "../membership/schema.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
@@ -14,9 +15,6 @@ import { integer, milliseconds, type Variable, variable } from "./table.ts";
  * Defaults that belong to a part (connection limits, SWIM timings, the
  * message size) are that part's own constants, so they cannot drift apart.
  */
-
-/** Default window over which cluster clients ramp a newly ready node's share of calls (EBB_WARMUP_MS). */
-export const DEFAULT_WARMUP_MS = 10_000;
 
 /** `host:port[,host:port...]`, split. */
 export const addressList = z

@@ -1,0 +1,97 @@
+import type { Member, MemberEvent } from "../membership/types.ts";
+import type { Clock, TimerHandle } from "../runtime/clock.ts";
+import { RpcError } from "../rpc/errors.ts";
+import type { EndpointTable } from "./endpoints.ts";
+
+/** Where the client learns about nodes. */
+export interface MembershipView {
+  members(): Member[];
+  onMemberEvent(listener: (event: MemberEvent) => void): () => void;
+}
+
+/** Where a client's nodes come from: exactly what `ClusterClientOptions` says. */
+export interface DiscoveryOptions {
+  /** Nodes to ask for the member list (`$members`), every `refreshMs`. */
+  seeds?: string[];
+  /** Fixed node addresses. */
+  addresses?: string[];
+  /** A node's own membership view. */
+  membership?: MembershipView;
+  refreshMs: number;
+  clock: Clock;
+  /** Asks the node at `addr` for its member list. */
+  membersFrom(addr: string): Promise<Member[]>;
+  /** The table changed, or a refresh reached no node. */
+  onChange(): void;
+}
+
+/**
+ * Keeps an endpoint table filled: from a membership view (on every member
+ * event), from seeds (asking the nodes already connected first, then the
+ * seeds, for `$members`), or from static addresses (once).
+ */
+export class Discovery {
+  /** Why the last member-list refresh reached no node, if it did not. */
+  error: RpcError | undefined;
+  private timer: TimerHandle | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly table: EndpointTable,
+    private readonly options: DiscoveryOptions,
+  ) {}
+
+  /** Static addresses and no membership: no other node can turn up. */
+  get isStatic(): boolean {
+    return !this.options.seeds?.length && !this.options.membership;
+  }
+
+  /** Fills the table for the first time and keeps it up to date. */
+  start(): void {
+    const { membership, addresses, seeds, clock } = this.options;
+    if (membership) {
+      this.apply(membership.members());
+      this.unsubscribe = membership.onMemberEvent(() => this.apply(membership.members()));
+    }
+    for (const addr of addresses ?? []) this.table.upsert(addr, addr, undefined, true, clock.now());
+    if (seeds?.length) {
+      const tick = () => {
+        this.timer = clock.setTimer(this.options.refreshMs, tick);
+        void this.refresh();
+      };
+      void this.refresh();
+      this.timer = clock.setTimer(this.options.refreshMs, tick);
+    }
+  }
+
+  /** Asks the connected nodes, then the seeds, for the member list; the first answer wins. */
+  async refresh(): Promise<void> {
+    if (this.stopped) return;
+    const known = [...this.table.values()].filter((e) => !e.gone && e.channel && !e.channel.closed && e.channel.goaway === undefined);
+    for (const addr of [...known.map((e) => e.addr), ...(this.options.seeds ?? [])]) {
+      try {
+        const members = await this.options.membersFrom(addr);
+        this.error = undefined;
+        this.apply(members);
+        return;
+      } catch (error) {
+        // Try the next one; remember why, for the error of a call that finds no node.
+        this.error = RpcError.from(error, "UNAVAILABLE");
+      }
+    }
+    this.options.onChange();
+  }
+
+  /** Stops refreshing and listening to the membership view. */
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.unsubscribe?.();
+  }
+
+  private apply(members: Member[]): void {
+    this.table.apply(members, this.options.clock.now());
+    this.options.onChange();
+  }
+}

@@ -1,0 +1,160 @@
+import type { Member } from "../membership/types.ts";
+import { RpcError } from "../rpc/errors.ts";
+import { warmupWeight } from "./balancer.ts";
+
+/** What the endpoint table needs of a connection (a `Channel` in the client, a fake in tests). */
+export interface Connection {
+  /** The reason of the server's `$goaway`, once it sent one. */
+  readonly goaway: string | undefined;
+  readonly closed: boolean;
+  close(): void;
+  /** Resolves once no call is in flight. */
+  whenIdle(): Promise<void>;
+}
+
+/** One node as this client sees it. */
+export interface Endpoint<C extends Connection = Connection> {
+  id: string;
+  addr: string;
+  services: string[] | undefined;
+  ready: boolean;
+  /** Client-local time the node was last seen becoming ready: the start of its warm-up. */
+  readySince: number | undefined;
+  inflight: number;
+  channel: C | undefined;
+  connecting: Promise<C> | undefined;
+  /** Not eligible before this time (a connection attempt failed). */
+  backoffUntil: number;
+  backoffMs: number;
+  gone: boolean;
+}
+
+export const BACKOFF_MIN_MS = 100;
+export const BACKOFF_MAX_MS = 5_000;
+
+/** Options of the endpoint table. */
+export interface EndpointTableOptions {
+  /** Ramp of a node's share after it became ready. */
+  warmupMs: number;
+  /** Weight of a node at the start of its warm-up. */
+  warmupFloor: number;
+  /** Static addresses: ready when reachable, kept when a member list leaves them out. */
+  addresses?: readonly string[];
+}
+
+/**
+ * The nodes a client knows: member lists and static addresses in, eligible
+ * candidates and their weights out, with connection backoff bookkeeping.
+ * Pure but for the clock reading its callers pass as `now`.
+ */
+export class EndpointTable<C extends Connection = Connection> {
+  private readonly byId = new Map<string, Endpoint<C>>();
+  private readonly staticAddresses: ReadonlySet<string>;
+
+  constructor(private readonly options: EndpointTableOptions) {
+    this.staticAddresses = new Set(options.addresses ?? []);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  values(): IterableIterator<Endpoint<C>> {
+    return this.byId.values();
+  }
+
+  /** Adds or updates a node; a known id at a new address is a restarted node and starts afresh. */
+  upsert(id: string, addr: string, services: string[] | undefined, ready: boolean, now: number): Endpoint<C> {
+    let endpoint = this.byId.get(id);
+    if (endpoint && endpoint.addr !== addr) {
+      this.retire(endpoint);
+      endpoint = undefined;
+    }
+    if (!endpoint) {
+      endpoint = { id, addr, services, ready: false, readySince: undefined, inflight: 0, channel: undefined, connecting: undefined, backoffUntil: 0, backoffMs: 0, gone: false };
+      this.byId.set(id, endpoint);
+    }
+    endpoint.gone = false;
+    endpoint.services = services;
+    if (ready && !endpoint.ready) {
+      endpoint.readySince = now;
+      // Ready again after a drain on the same address: the old connection said goaway; use a new one.
+      if (endpoint.channel?.goaway !== undefined) endpoint.channel.close();
+    }
+    if (!ready) endpoint.readySince = this.staticAddresses.has(addr) ? endpoint.readySince : undefined;
+    endpoint.ready = ready;
+    return endpoint;
+  }
+
+  /** Forgets a node; its connection closes once the calls in flight on it are done. */
+  retire(endpoint: Endpoint<C>): void {
+    if (endpoint.gone) return;
+    endpoint.gone = true;
+    endpoint.ready = false;
+    const channel = endpoint.channel;
+    if (channel) void channel.whenIdle().then(() => channel.close());
+    if (this.byId.get(endpoint.id) === endpoint) this.byId.delete(endpoint.id);
+  }
+
+  /** Brings the table in line with a member list; without static addresses, a node left out is retired. */
+  apply(members: readonly Member[], now: number): void {
+    const seen = new Set<string>();
+    for (const member of members) {
+      seen.add(member.id);
+      const usable = member.status === "alive" && member.meta.state === "ready";
+      const endpoint = this.upsert(member.id, member.addr, member.meta.services, usable, now);
+      if (member.status === "dead" || member.status === "left") this.retire(endpoint);
+    }
+    if (this.staticAddresses.size === 0) {
+      for (const endpoint of this.byId.values()) if (!seen.has(endpoint.id)) this.retire(endpoint);
+    }
+  }
+
+  /** Nodes a call to `service` may go to now: ready, not tried, not backing off, not draining, offering it. */
+  eligible(service: string | undefined, tried: ReadonlySet<Endpoint<C>> | undefined, now: number): Endpoint<C>[] {
+    const out: Endpoint<C>[] = [];
+    for (const e of this.byId.values()) {
+      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now) continue;
+      if (e.channel?.goaway !== undefined) continue;
+      if (service !== undefined && e.services !== undefined && !e.services.includes(service)) continue;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** The node's share in the balancer: the floor until first seen ready, then the warm-up ramp. */
+  weight(endpoint: Endpoint<C>, now: number): number {
+    const { warmupMs, warmupFloor } = this.options;
+    return endpoint.readySince === undefined ? warmupFloor : warmupWeight(endpoint.readySince, now, warmupMs, warmupFloor);
+  }
+
+  /** A connection to the node opened: backoff resets; a static address starts its warm-up on first reach. */
+  connected(endpoint: Endpoint<C>, now: number): void {
+    endpoint.backoffMs = 0;
+    if (this.staticAddresses.has(endpoint.addr) && endpoint.readySince === undefined) endpoint.readySince = now;
+  }
+
+  /** A connection attempt failed: the node sits out 100 ms, doubling per failure up to 5 s. */
+  connectFailed(endpoint: Endpoint<C>, now: number): void {
+    endpoint.backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, endpoint.backoffMs * 2));
+    endpoint.backoffUntil = now + endpoint.backoffMs;
+  }
+
+  /** The error of a call that found no node to call, saying why. */
+  noCandidate(service: string | undefined, tried: ReadonlySet<Endpoint<C>>, discoveryError: RpcError | undefined): RpcError {
+    const all = [...this.byId.values()].filter((e) => !e.gone);
+    const offering = all.filter((e) => service === undefined || e.services === undefined || e.services.includes(service));
+    const what = service === undefined ? "nodes" : `nodes offering "${service}"`;
+    let why: string;
+    if (all.length === 0 && discoveryError?.code === "UNAUTHENTICATED") return discoveryError;
+    if (all.length === 0) why = discoveryError ? `no node is known (asking the seeds for members failed: ${discoveryError.rawMessage})` : "no node is known";
+    else if (offering.length === 0) why = `no member offers the service "${service}"`;
+    else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} ${what} are draining or not ready`;
+    else if (tried.size > 0) {
+      const addrs = [...tried].map((e) => e.addr);
+      why = `every one of the ${what} refused or could not be reached (tried ${addrs.slice(0, 3).join(", ")}${addrs.length > 3 ? ` and ${addrs.length - 3} more` : ""})`;
+    }
+    else why = `none of the ${offering.length} ${what} is reachable`;
+    return new RpcError(`No node to call: ${why}`, "UNAVAILABLE", { processed: false });
+  }
+}

@@ -1,0 +1,95 @@
+import type { Logger } from "../log.ts";
+import { parseMemberList } from "../membership/schema.ts";
+import type { Member } from "../membership/types.ts";
+import { Channel, type ChannelOptions } from "../rpc/channel.ts";
+import { RpcError } from "../rpc/errors.ts";
+import { splitAddress } from "../runtime/address.ts";
+import type { Clock } from "../runtime/clock.ts";
+import { runtimeOf, type RuntimeSource } from "../runtime/source.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { Endpoint, EndpointTable } from "./endpoints.ts";
+
+/** Options of the connection pool. */
+export interface ConnectionPoolOptions {
+  /** The runtime, or how to get it at the first connection. */
+  runtime: RuntimeSource;
+  clock: Clock;
+  log: Logger;
+  maxMessageBytes: number;
+  clusterKey: string | undefined;
+  /** Something a waiting call may care about happened: a connection closed or a server said `$goaway`. */
+  onChange(): void;
+}
+
+/** How long a seed has to answer `$members`. */
+const MEMBERS_TIMEOUT_MS = 2_000;
+
+/**
+ * One connection per endpoint, opened on first use and shared by concurrent
+ * callers; a failed attempt puts the endpoint in backoff (see EndpointTable).
+ */
+export class ConnectionPool {
+  private runtime: Runtime | undefined;
+
+  constructor(
+    private readonly table: EndpointTable<Channel>,
+    private readonly options: ConnectionPoolOptions,
+  ) {}
+
+  /** The endpoint's open connection, or a new one (a single attempt however many callers ask). */
+  connect(endpoint: Endpoint<Channel>): Promise<Channel> {
+    if (endpoint.channel && !endpoint.channel.closed) return Promise.resolve(endpoint.channel);
+    endpoint.connecting ??= (async () => {
+      try {
+        const channel = await this.open(endpoint.addr, {
+          maxMessageBytes: this.options.maxMessageBytes,
+          log: this.options.log,
+          onNotification: (method) => method === "$goaway" && this.options.onChange(),
+          onClose: () => {
+            if (endpoint.channel === channel) endpoint.channel = undefined;
+            this.options.onChange();
+          },
+        });
+        endpoint.channel = channel;
+        this.table.connected(endpoint, this.options.clock.now());
+        return channel;
+      } catch (error) {
+        this.table.connectFailed(endpoint, this.options.clock.now());
+        throw error;
+      } finally {
+        endpoint.connecting = undefined;
+      }
+    })();
+    return endpoint.connecting;
+  }
+
+  /** The member list of the node at `addr`: over its open connection if there is one, else a short-lived one. */
+  async membersFrom(addr: string): Promise<Member[]> {
+    const existing = [...this.table.values()].find((e) => e.addr === addr && e.channel && !e.channel.closed);
+    if (existing?.channel) return memberList(await existing.channel.call("$members", undefined, { timeoutMs: MEMBERS_TIMEOUT_MS }), addr);
+    const channel = await this.open(addr, {});
+    try {
+      return memberList(await channel.call("$members", undefined, { timeoutMs: MEMBERS_TIMEOUT_MS }), addr);
+    } finally {
+      channel.close();
+    }
+  }
+
+  /** Closes every connection. */
+  closeAll(): void {
+    for (const endpoint of this.table.values()) endpoint.channel?.close();
+  }
+
+  private async open(addr: string, options: Pick<ChannelOptions, "maxMessageBytes" | "log" | "onNotification" | "onClose">): Promise<Channel> {
+    this.runtime ??= await runtimeOf(this.options.runtime);
+    const [host, port] = splitAddress(addr);
+    return await Channel.connect(this.runtime, { host, port, clusterKey: this.options.clusterKey, ...options });
+  }
+}
+
+/** A seed's `$members` answer, parsed: a malformed one fails this discovery like an unreachable seed. */
+function memberList(value: unknown, addr: string): Member[] {
+  const members = parseMemberList(value);
+  if (!members) throw new RpcError(`Member list from "${addr}" is malformed`, "UNAVAILABLE");
+  return members;
+}

@@ -1,0 +1,32 @@
+import type { ErrorCode } from "../wire/codes.ts";
+
+/** Why a failed try is sent again to another node; the key of `ClusterClientMetrics.retries`. */
+export type RetryReason = "baffled" | "overloaded" | "not ready" | "unprocessed" | "connection lost (idempotent)";
+
+/** What the retry policy knows of a failed try. */
+export interface FailedTry {
+  code: ErrorCode;
+  /** What the node said of the call: false when it promised not to have run it; undefined when unknown. */
+  processed: boolean | undefined;
+  /** The method was declared idempotent. */
+  idempotent: boolean;
+  /** The client's `idempotentRetries` option. */
+  idempotentRetries: boolean;
+}
+
+/**
+ * The retry policy: whatever a node promised it did not process goes to
+ * another node at once; a call whose outcome is unknown (connection lost)
+ * runs again only when its method is idempotent and the option allows it.
+ * Undefined: the caller sees the error.
+ */
+export function retryReason(failed: FailedTry): RetryReason | undefined {
+  if (failed.processed === false) {
+    if (failed.code === "SHUTTING_DOWN") return "baffled";
+    if (failed.code === "OVERLOADED") return "overloaded";
+    if (failed.code === "UNAVAILABLE") return "not ready";
+    return "unprocessed";
+  }
+  if (failed.code === "UNAVAILABLE" && failed.idempotentRetries && failed.idempotent) return "connection lost (idempotent)";
+  return undefined;
+}

@@ -1,0 +1,198 @@
+// The cluster client over the in-memory runtime: baffle retries, connection loss, backoff, goaway, membership wake-ups.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { z } from "zod";
+import { type ClusterClient, type ClusterClientOptions, createClusterClient } from "../../../src/cluster/client.ts";
+import { silentLogger } from "../../../src/log.ts";
+import type { Member, MemberEvent } from "../../../src/membership/types.ts";
+import { defineService, type Implementation } from "../../../src/rpc/contract.ts";
+import { Dispatcher } from "../../../src/rpc/dispatch.ts";
+import { RpcError } from "../../../src/rpc/errors.ts";
+import { Router } from "../../../src/rpc/router.ts";
+import { RpcServer } from "../../../src/rpc/server.ts";
+import { createMemoryRuntime, type MemoryRuntime } from "../../../src/runtime/memory.ts";
+import { ManualClock, settle } from "../../helpers/clock.ts";
+
+const svc = defineService("svc", {
+  /** Answers the node's name. */
+  who: { input: z.unknown(), output: z.string(), idempotent: true },
+  /** The same, not idempotent. */
+  whoOnce: { input: z.unknown(), output: z.string() },
+});
+
+/** A node on the in-memory runtime whose `svc` methods run `behave` (default: answer its name). */
+interface FakeNode {
+  name: string;
+  addr: string;
+  server: RpcServer;
+  /** Calls its handlers received. */
+  calls: number;
+  behave: (name: string) => Promise<string> | string;
+}
+
+async function startNode(runtime: MemoryRuntime, name: string): Promise<FakeNode> {
+  const node = { name, calls: 0, behave: (n: string) => n } as FakeNode;
+  const run = () => {
+    node.calls++;
+    return node.behave(name);
+  };
+  const handlers: Implementation<typeof svc> = { who: run, whoOnce: run };
+  const dispatcher = new Dispatcher({ router: new Router().register(svc, handlers), log: silentLogger });
+  node.server = new RpcServer(runtime, { dispatcher, log: silentLogger, maxMessageBytes: 1024 * 1024 });
+  const { port } = await node.server.listen("127.0.0.1", 0);
+  node.addr = `127.0.0.1:${port}`;
+  return node;
+}
+
+async function cluster(count: number, options: Partial<ClusterClientOptions> = {}): Promise<{ runtime: MemoryRuntime; nodes: FakeNode[]; client: ClusterClient } & AsyncDisposable> {
+  const runtime = createMemoryRuntime();
+  const nodes: FakeNode[] = [];
+  for (let i = 0; i < count; i++) nodes.push(await startNode(runtime, `n${i}`));
+  const client = createClusterClient({ runtime, addresses: nodes.map((n) => n.addr), warmupMs: 0, ...options });
+  return {
+    runtime,
+    nodes,
+    client,
+    async [Symbol.asyncDispose]() {
+      client.close();
+      for (const node of nodes) {
+        node.server.closeAll();
+        await node.server.stopAccepting();
+      }
+    },
+  };
+}
+
+test("client: a node answering SHUTTING_DOWN (processed: false) is retried on another, counted as baffled", async () => {
+  await using c = await cluster(2);
+  const [baffling, good] = c.nodes as [FakeNode, FakeNode];
+  baffling.behave = () => {
+    throw new RpcError("draining", "SHUTTING_DOWN");
+  };
+  const api = c.client.client(svc);
+  for (let i = 0; i < 20; i++) assert.equal(await api.whoOnce({}), good.name);
+  const metrics = c.client.metrics();
+  assert.equal(metrics.retries.baffled ?? 0, baffling.calls);
+  assert.equal(metrics.sentByNode[baffling.addr] ?? 0, baffling.calls);
+  assert.equal(metrics.sentByNode[good.addr], 20);
+  assert.ok(baffling.calls > 0, "the balancer sent some calls to the baffling node");
+  assert.deepEqual(metrics.errors, {});
+});
+
+test("client: a connection lost mid-call is retried on another node only for an idempotent method", async () => {
+  await using c = await cluster(2);
+  const api = c.client.client(svc);
+  let drop = false;
+  let dropped: FakeNode | undefined;
+  for (const node of c.nodes) {
+    node.behave = (name) => {
+      if (!drop) return name;
+      drop = false;
+      dropped = node;
+      node.server.closeAll();
+      return new Promise(() => {});
+    };
+  }
+  // Idempotent: the lost call runs again on the other node.
+  drop = true;
+  const answer = await api.who({});
+  assert.ok(dropped && answer !== dropped.name, "answered by the node that did not drop the connection");
+  assert.deepEqual(c.client.metrics().retries, { "connection lost (idempotent)": 1 });
+  // Not idempotent: the caller learns the outcome is unknown.
+  drop = true;
+  await assert.rejects(api.whoOnce({}), (error: RpcError) => error.code === "UNAVAILABLE" && /outcome unknown/.test(error.message));
+  assert.equal(c.client.metrics().errors.UNAVAILABLE, 1);
+  assert.equal(c.nodes[0]!.calls + c.nodes[1]!.calls, 3);
+});
+
+test("client: idempotentRetries: false leaves a lost idempotent call to the caller", async () => {
+  await using c = await cluster(1, { idempotentRetries: false });
+  const [node] = c.nodes as [FakeNode];
+  const api = c.client.client(svc);
+  node.behave = () => {
+    node.server.closeAll();
+    return new Promise(() => {});
+  };
+  await assert.rejects(api.who({}), (error: RpcError) => error.code === "UNAVAILABLE");
+  assert.deepEqual(c.client.metrics().retries, {});
+});
+
+test("client: an unreachable node backs off 100 ms, then 200 ms, on the injected clock", async () => {
+  const clock = new ManualClock();
+  await using c = await cluster(1, { clock });
+  const [node] = c.nodes as [FakeNode];
+  await node.server.stopAccepting(); // its port now refuses connections
+  const api = c.client.client(svc);
+  await assert.rejects(api.who({}), (error: RpcError) => /No node to call: every one of the nodes offering "svc" refused or could not be reached/.test(error.message));
+  assert.equal(c.client.metrics().retries.unreachable, 1);
+  assert.deepEqual(c.client.candidates(), [], "backing off");
+  await clock.advance(99);
+  assert.deepEqual(c.client.candidates(), []);
+  await clock.advance(1);
+  assert.equal(c.client.candidates().length, 1, "eligible again after 100 ms");
+  await assert.rejects(api.who({}));
+  await clock.advance(199);
+  assert.deepEqual(c.client.candidates(), [], "the second failure doubles the backoff");
+  await clock.advance(1);
+  assert.equal(c.client.candidates().length, 1);
+  assert.equal(node.calls, 0);
+});
+
+test("client: after $goaway a node gets no new calls; ready again, it gets a fresh connection", async () => {
+  const members = new Map<string, Member>();
+  const listeners = new Set<(event: MemberEvent) => void>();
+  const runtime = createMemoryRuntime();
+  const a = await startNode(runtime, "a");
+  const b = await startNode(runtime, "b");
+  const member = (n: FakeNode, state: string): Member => ({ id: n.name, addr: n.addr, incarnation: 0, status: "alive", meta: { state, services: ["svc"], version: "0", http: null }, since: 0 });
+  const publish = (n: FakeNode, state: string) => {
+    members.set(n.name, member(n, state));
+    for (const listener of listeners) listener({ type: "update", member: members.get(n.name)! });
+  };
+  publish(a, "ready");
+  publish(b, "starting");
+  const client = createClusterClient({ runtime, warmupMs: 0, membership: { members: () => [...members.values()], onMemberEvent: (l) => (listeners.add(l), () => listeners.delete(l)) } });
+  try {
+    const api = client.client(svc);
+    assert.equal(await api.who({}), "a");
+    a.server.broadcastGoaway({ reason: "draining" });
+    await settle(); // the in-memory runtime delivers on microtasks
+    assert.deepEqual(client.candidates(), [], "a node that said goaway is no candidate");
+    // No node to call now: the call waits for the view to change, and B's readiness wakes it.
+    const waiting = api.who({});
+    publish(b, "ready");
+    assert.equal(await waiting, "b");
+    for (let i = 0; i < 10; i++) assert.equal(await api.who({}), "b");
+    assert.equal(a.calls, 1, "no call reached the node after its goaway");
+    // A drains, then comes back ready on the same address: a new connection, not the one that said goaway.
+    publish(a, "draining");
+    a.server.goaway = undefined;
+    publish(a, "ready");
+    const before = a.calls;
+    for (let i = 0; i < 40 && a.calls === before; i++) await api.who({});
+    assert.ok(a.calls > before, "the node is called again");
+  } finally {
+    client.close();
+    for (const n of [a, b]) {
+      n.server.closeAll();
+      await n.server.stopAccepting();
+    }
+  }
+});
+
+test("client: with no node at all the call fails with the no-node text, whenAvailable with the fewer-than text", async () => {
+  const clock = new ManualClock();
+  const runtime = createMemoryRuntime();
+  const client = createClusterClient({ runtime, clock, membership: { members: () => [], onMemberEvent: () => () => {} }, candidateWaitMs: 500 });
+  try {
+    const calling = assert.rejects(client.client(svc).who({}), /No node to call: no node is known/);
+    await clock.advance(500);
+    await calling;
+    const waiting = assert.rejects(client.whenAvailable("svc", 2, 1_000), /Fewer than 2 nodes offering "svc" within 1000 ms/);
+    await clock.advance(1_000);
+    await waiting;
+    assert.equal(clock.pending, 0, "no timer left behind");
+  } finally {
+    client.close();
+  }
+});

@@ -1,0 +1,109 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Discovery, type MembershipView } from "../../../src/cluster/discovery.ts";
+import { EndpointTable } from "../../../src/cluster/endpoints.ts";
+import type { Member, MemberEvent } from "../../../src/membership/types.ts";
+import { RpcError } from "../../../src/rpc/errors.ts";
+import { ManualClock, settle } from "../../helpers/clock.ts";
+
+function member(id: string, addr: string, state = "ready"): Member {
+  return { id, addr, incarnation: 0, status: "alive", meta: { state, services: ["demo"], version: "0", http: null }, since: 0 };
+}
+
+const table = () => new EndpointTable({ warmupMs: 0, warmupFloor: 0.1 });
+const idsOf = (t: EndpointTable) => [...t.values()].map((e) => e.id).sort();
+
+test("discovery: seeds are asked at once and every refreshMs; the first that answers wins", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  let changes = 0;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1", "s:2"],
+    refreshMs: 1_000,
+    clock,
+    membersFrom: async (addr) => {
+      asked.push(addr);
+      if (addr === "s:1") throw new RpcError("refused", "UNAVAILABLE");
+      return [member("a", "h:1"), member("b", "h:2")];
+    },
+    onChange: () => changes++,
+  });
+  discovery.start();
+  await settle();
+  assert.deepEqual(asked, ["s:1", "s:2"]);
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  assert.equal(discovery.error, undefined);
+  assert.equal(changes, 1);
+  await clock.advance(999);
+  assert.equal(asked.length, 2);
+  await clock.advance(1);
+  assert.deepEqual(asked, ["s:1", "s:2", "s:1", "s:2"]);
+  await clock.advance(2_000);
+  assert.equal(asked.length, 8);
+  discovery.stop();
+  assert.equal(clock.pending, 0);
+  await clock.advance(5_000);
+  assert.equal(asked.length, 8);
+});
+
+test("discovery: connected nodes are asked before the seeds; a failed round keeps the reason", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  let answer = true;
+  let changes = 0;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1"],
+    refreshMs: 1_000,
+    clock,
+    membersFrom: async (addr) => {
+      asked.push(addr);
+      if (!answer) throw new RpcError(`${addr} is down`, "UNAVAILABLE");
+      return [member("a", "h:1")];
+    },
+    onChange: () => changes++,
+  });
+  discovery.start();
+  await settle();
+  const a = [...t.values()][0]!;
+  a.channel = { goaway: undefined, closed: false, close() {}, whenIdle: () => Promise.resolve() };
+  asked.length = 0;
+  answer = false;
+  changes = 0;
+  await discovery.refresh();
+  assert.deepEqual(asked, ["h:1", "s:1"]);
+  assert.match(discovery.error?.message ?? "", /s:1 is down/);
+  assert.equal(changes, 1, "a round that reached no node still wakes the waiters");
+  assert.deepEqual(idsOf(t), ["a"], "a failed round forgets no node");
+  discovery.stop();
+});
+
+test("discovery: a membership view fills the table and every member event refreshes it", () => {
+  let members = [member("a", "h:1")];
+  const listeners = new Set<(event: MemberEvent) => void>();
+  const view: MembershipView = {
+    members: () => members,
+    onMemberEvent: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
+  };
+  const t = table();
+  const discovery = new Discovery(t, { membership: view, refreshMs: 1_000, clock: new ManualClock(), membersFrom: () => Promise.reject(new Error("not asked")), onChange: () => {} });
+  assert.equal(discovery.isStatic, false);
+  discovery.start();
+  assert.deepEqual(idsOf(t), ["a"]);
+  members = [member("b", "h:2")];
+  for (const listener of listeners) listener({ type: "join", member: members[0]! });
+  assert.deepEqual(idsOf(t), ["b"]);
+  discovery.stop();
+  assert.equal(listeners.size, 0);
+});
+
+test("discovery: static addresses are ready at once and never refreshed", () => {
+  const clock = new ManualClock();
+  const t = new EndpointTable({ warmupMs: 0, warmupFloor: 0.1, addresses: ["h:1", "h:2"] });
+  const discovery = new Discovery(t, { addresses: ["h:1", "h:2"], refreshMs: 1_000, clock, membersFrom: () => Promise.reject(new Error("not asked")), onChange: () => {} });
+  assert.equal(discovery.isStatic, true);
+  discovery.start();
+  assert.deepEqual(t.eligible(undefined, undefined, 0).map((e) => e.addr), ["h:1", "h:2"]);
+  assert.equal(clock.pending, 0);
+});
