@@ -62,7 +62,7 @@ test("two nodes on the in-memory runtime find each other by gossip, and one call
     await b.start();
     await bReady;
     assert.deepEqual(a.members().map((m) => m.id).sort(), ["a", "b"]);
-    const client = a.client(probe, { warmupMs: 0 });
+    const client = a.client(probe, { warmupMs: 0, candidateWaitMs: 0 });
     assert.equal(await client.add({ a: 20, b: 22 }), 42);
     // b drains: a's client hears it leave, and finds no other node offering probe.
     const bLeft = new Promise<MemberEvent>((resolve) => a.onMemberEvent((event) => event.member.id === "b" && event.type === "left" && resolve(event)));
