@@ -16,7 +16,7 @@ export { detectRuntime } from "./runtime/detect.ts";
 export type { Runtime, Socket, Listener } from "./runtime/types.ts";
 export type { RuntimeSource } from "./runtime/source.ts";
 export { createMemoryRuntime, MemoryExit, type MemoryRuntime, type MemoryRuntimeOptions } from "./runtime/memory.ts";
-export { ClusterClient, type ClusterClientMetrics } from "./cluster/client.ts";
+export type { ClusterClient, ClusterClientMetrics } from "./cluster/client.ts";
 export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership/types.ts";
 export type { ShutdownSummary, NodeStats } from "./node.ts";
 export type { LifecycleState } from "./lifecycle/state.ts";

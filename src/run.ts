@@ -1,4 +1,5 @@
 import { type Config, ConfigError, loadConfig } from "./config/load.ts";
+import { readTogether } from "./config/table.ts";
 import { readBenchSwitches } from "./demo/switches.ts";
 import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
 import { StartupError } from "./lifecycle/startup.ts";
@@ -30,8 +31,8 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
   let config: Config;
   let bench: ReturnType<typeof readBenchSwitches>;
   try {
-    config = loadConfig(runtime.env());
-    bench = readBenchSwitches(runtime.env());
+    const env = runtime.env();
+    [config, bench] = readTogether(() => loadConfig(env), () => readBenchSwitches(env));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     runtime.write("stderr", `${error.message}\n`);

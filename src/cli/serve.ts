@@ -1,17 +1,19 @@
 import { z } from "zod";
-import { ConfigError, variablesHelp } from "../config/table.ts";
+import { loadConfig } from "../config/load.ts";
+import { ConfigError, readTogether, variablesHelp } from "../config/table.ts";
 import { CONFIG_VARIABLES } from "../config/variables.ts";
 import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
-import { readDemoSwitches } from "../demo/switches.ts";
+import { DEMO_SWITCHES, readBenchSwitches, readDemoSwitches } from "../demo/switches.ts";
 import { EXIT_CODES } from "../lifecycle/signals.ts";
 import { runNode } from "../run.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, UsageError } from "./command.ts";
 
-/** Every EBB_* variable of the node with its meaning and default, then those the client commands read too, for `--help`. */
+/** Every EBB_* variable of the node with its meaning and default, those the client commands read too, then the demo's switches, for `--help`. */
 export function environmentHelp(): string {
   const alsoCli = CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name);
-  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)`;
+  const demo = variablesHelp(Object.values(DEMO_SWITCHES));
+  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)\n\nThe demo service (ebb serve) reads:\n${demo}`;
 }
 
 /** The exit codes of `ebb serve`, for `--help`. */
@@ -38,7 +40,9 @@ export const serveCommand = defineCommand({
 async function serve(runtime: Runtime): Promise<void> {
   let switches: ReturnType<typeof readDemoSwitches>;
   try {
-    switches = readDemoSwitches(runtime.env());
+    // The node's variables too, so one message names every bad one; runNode reads them again.
+    const env = runtime.env();
+    [, switches] = readTogether(() => loadConfig(env), () => readDemoSwitches(env), () => readBenchSwitches(env));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     runtime.write("stderr", `${error.message}\n`);

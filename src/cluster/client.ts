@@ -89,6 +89,8 @@ export class ClusterClient implements Transport {
   private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {} };
 
   constructor(source: ClusterClientOptions) {
+    // The core is given its runtime; mod.ts's createClusterClient supplies the detected one.
+    if (!source.runtime) throw new TypeError("ClusterClient needs a runtime: use createClusterClient (from mod.ts), which detects it, or pass `runtime`");
     this.clock = source.clock ?? realClock;
     this.timeoutMs = source.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.idempotentRetries = source.idempotentRetries ?? true;

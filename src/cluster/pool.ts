@@ -40,8 +40,10 @@ export class ConnectionPool {
   connect(endpoint: Endpoint<Channel>): Promise<Channel> {
     if (endpoint.channel && !endpoint.channel.closed) return Promise.resolve(endpoint.channel);
     endpoint.connecting ??= (async () => {
+      // Declared first: a connection that fails after its socket opened (a key mismatch) closes before `open` returns.
+      let channel: Channel | undefined;
       try {
-        const channel = await this.open(endpoint.addr, {
+        channel = await this.open(endpoint.addr, {
           maxMessageBytes: this.options.maxMessageBytes,
           log: this.options.log,
           onNotification: (method) => method === "$goaway" && this.options.onChange(),

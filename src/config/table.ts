@@ -99,6 +99,22 @@ export function parseVariables(rows: readonly Variable[], env: Env): Record<stri
   throw new ConfigError(problems);
 }
 
+/** Runs every read, then throws one `ConfigError` naming the problems of all of them: an operator fixes every bad variable in one go. */
+export function readTogether<const T extends readonly (() => unknown)[]>(...reads: T): { [K in keyof T]: T[K] extends () => infer R ? R : never } {
+  const problems: string[] = [];
+  const values: unknown[] = [];
+  for (const read of reads) {
+    try {
+      values.push(read());
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return values as { [K in keyof T]: T[K] extends () => infer R ? R : never };
+}
+
 /** The values of `table`'s variables, taken from what `parseVariables` returned. */
 export function valuesOf<T extends VariableTable>(table: T, parsed: Record<string, unknown>): ValuesOf<T> {
   return Object.fromEntries(Object.entries(table).map(([key, row]) => [key, parsed[row.name]])) as ValuesOf<T>;

@@ -1,3 +1,4 @@
+import { errorText } from "../error-text.ts";
 import type { Logger } from "../log.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { type Clock, sleep, within } from "../runtime/clock.ts";
@@ -91,6 +92,15 @@ export class StopSequence {
     return this.startedAt === undefined ? 0 : (this.options.clock.now() - this.startedAt) / 1000;
   }
 
+  /** Awaits one step; a step that fails is logged, and the sequence goes on (a node must always reach stopped). */
+  private async step(name: string, done: Promise<void>): Promise<void> {
+    try {
+      await done;
+    } catch (error) {
+      this.options.log.error(`stop sequence: ${name} failed`, { error: errorText(error) });
+    }
+  }
+
   async run(reason: string): Promise<ShutdownSummary> {
     const { parts, options } = this;
     const { lifecycle, inflight } = parts;
@@ -117,7 +127,7 @@ export class StopSequence {
 
     // 4. Stop accepting RPC connections. HTTP keeps answering (probes, scrapes, the
     //    baffled gateway, with Connection: close) until the very end, below.
-    await rpc.stopAccepting();
+    await this.step("stop accepting", rpc.stopAccepting());
 
     // 5. Wait for the in-flight counter, up to the shutdown timeout; then cancel what is left.
     const admitted = inflightAtStart + (inflight.entered - enteredAtStart);
@@ -132,7 +142,7 @@ export class StopSequence {
     // 6. Leave the membership (announce left, let it spread), then half-close every
     //    connection once its answers are written (a final $goaway first),
     //    give peers a moment to close their side, then close what is left.
-    await parts.leave();
+    await this.step("leave the membership", parts.leave());
     rpc.endAll();
     await within(clock, rpc.whenAllClosed(), options.lingerMs ?? CONNECTION_LINGER_MS);
     rpc.closeAll();

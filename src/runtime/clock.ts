@@ -9,13 +9,19 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): TimerHandle;
 }
 
+/** A runtime timer as a `TimerHandle`: one object per timer, no closure (deadlines arm one per call). */
+class RealTimer implements TimerHandle {
+  constructor(private readonly id: ReturnType<typeof setTimeout>) {}
+
+  cancel(): void {
+    clearTimeout(this.id);
+  }
+}
+
 /** The real clock: wall time and runtime timers. */
 export const realClock: Clock = {
   now: () => Date.now(),
-  setTimer(ms, fn) {
-    const timer = setTimeout(fn, ms);
-    return { cancel: () => clearTimeout(timer) };
-  },
+  setTimer: (ms, fn) => new RealTimer(setTimeout(fn, ms)),
 };
 
 /** Resolves after `ms` on `clock`. */

@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { BenchSummary } from "../../src/cli/bench.ts";
 import { CONFIG_VARIABLES } from "../../src/config/variables.ts";
+import { DEMO_SWITCHES } from "../../src/demo/switches.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
@@ -37,7 +38,7 @@ for (const runner of RUNNER_NAMES) {
     ]);
     assert.equal(help.code, 0);
     for (const name of ["serve", "call", "members", "bench", "keygen"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
-    for (const { name: variable } of CONFIG_VARIABLES) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
+    for (const { name: variable } of [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES)]) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
     assert.match(callHelp.stdout, /^Usage: ebb call <method> \[json\]/m);
     assert.match(callHelp.stdout, /--addr <host:port,...>/);
     assert.match(membersHelp.stdout, /^Usage: ebb members/m);

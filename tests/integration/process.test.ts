@@ -51,10 +51,12 @@ for (const runner of RUNNER_NAMES) {
   });
 
   test(`the reference node on ${runner} names every bad variable and exits 2`, async () => {
-    const proc = spawnNode(runner, { EBB_RPC_PORT: "http", EBB_MAX_MESSAGE_BYTES: "-5" });
+    const proc = spawnNode(runner, { EBB_RPC_PORT: "http", EBB_MAX_MESSAGE_BYTES: "-5", EBB_DEMO_RECORD: "yes", EBB_BENCH_PLAIN_SHUTDOWN: "2" });
     try {
       assert.equal(await proc.exited, 2);
       assert.match(proc.stderr(), /Invalid configuration: EBB_RPC_PORT="http" must be a number; EBB_MAX_MESSAGE_BYTES="-5" must be at least 1024/);
+      // The demo's and the bench's switches are named in the same message.
+      assert.match(proc.stderr(), /; EBB_DEMO_RECORD="yes" must be 1, 0, true or false; EBB_BENCH_PLAIN_SHUTDOWN="2" must be 0 or 1\n/);
     } finally {
       await stopProcess(proc);
     }

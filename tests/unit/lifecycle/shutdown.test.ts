@@ -8,7 +8,7 @@ import type { RpcError } from "../../../src/rpc/errors.ts";
 import { ManualClock, settle } from "../../helpers/clock.ts";
 
 /** A stop sequence over a real lifecycle and in-flight counter; the server, membership and HTTP record what was done to them, and when. */
-function rig(options: { drainDelayMs?: number; shutdownTimeoutMs?: number; closes?: "at once" | "never"; server?: boolean } = {}) {
+function rig(options: { drainDelayMs?: number; shutdownTimeoutMs?: number; closes?: "at once" | "never"; server?: boolean; failing?: boolean } = {}) {
   const clock = new ManualClock();
   const lifecycle = new Lifecycle("n1");
   lifecycle.advance("ready");
@@ -25,7 +25,10 @@ function rig(options: { drainDelayMs?: number; shutdownTimeoutMs?: number; close
         ? undefined
         : {
             broadcastGoaway: (goaway) => at(`goaway ${goaway.node} ${goaway.reason}`),
-            stopAccepting: async () => void at("stop accepting"),
+            stopAccepting: async () => {
+              at("stop accepting");
+              if (options.failing) throw new Error("listener stop failed");
+            },
             endAll: () => at("end connections"),
             whenAllClosed: () => (options.closes === "never" ? new Promise<void>(() => {}) : Promise.resolve()),
             closeAll: () => at("close connections"),
@@ -34,7 +37,10 @@ function rig(options: { drainDelayMs?: number; shutdownTimeoutMs?: number; close
       at("abort all");
       aborted.push(error);
     },
-    leave: async () => void at("leave"),
+    leave: async () => {
+      at("leave");
+      if (options.failing) throw new Error("leave failed");
+    },
     stopHttp: async () => void at("stop http"),
     closeClients: () => at("close clients"),
   };
@@ -134,4 +140,13 @@ test("drainSeconds is 0 before the drain and counts on the sequence's clock afte
   void r.run();
   await r.clock.advance(1_500);
   assert.equal(r.stop.drainSeconds(), 1.5);
+});
+
+test("a step that fails is logged and the sequence still reaches stopped", async () => {
+  const r = rig({ failing: true });
+  void r.run();
+  await r.clock.advance(0);
+  assert.deepEqual(r.steps.at(-1), "0 state stopped");
+  assert.ok(r.steps.includes("0 close connections"));
+  assert.equal(r.summary()?.exitCode, 0);
 });
