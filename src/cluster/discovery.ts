@@ -25,6 +25,9 @@ export interface DiscoveryOptions {
   onChange(): void;
 }
 
+/** Most addresses of members a refresh remembers, to ask when every seed is gone. */
+const MAX_LEARNED = 64;
+
 /**
  * Keeps an endpoint table filled: from a membership view (on every member
  * event), from seeds (asking the nodes already connected first, then the
@@ -36,6 +39,8 @@ export class Discovery {
   private timer: TimerHandle | undefined;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  /** Addresses of live members in the last member list: asked after the seeds, which a rolling restart may all replace. */
+  private learned: string[] = [];
 
   constructor(
     private readonly table: EndpointTable,
@@ -65,14 +70,16 @@ export class Discovery {
     }
   }
 
-  /** Asks the connected nodes, then the seeds, for the member list; the first answer wins. */
+  /** Asks the connected nodes, then the seeds, then the live members of the last list, for the member list; the first answer wins. */
   async refresh(): Promise<void> {
     if (this.stopped) return;
     const known = [...this.table.values()].filter((e) => !e.gone && e.channel && !e.channel.closed && e.channel.goaway === undefined);
-    for (const addr of [...known.map((e) => e.addr), ...(this.options.seeds ?? [])]) {
+    const ask = new Set([...known.map((e) => e.addr), ...(this.options.seeds ?? []), ...this.learned]);
+    for (const addr of ask) {
       try {
         const members = await this.options.membersFrom(addr);
         this.error = undefined;
+        this.learned = members.filter((m) => m.status === "alive" || m.status === "suspect").slice(0, MAX_LEARNED).map((m) => m.addr);
         this.apply(members);
         return;
       } catch (error) {

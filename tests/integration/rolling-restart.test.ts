@@ -103,10 +103,12 @@ async function rollingRestart(runners: RunnerName[]): Promise<void> {
     load = undefined;
     if (settled < sent) await new Promise<void>((resolve) => (allSettled = resolve));
     const metrics = cluster.metrics();
+    // What the client saw, for the failure message: the nodes it could call at the end, and its retries and errors.
+    const view = `client view at the end: ${JSON.stringify(cluster.candidates("demo"))}, retries ${JSON.stringify(metrics.retries)}, errors ${JSON.stringify(metrics.errors)}, ${restartWindows.length} restarts done`;
     cluster.close();
     for (const slot of slots) executed.push(...(await stopSlot(slot)));
 
-    assert.deepEqual(failures, [], `${failures.length} of ${sent} calls failed`);
+    assert.deepEqual(failures, [], `${failures.length} of ${sent} calls failed; ${view}`);
     const seen = new Set<string>();
     const twice = executed.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
     assert.deepEqual(twice, [], "a request ran more than once");

@@ -107,3 +107,31 @@ test("discovery: static addresses are ready at once and never refreshed", () => 
   assert.deepEqual(t.eligible(undefined, undefined, 0).map((e) => e.addr), ["h:1", "h:2"]);
   assert.equal(clock.pending, 0);
 });
+
+test("discovery: when every seed is gone (a rolling restart replaced them all), the live members of the last list are asked", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  let seedsUp = true;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1"],
+    refreshMs: 1_000,
+    clock,
+    membersFrom: async (addr) => {
+      asked.push(addr);
+      if (addr === "s:1" && seedsUp) return [member("a", "h:1"), member("b", "h:2")];
+      if (addr === "h:2") return [member("b", "h:2"), member("c", "h:3")];
+      throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    },
+    onChange: () => {},
+  });
+  discovery.start();
+  await settle();
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  seedsUp = false;
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:1", "h:2"]);
+  assert.deepEqual(idsOf(t), ["b", "c"]);
+  discovery.stop();
+});
