@@ -12,19 +12,21 @@ import { connectRaw, LogCapture, runtime } from "../../helpers/net.ts";
 
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 
-test("cluster key proofs are bound to the key, the role and both nonces, and compared exactly", () => {
+test("cluster key proofs are bound to the key, the role, the cluster id and both nonces, and compared exactly", () => {
   const client = newNonce();
   const server = newNonce();
   assert.equal(client.byteLength, NONCE_BYTES);
   assert.notDeepEqual(client, server, "nonces are random");
-  const mine = proof(KEY, "client", client, server);
+  const mine = proof(KEY, "client", client, server, "ebb");
   assert.equal(mine.byteLength, 32, "HMAC-SHA256");
   assert.ok(AUTH_CONTEXT.startsWith("ebb-auth/"));
-  assert.ok(proofMatches(proof(KEY, "client", client, server), mine));
-  assert.ok(!proofMatches(proof(KEY.toLowerCase(), "client", client, server), mine), "another key");
-  assert.ok(!proofMatches(proof(KEY, "server", client, server), mine), "the other role");
-  assert.ok(!proofMatches(proof(KEY, "client", server, client), mine), "nonces swapped");
-  assert.ok(!proofMatches(proof(KEY, "client", client, newNonce()), mine), "another server nonce");
+  assert.ok(proofMatches(proof(KEY, "client", client, server, "ebb"), mine));
+  assert.ok(!proofMatches(proof(KEY.toLowerCase(), "client", client, server, "ebb"), mine), "another key");
+  assert.ok(!proofMatches(proof(KEY, "client", client, server, "staging"), mine), "another cluster id");
+  assert.ok(!proofMatches(proof(KEY, "client", client, server, "eb"), proof(KEY, "client", client, server, "ebb")), "a prefix of the cluster id");
+  assert.ok(!proofMatches(proof(KEY, "server", client, server, "ebb"), mine), "the other role");
+  assert.ok(!proofMatches(proof(KEY, "client", server, client, "ebb"), mine), "nonces swapped");
+  assert.ok(!proofMatches(proof(KEY, "client", client, newNonce(), "ebb"), mine), "another server nonce");
   assert.ok(!proofMatches(mine, mine.subarray(0, 31)), "a prefix");
   assert.ok(!proofMatches(mine, "not bytes"));
   assert.ok(!proofMatches(mine, undefined));
@@ -120,7 +122,7 @@ test("thousands of failures from one host make one line as they start and one li
     assert.equal(logs.lines.length, 3);
     assert.equal(logs.lines[2]!.msg, 'refused 4001 cluster key handshakes from "127.0.0.1" in the last 10 s');
     assert.deepEqual([logs.lines[2]!.failed, logs.lines[2]!.turnedAway], [1, 4000]);
-    assert.deepEqual(guard.stats, { failures: 3, throttled: 4000 });
+    assert.deepEqual(guard.stats, { failures: 3, throttled: 4000, secondary: 0, byReason: { unknown_key: 0, wrong_cluster: 0, handshake: 3 } });
     guard.flush();
     assert.equal(logs.lines.length, 3, "nothing new, nothing logged");
   } finally {
