@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { httpToken } from "../../src/rpc/auth.ts";
@@ -95,6 +96,8 @@ test("HTTP takes the token derived from any ring key and the cluster id, never t
     assert.deepEqual(await call(httpToken(OLD, "prod")), { status: 200, body: { result: 5 } });
     for (const wrong of [NEW, OLD, httpToken(NEW, "ebb"), httpToken(STRANGER, "prod")]) assert.equal((await call(wrong)).status, 401, wrong);
     assert.match(httpToken(NEW, "prod"), /^[A-Za-z0-9_-]{43}$/, "32 bytes in base64url");
+    // The formula README "HTTP token" gives, computed apart.
+    assert.equal(httpToken(NEW, "prod"), createHmac("sha256", NEW).update("ebb-http-token/1/4:prod").digest("base64url"));
     assert.notEqual(httpToken(NEW, "prod"), httpToken(OLD, "prod"));
   } finally {
     await server.close();

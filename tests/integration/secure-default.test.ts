@@ -4,6 +4,7 @@ import { httpToken } from "../../src/rpc/auth.ts";
 import { RUNNER_NAMES, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
+const NEW = "Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw";
 const OPEN = { EBB_HOST: "0.0.0.0", EBB_RPC_PORT: "0", EBB_HTTP_PORT: "auto" };
 
 for (const runner of RUNNER_NAMES) {
@@ -64,6 +65,17 @@ for (const runner of RUNNER_NAMES) {
       const withToken = await call(token.stdout.trim());
       assert.equal(withToken.status, 200);
       assert.deepEqual(await withToken.json(), { result: { via: "token" } });
+      // The CLI takes a keyring too, its primary unknown to the node, and names a bad one without echoing it.
+      const addr = ["--addr", `127.0.0.1:${node.port}`];
+      const [viaRing, badRing] = await Promise.all([
+        runCli(runner, ["call", "demo.echo", '{"via":"ring"}', ...addr], { EBB_CLUSTER_KEY: `${NEW},${KEY}`, EBB_CLUSTER_ID: "prod" }),
+        runCli(runner, ["call", "demo.echo", "{}", ...addr], { EBB_CLUSTER_KEY: `${KEY},passwordpassword` }),
+      ]);
+      assert.equal(viaRing.code, 0, viaRing.stderr);
+      assert.deepEqual(JSON.parse(viaRing.stdout), { via: "ring" });
+      assert.equal(badRing.code, 2);
+      assert.match(badRing.stderr, /EBB_CLUSTER_KEY=\(\d+ characters, not shown\) key 2 of 2 must encode at least 16 random bytes/);
+      assert.ok(!badRing.stderr.includes(KEY));
       sendSignal(node, "SIGTERM");
       assert.equal(await node.exited, 0);
     } finally {
