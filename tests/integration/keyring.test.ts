@@ -103,3 +103,31 @@ test("HTTP takes the token derived from any ring key and the cluster id, never t
     await server.close();
   }
 });
+
+test("a member restarted with a key the cluster does not hold is reported as proving an unknown key, and was left, never suspected or dead", async () => {
+  const fast = { swim: { probeIntervalMs: 100, probeTimeoutMs: 50, gossipIntervalMs: 25, suspicionMult: 2, pushPullIntervalMs: 1_000, indirectChecks: 3, gossipNodes: 3, maxMembers: 100 } };
+  const a = await startTestNode(() => {}, { nodeId: "a", clusterKey: [OLD], ...fast });
+  const events: string[] = [];
+  let seen: ((event: string) => void) | undefined;
+  a.node.onMemberEvent((event) => {
+    if (event.member.id !== "b") return;
+    events.push(event.type);
+    seen?.(event.type);
+  });
+  const next = (type: string) => (events.includes(type) ? Promise.resolve() : new Promise<void>((resolve) => (seen = (t) => t === type && resolve())));
+  let b = await startTestNode(() => {}, { nodeId: "b", clusterKey: [OLD], seeds: [`127.0.0.1:${a.port}`], ...fast });
+  try {
+    await next("join");
+    const left = next("left");
+    await b.close();
+    await left;
+    // Restarted with only a key that no member holds (a rotation done out of order).
+    b = await startTestNode(() => {}, { nodeId: "b", clusterKey: [STRANGER], seeds: [`127.0.0.1:${a.port}`], ...fast });
+    await a.logs.next((l) => /^peer 127\.0\.0\.1:\d+ proved an unknown key/.test(String(l.msg)));
+    await b.logs.next((l) => String(l.msg) === `membership: peer 127.0.0.1:${a.port} does not hold any of our cluster keys`);
+    assert.deepEqual(events, ["join", "left"], "never suspect or dead: it left, and its successor never joined");
+    assert.deepEqual(b.node.members().map((m) => m.id), ["b"]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
