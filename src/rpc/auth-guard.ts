@@ -131,7 +131,7 @@ export class AuthGuard {
     this.note(host, (source) => {
       source.failed++;
       // A key we do not hold is what a node a rotation step apart shows: said plainly, not as a wrong guess.
-      source.detail ??= kind === "unknown_key" ? `peer ${peer} proved an unknown key (none of this node's EBB_CLUSTER_KEY): a rotation step apart, or not a member` : `closing connection from ${peer}: ${reason}`;
+      source.detail ??= kind === "unknown_key" ? `peer ${peer} proved an unknown key: it shares none of this node's keys (EBB_CLUSTER_KEY); a rotation step skipped, or not a member` : `closing connection from ${peer}: ${reason}`;
     });
   }
 

@@ -44,7 +44,7 @@ test("a node whose keys share nothing with the client is refused, logged as a pe
     const refused = await rejectsWith(connectChannel(server.port, { clusterKey: { keys: [NEW, STRANGER], clusterId: "ebb" } }), "UNAUTHENTICATED");
     assert.equal(refused.message, `[UNAUTHENTICATED] 127.0.0.1:${server.port} does not hold any of our cluster keys`);
     const line = await server.logs.next((l) => String(l.msg).includes("proved an unknown key"));
-    assert.match(String(line.msg), /^peer 127\.0\.0\.1:\d+ proved an unknown key \(none of this node's EBB_CLUSTER_KEY\): a rotation step apart, or not a member$/);
+    assert.match(String(line.msg), /^peer 127\.0\.0\.1:\d+ proved an unknown key: it shares none of this node's keys \(EBB_CLUSTER_KEY\); a rotation step skipped, or not a member$/);
     assert.equal(line.level, "warn");
     const metrics = await (await fetch(`http://127.0.0.1:${server.node.httpAddress!.port}/metrics`)).text();
     assert.equal(metric(metrics, 'ebb_auth_failures_total{reason="unknown_key"}'), 1);
