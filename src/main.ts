@@ -6,18 +6,20 @@
  *   ebb members            the cluster as a node sees it
  *   ebb bench              load through the cluster client
  *   ebb keygen             a new random cluster key
+ *   ebb token              the HTTP bearer token of EBB_CLUSTER_KEY
  */
 import { benchCommand } from "./cli/bench.ts";
 import { callCommand } from "./cli/call.ts";
 import { type Command, commandHelp, parseCommand, UsageError } from "./cli/command.ts";
 import { keygenCommand } from "./cli/keygen.ts";
+import { tokenCommand } from "./cli/token.ts";
 import { membersCommand } from "./cli/members.ts";
 import { environmentHelp, SERVE_EXIT_CODES, serveCommand } from "./cli/serve.ts";
 import { EXIT_CODES } from "./lifecycle/signals.ts";
 import { VERSION } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 
-const COMMANDS = [serveCommand, callCommand, membersCommand, benchCommand, keygenCommand] as Command<unknown>[];
+const COMMANDS = [serveCommand, callCommand, membersCommand, benchCommand, keygenCommand, tokenCommand] as Command<unknown>[];
 
 function help(): string {
   const commands = COMMANDS.map((c) => `  ${c.name.padEnd(10)}${c.summary}`).join("\n");

@@ -9,6 +9,7 @@ export { defineService, type CallContext, type Handler, type Implementation, typ
 export { createClient, type ServiceClient } from "./rpc/client.ts";
 export { Channel, type CallOptions, type ChannelOptions, type Transport } from "./rpc/channel.ts";
 export { RpcError, type RpcErrorOptions } from "./rpc/errors.ts";
+export { httpToken, type ClusterKey, type Keyring } from "./rpc/auth.ts";
 export { ErrorCodes, type ErrorCode } from "./wire/codes.ts";
 export { loadConfig, ConfigError, type Config } from "./config/load.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";

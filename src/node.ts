@@ -2,7 +2,7 @@ import { type ClusterClient, type ClusterClientOptions, createClusterClient } fr
 import type { Config } from "./config/load.ts";
 import { errorText } from "./error-text.ts";
 import { nodeSamples, type NodeStats, nodeStats } from "./http/node-metrics.ts";
-import { serveHttp } from "./http/serve.ts";
+import { serveHttp, serveMetrics } from "./http/serve.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
 import { InflightLimit } from "./lifecycle/overload.ts";
 import { type ShutdownSummary, StopSequence } from "./lifecycle/shutdown.ts";
@@ -13,6 +13,7 @@ import { advertisedAddress, NodeMembership } from "./membership/node-membership.
 import type { Member, MemberEvent, MemberMeta } from "./membership/types.ts";
 import type { ServiceClient } from "./rpc/client.ts";
 import type { Implementation, ServiceContract } from "./rpc/contract.ts";
+import type { Keyring } from "./rpc/auth.ts";
 import { nodeBuiltins } from "./rpc/builtins.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
 import { Router } from "./rpc/router.ts";
@@ -76,7 +77,9 @@ export function createNode(options: NodeOptions): EbbNode {
   const log = options.log ?? silentLogger;
   const router = new Router();
   const lifecycle = new Lifecycle(config.nodeId, (error) => log.error("a state listener failed", { error: errorText(error) }));
-  const membership = new NodeMembership({ id: config.nodeId, log, maxMessageBytes: config.maxMessageBytes, clusterKey: config.clusterKey, swim: config.swim });
+  // EBB_CLUSTER_KEY's ring and EBB_CLUSTER_ID, proven by every connection in and out.
+  const clusterKey: Keyring | undefined = config.clusterKey && { keys: config.clusterKey, clusterId: config.clusterId };
+  const membership = new NodeMembership({ id: config.nodeId, log, maxMessageBytes: config.maxMessageBytes, clusterKey, swim: config.swim });
   const inflight = new InflightCounter();
   const limit = new InflightLimit(config.nodeId, config.maxInflight, inflight);
   const hooks: { name: string; run: StartupHook }[] = [];
@@ -86,6 +89,7 @@ export function createNode(options: NodeOptions): EbbNode {
   let server: RpcServer | undefined;
   let rpcListener: Listener | undefined;
   let http: HttpServer | undefined;
+  let metricsHttp: HttpServer | undefined;
   let listening: Promise<void> | undefined;
   let stopping: Promise<ShutdownSummary> | undefined;
 
@@ -110,7 +114,7 @@ export function createNode(options: NodeOptions): EbbNode {
       server: () => server,
       abortAll: (error) => dispatcher.abortAll(error),
       leave: () => membership.leave(),
-      stopHttp: () => http?.stop() ?? Promise.resolve(),
+      stopHttp: async () => void (await Promise.all([http?.stop(), metricsHttp?.stop()])),
       closeClients: () => clusterClients.forEach((cluster) => cluster.close()),
     },
     { nodeId: config.nodeId, drainDelayMs: config.drainDelayMs, shutdownTimeoutMs: config.shutdownTimeoutMs, clock: realClock, log },
@@ -118,7 +122,7 @@ export function createNode(options: NodeOptions): EbbNode {
   const samples = () => nodeSamples({ dispatcher, inflight, lifecycle, membership, overloaded: () => limit.refused, server: () => server, clusterClients, drainSeconds: () => stop.drainSeconds() });
 
   async function listen(rt: Runtime): Promise<void> {
-    const { maxMessageBytes, clusterKey, limits } = config;
+    const { maxMessageBytes, limits } = config;
     const onNotification = (method: string, params: unknown[], peer: string) => membership.notify(method, params, peer);
     const rpc = (server = new RpcServer(rt, { dispatcher, log, maxMessageBytes, clusterKey, limits, onNotification }));
     const listener = (rpcListener = await bound("RPC", config.host, config.rpcPort, () => rpc.listen(config.host, config.rpcPort)));
@@ -126,11 +130,18 @@ export function createNode(options: NodeOptions): EbbNode {
     if (httpPort !== null) {
       const { nodeId, host, httpIdleTimeoutMs: idleTimeoutMs } = config;
       const app = { nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership.list(), maxBodyBytes: maxMessageBytes, maxDepth: limits.maxDepth, clusterKey };
-      http = await bound("HTTP", host, httpPort, () => serveHttp(rt, { ...app, host, port: httpPort, idleTimeoutMs, log }));
+      http = await bound("HTTP", host, httpPort, () => serveHttp(rt, { ...app, host, port: httpPort, idleTimeoutMs, log, metrics: config.metricsAddr ? undefined : samples }));
     }
+    if (config.metricsAddr) metricsHttp = await serveMetrics(rt, config.metricsAddr, { nodeId: config.nodeId, lifecycle, inflight, metrics: samples, log, idleTimeoutMs: config.httpIdleTimeoutMs });
     const address = `${listener.host}:${listener.port}`;
     const httpAddress = http ? `${http.host}:${http.port}` : undefined;
-    log.info(`listening on ${address}${httpAddress ? `, http ${httpAddress}` : ""}`, { rpc: address, runtime: rt.name, ...(httpAddress && { http: httpAddress }) });
+    const metricsAddress = metricsHttp ? `${metricsHttp.host}:${metricsHttp.port}` : undefined;
+    log.info(`listening on ${address}${httpAddress ? `, http ${httpAddress}` : ""}${metricsAddress ? `, metrics ${metricsAddress}` : ""}`, {
+      rpc: address,
+      runtime: rt.name,
+      ...(httpAddress && { http: httpAddress }),
+      ...(metricsAddress && { metrics: metricsAddress }),
+    });
     // Joins as `starting`: the node learns the cluster while its hooks run.
     membership.start(rt, advertisedAddress(config.host, listener.port, config.advertise, log), meta(), config.seeds);
   }
@@ -154,7 +165,7 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime: runtime ?? options.runtime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? options.runtime, log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },

@@ -11,7 +11,9 @@ export const keygenCommand = defineCommand({
   flags: z.object({}),
   details: `Prints ${KEYGEN_BYTES} random bytes (${KEYGEN_BYTES * 8} bits) in base64, one line. Give every node and
 client of a cluster the same key, e.g. EBB_CLUSTER_KEY=$(ebb keygen) once, then
-keep it in your secret store. Keys that are not random enough are refused at startup.`,
+keep it in your secret store. Keys that are not random enough are refused at startup.
+To rotate, list the new key beside the old one (EBB_CLUSTER_KEY=old,new, then new,old,
+then new; README "Rotating the cluster key"); "ebb token" prints the HTTP token of a key.`,
   run(runtime, _flags, positionals) {
     if (positionals.length > 0) throw new UsageError(`keygen takes no arguments, got "${positionals[0]}"`);
     runtime.write("stdout", `${newClusterKey()}\n`);

@@ -1,5 +1,6 @@
 import type { ClusterClientOptions } from "../cluster/client.ts";
-import { defaultValue } from "../config/table.ts";
+import { ConfigError, defaultValue, readVariables } from "../config/table.ts";
+import type { Keyring } from "../rpc/auth.ts";
 import { MAIN_VARIABLES } from "../config/variables.ts";
 import { addressList, type OptionSpec, UsageError } from "./command.ts";
 
@@ -44,7 +45,14 @@ export function clusterOptions(target: Target, env: Record<string, string | unde
   return { ...where, clusterKey: clusterKeyFrom(env) };
 }
 
-/** EBB_CLUSTER_KEY, when set: client commands prove it as nodes do. */
-export function clusterKeyFrom(env: Record<string, string | undefined>): string | undefined {
-  return env.EBB_CLUSTER_KEY || undefined;
+/** EBB_CLUSTER_KEY (a key or a keyring) and EBB_CLUSTER_ID, when a key is set: client commands prove them as nodes do. */
+export function clusterKeyFrom(env: Record<string, string | undefined>): Keyring | undefined {
+  let values: { clusterKey: readonly string[] | undefined; clusterId: string };
+  try {
+    values = readVariables({ clusterKey: MAIN_VARIABLES.clusterKey, clusterId: MAIN_VARIABLES.clusterId }, env);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.problems.join("; "));
+    throw error;
+  }
+  return values.clusterKey && { keys: values.clusterKey, clusterId: values.clusterId };
 }

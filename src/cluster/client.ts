@@ -1,6 +1,7 @@
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, realClock } from "../runtime/clock.ts";
 import { type CallOptions, type Channel, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, type Transport } from "../rpc/channel.ts";
+import type { ClusterKey } from "../rpc/auth.ts";
 import { createClient, type ServiceClient } from "../rpc/client.ts";
 import type { ServiceContract } from "../rpc/contract.ts";
 import { RpcError } from "../rpc/errors.ts";
@@ -41,7 +42,7 @@ export interface ClusterClientOptions {
   candidateWaitMs?: number;
   maxMessageBytes?: number;
   /** EBB_CLUSTER_KEY of the cluster: every connection proves it. */
-  clusterKey?: string;
+  clusterKey?: ClusterKey;
 }
 
 /** Counters the client keeps. */

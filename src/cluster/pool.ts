@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
 import { parseMemberList } from "../membership/schema.ts";
 import type { Member } from "../membership/types.ts";
+import type { ClusterKey } from "../rpc/auth.ts";
 import { Channel, type ChannelOptions } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
@@ -16,7 +17,7 @@ export interface ConnectionPoolOptions {
   clock: Clock;
   log: Logger;
   maxMessageBytes: number;
-  clusterKey: string | undefined;
+  clusterKey: ClusterKey | undefined;
   /** Something a waiting call may care about happened: a connection closed or a server said `$goaway`. */
   onChange(): void;
 }

@@ -1,5 +1,6 @@
 import { BENCH_SWITCHES, DEMO_SWITCHES } from "../demo/switches.ts";
 import { ConfigError, type Env, parseVariables, unknownVariables, type ValuesOf, valuesOf } from "./table.ts";
+import { checkExposure, tlsConfigured } from "./secure.ts";
 import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES } from "./variables.ts";
 
 export { ConfigError };
@@ -20,8 +21,10 @@ const KNOWN = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.v
 /** Reads the configuration from an environment; throws `ConfigError` naming every bad variable. */
 export function loadConfig(env: Env): Config {
   const parsed = parseVariables(CONFIG_VARIABLES, env);
+  const main = valuesOf(MAIN_VARIABLES, parsed);
+  checkExposure({ ...main, tls: tlsConfigured(env) });
   return {
-    ...valuesOf(MAIN_VARIABLES, parsed),
+    ...main,
     limits: valuesOf(LIMIT_VARIABLES, parsed),
     swim: valuesOf(SWIM_VARIABLES, parsed),
     warnings: unknownVariables(env, KNOWN),

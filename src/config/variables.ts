@@ -5,6 +5,7 @@ import { isMemberAddress } from "../membership/schema.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
 import { ADDRESS_LIST_PATTERN, ADDRESS_PATTERN } from "../runtime/address.ts";
+import { DEFAULT_CLUSTER_ID, MAX_CLUSTER_KEYS } from "../rpc/auth.ts";
 import { clusterKeyProblem } from "./cluster-key.ts";
 import { integer, milliseconds, type Variable, variable } from "./table.ts";
 
@@ -121,18 +122,46 @@ export const MAIN_VARIABLES = {
     description: "comma-separated host:port of members to join through; without them a new cluster starts",
     readers: BOTH,
   }),
-  /** When set, connections and HTTP calls must prove it. Never logged. */
+  /** The keyring: the first key proves, every key is accepted (README "Rotating the cluster key"). Never logged. */
   clusterKey: variable({
     name: "EBB_CLUSTER_KEY",
-    schema: z.string().superRefine((key, ctx) => {
-      const problem = clusterKeyProblem(key);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    schema: z.string().transform((text, ctx) => {
+      const keys = text.split(",").map((key) => key.trim());
+      if (keys.length > MAX_CLUSTER_KEYS) ctx.addIssue({ code: "custom", message: `holds ${keys.length} keys; at most ${MAX_CLUSTER_KEYS}` });
+      for (const [i, key] of keys.entries()) {
+        const problem = key === "" ? "is empty" : clusterKeyProblem(key);
+        if (problem) ctx.addIssue({ code: "custom", message: keys.length === 1 ? problem : `key ${i + 1} of ${keys.length} ${problem}` });
+      }
+      if (new Set(keys).size < keys.length) ctx.addIssue({ code: "custom", message: "names a key twice" });
+      return keys as readonly string[];
     }),
     unset: "none",
-    description:
-      'shared secret of at least 128 random bits, base64 or hex (make one with "ebb keygen"): every RPC connection must prove it, HTTP /rpc and /cluster need Authorization: Bearer <key>',
+    description: `shared secret of at least 128 random bits, base64 or hex (make one with "ebb keygen"); or a keyring of up to ${MAX_CLUSTER_KEYS} comma-separated keys, the first proving, all accepted: every RPC connection must prove one, HTTP /rpc and /cluster need Authorization: Bearer <ebb token>`,
     readers: BOTH,
     secret: true,
+  }),
+  /** Bound into every cluster key proof and HTTP token: another cluster with the same key cannot join or call. */
+  clusterId: variable({
+    name: "EBB_CLUSTER_ID",
+    schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, { error: "must be 1-64 letters, digits or _ . : -" }),
+    default: DEFAULT_CLUSTER_ID,
+    description: "name of the cluster, part of every cluster key proof and HTTP token: nodes of another cluster id with the same key are refused",
+    readers: BOTH,
+  }),
+  /** Lets a node bind off loopback with neither TLS nor a cluster key. */
+  insecure: variable({
+    name: "EBB_INSECURE",
+    schema: z.enum(["0", "1"], { error: "must be 0 or 1" }),
+    default: "0",
+    map: (value) => value === "1",
+    description: "1: start even when bound off loopback (EBB_HOST) with neither TLS nor EBB_CLUSTER_KEY, so anyone who reaches the port may call and join",
+  }),
+  /** host:port of a listener serving only /metrics and the probes; the main HTTP listener then has no /metrics. */
+  metricsAddr: variable({
+    name: "EBB_METRICS_ADDR",
+    schema: z.string().regex(ADDRESS_PATTERN, { error: "must be host:port" }),
+    unset: "/metrics on the HTTP port",
+    description: "host:port of a separate listener for /metrics, /healthz and /readyz (port 0 picks one), e.g. 127.0.0.1:9400 to keep metrics off the public interface; the HTTP port then no longer serves /metrics",
   }),
   /** host:port others use for this member; undefined: EBB_HOST and the bound RPC port. */
   advertise: variable({

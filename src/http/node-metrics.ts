@@ -59,7 +59,9 @@ export function nodeSamples(sources: NodeMetricSources): NodeSample[] {
     out.push(["ebb_connections_open", {}, server.connections.size], ["ebb_connections_refused_total", {}, stats.refusedOverCap], ["ebb_accept_errors_total", {}, stats.acceptErrors]);
     out.push(["ebb_connections_timed_out_total", { kind: "read" }, stats.readTimeouts], ["ebb_connections_timed_out_total", { kind: "idle" }, stats.idleClosed], ["ebb_buffered_bytes", {}, server.bufferedBytes]);
   }
-  out.push(["ebb_auth_failures_total", {}, server?.authGuard?.stats.failures ?? 0], ["ebb_auth_throttled_total", {}, server?.authGuard?.stats.throttled ?? 0]);
+  const auth = server?.authGuard?.stats;
+  for (const reason of ["unknown_key", "wrong_cluster", "handshake"] as const) out.push(["ebb_auth_failures_total", { reason }, auth?.byReason[reason] ?? 0]);
+  out.push(["ebb_auth_secondary_total", {}, auth?.secondary ?? 0], ["ebb_auth_throttled_total", {}, auth?.throttled ?? 0]);
   out.push(...clientSamples(sources.clusterClients));
   const byStatus: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
   for (const member of membership.list()) byStatus[member.status] = (byStatus[member.status] ?? 0) + 1;

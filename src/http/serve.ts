@@ -1,6 +1,8 @@
 import type { Logger } from "../log.ts";
 import type { HttpServer, Runtime } from "../runtime/types.ts";
-import { createHttpApp, type HttpAppOptions } from "./app.ts";
+import { splitAddress } from "../runtime/address.ts";
+import { bound } from "../runtime/bind.ts";
+import { createHttpApp, createMetricsApp, type HttpAppOptions, type MetricsAppOptions } from "./app.ts";
 
 /** After the HTTP listener fails (out of descriptors), how long before it serves again. */
 export const HTTP_ACCEPT_RETRY_MS = 1_000;
@@ -26,4 +28,21 @@ export function serveHttp(runtime: Runtime, options: ServeHttpOptions): Promise<
     onListenerError: (error, retryMs) => log.warn(`HTTP listener failed: serving again in ${retryMs} ms`, { error }),
     onListenerRecovered: () => log.info("HTTP listener serving again"),
   });
+}
+
+/** Serves /metrics and the probes on their own listener at `address` (EBB_METRICS_ADDR), so they can stay off the public interface. */
+export function serveMetrics(runtime: Runtime, address: string, options: MetricsAppOptions & { log: Logger; idleTimeoutMs: number }): Promise<HttpServer> {
+  const [host, port] = splitAddress(address);
+  const { log, idleTimeoutMs } = options;
+  return bound("metrics", host, port, () =>
+    runtime.serve({
+      host,
+      port,
+      fetch: createMetricsApp(options).fetch,
+      idleTimeoutMs,
+      acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
+      onListenerError: (error, retryMs) => log.warn(`metrics listener failed: serving again in ${retryMs} ms`, { error }),
+      onListenerRecovered: () => log.info("metrics listener serving again"),
+    }),
+  );
 }

@@ -1,5 +1,6 @@
 import { errorText } from "../error-text.ts";
 import type { Logger } from "../log.ts";
+import type { ClusterKey } from "../rpc/auth.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { type Clock, realClock, type TimerHandle } from "../runtime/clock.ts";
 import type { Runtime } from "../runtime/types.ts";
@@ -19,7 +20,7 @@ export interface NodeMembershipOptions {
   /** EBB_MAX_MESSAGE_BYTES of membership connections. */
   maxMessageBytes: number;
   /** EBB_CLUSTER_KEY: membership connections prove it. */
-  clusterKey?: string;
+  clusterKey?: ClusterKey;
   swim: Partial<SwimConfig>;
   clock?: Clock;
 }

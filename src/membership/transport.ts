@@ -1,5 +1,6 @@
 import type { Logger } from "../log.ts";
 import { Channel } from "../rpc/channel.ts";
+import type { ClusterKey } from "../rpc/auth.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
 import type { Runtime } from "../runtime/types.ts";
@@ -33,8 +34,8 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly runtime: Runtime,
     private readonly log: Logger,
     private readonly maxMessageBytes: number,
-    /** EBB_CLUSTER_KEY: membership connections prove it, so only key holders join. */
-    private readonly clusterKey?: string,
+    /** EBB_CLUSTER_KEY and EBB_CLUSTER_ID: membership connections prove them, so only key holders join. */
+    private readonly clusterKey?: ClusterKey,
     /** Parses replies, the one typed entry point for inbound membership messages; the node passes its own, to count and log refusals. */
     private readonly gate: SwimGate = new SwimGate(log),
     /** Bounds of the connection pool; tests shrink them. */
@@ -127,7 +128,7 @@ export class RpcSwimTransport implements SwimTransport {
     }).catch((error: unknown) => {
       const reason = errorText(error);
       if (error instanceof RpcError && error.code === "UNAUTHENTICATED") {
-        if (!this.refusedUntil.has(address)) this.log.warn(`membership: ${error.rawMessage}`, { address });
+        if (!this.refusedUntil.has(address)) this.log.warn(`membership: peer ${error.rawMessage}`, { address });
         this.refusedUntil.delete(address);
         if (this.refusedUntil.size >= this.pool.maxChannels) this.refusedUntil.delete(this.refusedUntil.keys().next().value!);
         this.refusedUntil.set(address, Date.now() + REFUSED_BACKOFF_MS);

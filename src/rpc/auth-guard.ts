@@ -1,5 +1,6 @@
 import type { Logger } from "../log.ts";
 import { sourceHost } from "../runtime/address.ts";
+import type { AuthFailure } from "./auth.ts";
 
 /**
  * Failed cluster key handshakes, limited per source host (not host:port: one
@@ -91,12 +92,17 @@ export class AuthThrottle {
  * is logged as it is; the rest of the window becomes one line with counts).
  */
 export class AuthGuard {
-  /** Counters for metrics and tests: handshakes that failed, connections turned away unheard. */
-  readonly stats = { failures: 0, throttled: 0 };
+  /**
+   * Counters for metrics and tests: handshakes that failed (all, and by reason), connections turned
+   * away unheard, handshakes that shared only a secondary key of ours (the peer is a rotation step behind).
+   */
+  readonly stats = { failures: 0, throttled: 0, secondary: 0, byReason: { unknown_key: 0, wrong_cluster: 0, handshake: 0 } as Record<AuthFailure, number> };
   private readonly throttle: AuthThrottle;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** After `stop` no timer is armed: the few connections still open are logged as they fail. */
   private stopped = false;
+  /** When each host last had a secondary-key line, least recently first. */
+  private readonly secondaryLoggedAtMs = new Map<string, number>();
 
   constructor(
     private readonly log: Logger,
@@ -116,15 +122,30 @@ export class AuthGuard {
     return true;
   }
 
-  /** A handshake from `peer` failed for `reason`: takes a token, counted and logged in aggregate. */
-  failed(peer: string, reason: string): void {
+  /** A handshake from `peer` failed (`reason` as said to it, `kind` as counted): takes a token, counted and logged in aggregate. */
+  failed(peer: string, reason: string, kind: AuthFailure = "handshake"): void {
     const host = sourceHost(peer);
     this.stats.failures++;
+    this.stats.byReason[kind]++;
     this.throttle.failed(host);
     this.note(host, (source) => {
       source.failed++;
-      source.detail ??= `closing connection from ${peer}: ${reason}`;
+      // A key we do not hold is what a node a rotation step apart shows: said plainly, not as a wrong guess.
+      source.detail ??= kind === "unknown_key" ? `peer ${peer} proved an unknown key: it shares none of this node's keys (EBB_CLUSTER_KEY); a rotation step skipped, or not a member` : `closing connection from ${peer}: ${reason}`;
     });
+  }
+
+  /** A handshake from `peer` shared only a secondary key of ours: counted, and logged once per host per window (info). */
+  provedSecondary(peer: string): void {
+    this.stats.secondary++;
+    const host = sourceHost(peer);
+    const now = this.now();
+    const last = this.secondaryLoggedAtMs.get(host);
+    if (last !== undefined && now - last < this.windowMs) return;
+    this.secondaryLoggedAtMs.delete(host);
+    if (this.secondaryLoggedAtMs.size >= AUTH_GUARD_MAX_SOURCES) this.secondaryLoggedAtMs.delete(this.secondaryLoggedAtMs.keys().next().value!);
+    this.secondaryLoggedAtMs.set(host, now);
+    this.log.info(`peer ${peer} proved only a secondary cluster key: it does not hold this node's primary yet (a rotation step behind)`, { peer: host });
   }
 
   /** Writes the line of every host whose window is over; with `all`, of every host with something unlogged. */

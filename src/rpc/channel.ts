@@ -4,7 +4,7 @@ import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
-import { AUTH_METHOD, AUTH_TIMEOUT_MS, proveClusterKey } from "./auth.ts";
+import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
 import { errorText } from "../error-text.ts";
@@ -40,8 +40,8 @@ export interface ChannelOptions {
   log?: Logger;
   /** Keep sending after `$goaway` (membership traffic to a member that is draining but not gone). */
   ignoreGoaway?: boolean;
-  /** EBB_CLUSTER_KEY: `connect` completes the `$auth` handshake (both sides prove the key) before resolving. */
-  clusterKey?: string;
+  /** EBB_CLUSTER_KEY and EBB_CLUSTER_ID: `connect` completes the `$auth` handshake (both sides prove a shared key) before resolving. */
+  clusterKey?: ClusterKey;
   /** Called for each notification from the server (after ebb's own `$goaway` handling). */
   onNotification?(method: string, params: unknown[]): void;
   /** Called once when the connection closes. */

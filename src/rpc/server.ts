@@ -3,7 +3,7 @@ import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
 import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
-import { AUTH_TIMEOUT_MS, ClusterKeyCheck } from "./auth.ts";
+import { type AuthFailure, AUTH_TIMEOUT_MS, type ClusterKey, ClusterKeyCheck } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
@@ -19,8 +19,8 @@ export interface RpcServerOptions {
   highWaterBytes?: number;
   /** Notifications other than ebb's own `$cancel` (membership's one-way `$swim.*`). */
   onNotification?(method: string, params: unknown[], peer: string): void;
-  /** EBB_CLUSTER_KEY: every connection must prove it holds this key (see auth.ts) before anything else. */
-  clusterKey?: string;
+  /** EBB_CLUSTER_KEY and EBB_CLUSTER_ID: every connection must prove it holds one of the keys (see auth.ts) before anything else. */
+  clusterKey?: ClusterKey;
   /** A keyed connection not authenticated within this is closed. Default AUTH_TIMEOUT_MS (10 s). */
   authTimeoutMs?: number;
   /** Bounds on what one peer can make the server hold; each defaults to `DEFAULT_CONNECTION_LIMITS`. */
@@ -416,14 +416,15 @@ export class ServerConnection {
     if (step.proven) {
       this.authenticated = true;
       clearTimeout(this.authTimer);
+      if (step.secondary) this.server.authGuard!.provedSecondary(this.peer);
     }
     this.respond(msgid!, null, step.result);
   }
 
   /** Answers UNAUTHENTICATED (when there is a request to answer), then closes once that is written; a failure counts against the host. */
-  private refuse(msgid: number | undefined, message: string, failure = true, data?: unknown): void {
+  private refuse(msgid: number | undefined, message: string, failure: AuthFailure | false = "handshake", data?: unknown): void {
     if (msgid !== undefined) this.respond(msgid, new RpcError(message, "UNAUTHENTICATED", { data }), undefined);
-    if (failure) this.server.authGuard!.failed(this.peer, message);
+    if (failure) this.server.authGuard!.failed(this.peer, message, failure);
     this.server.stats.rejected++;
     this.finished = true;
     this.writer.flush();

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import { createClusterClient } from "../../src/cluster/client.ts";
-import { AUTH_METHOD, newNonce, proof } from "../../src/rpc/auth.ts";
+import { AUTH_METHOD, DEFAULT_CLUSTER_ID, httpToken, newNonce, proof } from "../../src/rpc/auth.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { Dispatcher } from "../../src/rpc/dispatch.ts";
 import { Router } from "../../src/rpc/router.ts";
@@ -14,7 +14,7 @@ import { probe, probeHandlers } from "../helpers/services.ts";
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 
 test("with a cluster key, only clients that prove it are served; everyone else gets UNAUTHENTICATED and is disconnected", async () => {
-  const server = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: KEY, httpPort: 0 });
+  const server = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: [KEY], httpPort: 0 });
   const plain = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "no-key" });
   try {
     const keyed = await connectChannel(server.port, { clusterKey: KEY });
@@ -22,7 +22,7 @@ test("with a cluster key, only clients that prove it are served; everyone else g
 
     const wrong = await rejectsWith(connectChannel(server.port, { clusterKey: "Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw" }));
     assert.equal(wrong.code, "UNAUTHENTICATED");
-    assert.match(wrong.message, /does not hold the same cluster key/);
+    assert.match(wrong.message, /does not hold any of our cluster keys/);
 
     const keyless = await connectChannel(server.port);
     const refused = await rejectsWith(createClient(probe, keyless).add({ a: 1, b: 1 }));
@@ -50,11 +50,11 @@ test("with a cluster key, only clients that prove it are served; everyone else g
     }
     const challenge = answers[0] as [number, number, null, { nonce: Uint8Array }];
     const before = guesser.received().byteLength;
-    guesser.socket.write(encode([0, 2, AUTH_METHOD, [{ nonce, proof: proof("a-guess-0123456789", "client", nonce, challenge[3].nonce) }]]));
+    guesser.socket.write(encode([0, 2, AUTH_METHOD, [{ nonce, cluster: DEFAULT_CLUSTER_ID, proofs: [proof("a-guess-0123456789", "client", nonce, challenge[3].nonce, DEFAULT_CLUSTER_ID)] }]]));
     await guesser.closed;
     const [verdict] = new MessageDecoder(1 << 20).push(guesser.received().subarray(before)) as [number, number, { code: string; message: string }, unknown][];
-    assert.deepEqual([verdict![2].code, verdict![2].message], ["UNAUTHENTICATED", "Wrong cluster key"]);
-    assert.ok(server.logs.lines.some((l) => String(l.msg).endsWith(": Wrong cluster key")), "the refusal is logged");
+    assert.deepEqual([verdict![2].code, verdict![2].message], ["UNAUTHENTICATED", "Proved an unknown cluster key"]);
+    assert.ok(server.logs.lines.some((l) => /^peer 127\.0\.0\.1:\d+ proved an unknown key/.test(String(l.msg))), "the refusal is logged");
 
     // A keyed client of a node without a key is told so.
     const mismatch = await rejectsWith(connectChannel(plain.port, { clusterKey: KEY }));
@@ -71,7 +71,7 @@ test("with a cluster key, only clients that prove it are served; everyone else g
     assert.equal(await createClient(probe, keyed).add({ a: 20, b: 22 }), 42);
     keyed.close();
 
-    // HTTP: the gateway and /cluster need the key as a bearer token; probes and metrics do not.
+    // HTTP: the gateway and /cluster need the token derived from the key, not the key; probes and metrics do not.
     const http = `http://127.0.0.1:${server.node.httpAddress!.port}`;
     const call = (headers: Record<string, string>) => fetch(`${http}/rpc/probe.add`, { method: "POST", headers, body: JSON.stringify({ a: 2, b: 3 }) });
     const none = await call({});
@@ -79,11 +79,15 @@ test("with a cluster key, only clients that prove it are served; everyone else g
     assert.equal(((await none.json()) as { error: { code: string } }).error.code, "UNAUTHENTICATED");
     const bad = await call({ authorization: "Bearer not-the-key" });
     assert.equal(bad.status, 401);
-    assert.equal(((await bad.json()) as { error: { message: string } }).error.message, "Wrong cluster key");
-    const good = await call({ authorization: `Bearer ${KEY}` });
+    assert.match(((await bad.json()) as { error: { message: string } }).error.message, /^Wrong cluster token/);
+    const rawKey = await call({ authorization: `Bearer ${KEY}` });
+    assert.equal(rawKey.status, 401, "the raw key is not a token: it never needs to cross the wire");
+    await rawKey.body?.cancel();
+    const token = httpToken(KEY, DEFAULT_CLUSTER_ID);
+    const good = await call({ authorization: `Bearer ${token}` });
     assert.deepEqual(await good.json(), { result: 5 });
     assert.equal((await fetch(`${http}/cluster`)).status, 401);
-    assert.equal((await fetch(`${http}/cluster`, { headers: { authorization: `Bearer ${KEY}` } })).status, 200);
+    assert.equal((await fetch(`${http}/cluster`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
     for (const open of ["/healthz", "/readyz", "/metrics"]) {
       const response = await fetch(`${http}${open}`);
       assert.equal(response.status, 200, open);

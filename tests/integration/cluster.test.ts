@@ -98,11 +98,15 @@ test("with a cluster key, members on Bun, Deno and the binary form one cluster; 
     const b = await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "k-b", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
     const c = await startNodeProcess("binary", { ...FAST, EBB_NODE_ID: "k-c", EBB_CLUSTER_KEY: KEY, EBB_SEEDS: seeds });
     const x = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "k-x", EBB_CLUSTER_KEY: "Pm4tJ8eX1cR6vN0bL3wK7zH2yD9gS5fQaTuV_oIj-Ek", EBB_SEEDS: seeds });
-    procs.push(b, c, x);
+    // The same key, another cluster: kept out too.
+    const y = await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "k-y", EBB_CLUSTER_KEY: KEY, EBB_CLUSTER_ID: "staging", EBB_SEEDS: seeds });
+    procs.push(b, c, x, y);
     for (const [proc, others] of [[a, ["k-b", "k-c"]], [b, ["k-a", "k-c"]], [c, ["k-a", "k-b"]]] as const) {
       for (const id of others) await memberEvent(proc, id, "join");
     }
-    await x.waitForLine((l) => l.level === "warn" && String(l.msg) === `membership: 127.0.0.1:${a.port} does not hold the same cluster key`);
+    await x.waitForLine((l) => l.level === "warn" && String(l.msg) === `membership: peer 127.0.0.1:${a.port} does not hold any of our cluster keys`);
+    await y.waitForLine((l) => l.level === "warn" && String(l.msg) === `membership: peer 127.0.0.1:${a.port} is not of cluster "staging" (EBB_CLUSTER_ID)`);
+    await a.waitForLine((l) => l.level === "warn" && /^peer 127\.0\.0\.1:\d+ proved an unknown key/.test(String(l.msg)));
     const channel = await connectChannel(a.port, { clusterKey: KEY });
     const members = (await channel.call("$members", undefined)) as { id: string }[];
     channel.close();
@@ -117,7 +121,9 @@ test("with a cluster key, members on Bun, Deno and the binary form one cluster; 
     assert.match(withoutKey.stderr, /^UNAUTHENTICATED: /);
     for (const proc of procs) sendSignal(proc, "SIGTERM");
     for (const proc of procs) assert.equal(await proc.exited, 0);
-    assert.ok(!a.lines.some((l) => l.member === "k-x"), "a never heard of the node with the other key");
+    for (const proc of [a, b, c]) {
+      assert.ok(!proc.lines.some((l) => l.member === "k-x" || l.member === "k-y"), "no member heard of the node with the other key or the other cluster id");
+    }
   } finally {
     for (const proc of procs) await stopProcess(proc);
   }

@@ -4,7 +4,7 @@ import { createConnection } from "node:net";
 import { encode } from "@msgpack/msgpack";
 import type { EbbNode } from "../../src/node.ts";
 import { AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND } from "../../src/rpc/auth-guard.ts";
-import { AUTH_METHOD, newNonce, proof, readNonce } from "../../src/rpc/auth.ts";
+import { AUTH_METHOD, DEFAULT_CLUSTER_ID, newNonce, proof, readNonce } from "../../src/rpc/auth.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
 import { connectChannel, runtime, startTestNode } from "../helpers/net.ts";
@@ -65,8 +65,8 @@ function memberJoined(node: EbbNode, id: string): Promise<void> {
 type Answer = [number, number, { code: string; message: string } | null, Record<string, unknown> | null];
 
 test("one unauthenticated $auth exchange gives an attacker nothing to test key guesses against offline", async () => {
-  const a = await startTestNode(() => {}, { clusterKey: KEY });
-  const b = await startTestNode(() => {}, { clusterKey: OTHER_KEY });
+  const a = await startTestNode(() => {}, { clusterKey: [KEY] });
+  const b = await startTestNode(() => {}, { clusterKey: [OTHER_KEY] });
   try {
     const answers: Answer[] = [];
     for (const node of [a, b]) {
@@ -80,7 +80,7 @@ test("one unauthenticated $auth exchange gives an attacker nothing to test key g
       const s = readNonce(answer[3]?.nonce)!;
       assert.ok(s, "a 16-byte server nonce");
       assert.equal(answer[3]?.proof, undefined, "no proof before the client proved the key");
-      assert.ok(!Object.values(answer[3]!).some((v) => v instanceof Uint8Array && v.byteLength === 32 && Buffer.from(v).equals(proof(KEY, "server", c, s))));
+      assert.ok(!Object.values(answer[3]!).some((v) => v instanceof Uint8Array && v.byteLength === 32 && Buffer.from(v).equals(proof(KEY, "server", c, s, DEFAULT_CLUSTER_ID))));
       attacker.destroy();
     }
     assert.deepEqual(answers.map((x) => Object.keys(x[3]!)), [["nonce"], ["nonce"]], "the same answer whatever the key");
@@ -90,7 +90,7 @@ test("one unauthenticated $auth exchange gives an attacker nothing to test key g
 });
 
 test("200 wrong cluster key handshakes from one host in a burst are mostly turned away unheard, logged in at most 3 lines, and honest clients and members are still served", async () => {
-  const a = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "a", clusterKey: KEY, httpPort: 0 });
+  const a = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "a", clusterKey: [KEY], httpPort: 0 });
   let b: Awaited<ReturnType<typeof startTestNode>> | undefined;
   try {
     const started = performance.now();
@@ -107,10 +107,10 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
         return;
       }
       const s = readNonce(hello[3]?.nonce)!;
-      attacker.send([0, 2, AUTH_METHOD, [{ nonce: c, proof: proof(OTHER_KEY, "client", c, s) }]]);
+      attacker.send([0, 2, AUTH_METHOD, [{ nonce: c, cluster: DEFAULT_CLUSTER_ID, proofs: [proof(OTHER_KEY, "client", c, s, DEFAULT_CLUSTER_ID)] }]]);
       const verdict = (await attacker.next()) as Answer | undefined;
       assert.equal(verdict?.[2]?.code, "UNAUTHENTICATED");
-      if (verdict?.[2]?.message === "Wrong cluster key") wrongKey++;
+      if (verdict?.[2]?.message === "Proved an unknown cluster key") wrongKey++;
       else turnedAway++;
       attacker.destroy();
     };
@@ -125,7 +125,7 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
     assert.ok(lines.length >= 1 && lines.length <= 3, JSON.stringify(lines.map((l) => l.msg)));
     // Counted for /metrics.
     const metrics = await (await fetch(`http://127.0.0.1:${a.node.httpAddress!.port}/metrics`)).text();
-    assert.equal(Number(/^ebb_auth_failures_total (\d+)$/m.exec(metrics)?.[1]), wrongKey);
+    assert.equal(Number(/^ebb_auth_failures_total\{reason="unknown_key"\} (\d+)$/m.exec(metrics)?.[1]), wrongKey);
     assert.equal(Number(/^ebb_auth_throttled_total (\d+)$/m.exec(metrics)?.[1]), turnedAway);
     // Still turned away: the next connection from that host is closed before it can say anything.
     const again = attackerConnection(a.port, ATTACKER);
@@ -139,7 +139,7 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
     for (const channel of channels) channel.close();
 
     // And a keyed member joins: a cluster of two forms.
-    b = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "b", clusterKey: KEY, seeds: [`127.0.0.1:${a.port}`] });
+    b = await startTestNode((node) => node.register(probe, probeHandlers), { nodeId: "b", clusterKey: [KEY], seeds: [`127.0.0.1:${a.port}`] });
     await Promise.all([memberJoined(a.node, "b"), memberJoined(b.node, "a")]);
     assert.deepEqual(b.node.members().map((m) => m.id).sort(), ["a", "b"]);
   } finally {
@@ -148,7 +148,7 @@ test("200 wrong cluster key handshakes from one host in a burst are mostly turne
 });
 
 test("membership leaves a member that refused its key alone for a while, so it cannot spend its own host's handshake budget", async () => {
-  const keyed = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: KEY, httpPort: 0 });
+  const keyed = await startTestNode((node) => node.register(probe, probeHandlers), { clusterKey: [KEY], httpPort: 0 });
   const transport = new RpcSwimTransport(runtime, silentLogger, 1 << 20, OTHER_KEY);
   try {
     const address = `127.0.0.1:${keyed.port}`;
@@ -156,7 +156,7 @@ test("membership leaves a member that refused its key alone for a while, so it c
     // Before the back-off: 20 failed handshakes and 31 connections throttled, from one member's probes.
     for (let i = 0; i < 51; i++) assert.equal(await ping(), undefined);
     const metrics = await (await fetch(`http://127.0.0.1:${keyed.node.httpAddress!.port}/metrics`)).text();
-    assert.match(metrics, /^ebb_auth_failures_total 1$/m);
+    assert.match(metrics, /^ebb_auth_failures_total\{reason="unknown_key"\} 1$/m);
     assert.match(metrics, /^ebb_auth_throttled_total 0$/m);
   } finally {
     transport.close();

@@ -25,7 +25,10 @@ interface ConfigShape {
   logFormat: "json" | "pretty" | "auto";
   warnings: string[];
   seeds: string[];
-  clusterKey: string | undefined;
+  clusterKey: readonly string[] | undefined;
+  clusterId: string;
+  insecure: boolean;
+  metricsAddr: string | undefined;
   advertise: string | undefined;
   swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs" | "maxMembers">;
 }

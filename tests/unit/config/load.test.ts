@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
 import { clusterKeyProblem, newClusterKey } from "../../../src/config/cluster-key.ts";
+import { isLoopback } from "../../../src/config/secure.ts";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ROOT } from "../../helpers/process.ts";
@@ -42,6 +43,9 @@ test("loadConfig reads every variable", () => {
     EBB_MAX_MESSAGE_ELEMENTS: "5000",
     EBB_MAX_DEPTH: "16",
     EBB_TCP_KEEPALIVE_MS: "10000",
+    EBB_CLUSTER_ID: "prod",
+    EBB_INSECURE: "1",
+    EBB_METRICS_ADDR: "127.0.0.1:9400",
   });
   const { seeds, advertise, swim, ...rest } = config;
   assert.deepEqual(seeds, []);
@@ -70,6 +74,9 @@ test("loadConfig reads every variable", () => {
       keepAliveMs: 10_000,
     },
     clusterKey: undefined,
+    clusterId: "prod",
+    insecure: true,
+    metricsAddr: "127.0.0.1:9400",
     logLevel: "info",
     logFormat: "auto",
     warnings: [],
@@ -134,7 +141,7 @@ test("loadConfig treats an empty variable as unset", () => {
 test("EBB_CLUSTER_KEY is read, and a bad one is described without being echoed", () => {
   assert.equal(loadConfig({}).clusterKey, undefined);
   const key = newClusterKey();
-  assert.equal(loadConfig({ EBB_CLUSTER_KEY: key }).clusterKey, key, "what ebb keygen prints");
+  assert.deepEqual(loadConfig({ EBB_CLUSTER_KEY: key }).clusterKey, [key], "what ebb keygen prints: a ring of one");
   assert.throws(
     () => loadConfig({ EBB_CLUSTER_KEY: "short secret" }),
     (e: unknown) =>
@@ -195,7 +202,7 @@ test("every variable is read by someone and named once across the node's table a
   const all = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
   assert.equal(new Set(all.map((row) => row.name)).size, all.length);
   for (const row of all) assert.ok(row.readers.length > 0, row.name);
-  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY"]);
+  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY", "EBB_CLUSTER_ID"]);
 });
 
 /** The `| \`EBB_X\` | default |` rows of one README table, from its header line to the first line that is not a row. */
@@ -230,4 +237,50 @@ test("the README's configuration table lists the node's variables, in order, wit
   assertDocumented(readmeRows(readme, "### Demo and bench switches"), switches);
   const documented = [...readme.matchAll(/^\| `(EBB_[A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
   assert.equal(documented.length, CONFIG_VARIABLES.length + switches.length, "no EBB_* row outside the two tables");
+});
+
+test("EBB_CLUSTER_KEY takes a keyring: up to 4 comma-separated keys, each held to the key rule and named by its place, none twice", () => {
+  const [a, b] = [newClusterKey(), newClusterKey()];
+  assert.deepEqual(loadConfig({ EBB_CLUSTER_KEY: `${b},${a}` }).clusterKey, [b, a], "the primary first");
+  assert.deepEqual(loadConfig({ EBB_CLUSTER_KEY: `${b}, ${a}` }).clusterKey, [b, a], "spaces after commas are allowed");
+  const bad = (value: string) => {
+    try {
+      loadConfig({ EBB_CLUSTER_KEY: value });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      assert.ok(!error.message.includes(a) && !error.message.includes("passwordpassword"), "no key is echoed");
+      return error.message.replace(/^Invalid configuration: EBB_CLUSTER_KEY=\(\d+ characters, not shown\) /, "");
+    }
+    assert.fail(`${value} was accepted`);
+  };
+  assert.match(bad(`${a},passwordpassword`), /^key 2 of 2 must encode at least 16 random bytes/);
+  assert.equal(bad(`${a},`), "key 2 of 2 is empty");
+  assert.equal(bad(`${a},${a}`), "names a key twice");
+  assert.equal(bad(Array.from({ length: 5 }, newClusterKey).join(",")), "holds 5 keys; at most 4");
+});
+
+test("EBB_CLUSTER_ID defaults to ebb and is a short name", () => {
+  assert.equal(loadConfig({}).clusterId, "ebb");
+  assert.equal(loadConfig({ EBB_CLUSTER_ID: "prod-eu.1" }).clusterId, "prod-eu.1");
+  assert.throws(() => loadConfig({ EBB_CLUSTER_ID: "prod/eu" }), /^ConfigError: Invalid configuration: EBB_CLUSTER_ID="prod\/eu" must be 1-64 letters, digits or _ \. : -$/);
+});
+
+test("loopback is 127.0.0.0/8, ::1 and localhost; nothing else", () => {
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]) assert.ok(isLoopback(host), host);
+  for (const host of ["0.0.0.0", "::", "10.0.0.5", "128.0.0.1", "127.0.0.1.example.com", "myhost", "localhost.example.com"]) assert.ok(!isLoopback(host), host);
+});
+
+test("off loopback, a node needs TLS or a cluster key, or EBB_INSECURE=1: the message names every way out", () => {
+  assert.throws(
+    () => loadConfig({ EBB_HOST: "0.0.0.0" }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message ===
+        'Invalid configuration: EBB_HOST="0.0.0.0" is not loopback, and neither TLS (EBB_TLS_CERT, EBB_TLS_KEY) nor a cluster key (EBB_CLUSTER_KEY, make one with "ebb keygen") is set: anyone who reaches the port could call this node and join its cluster. Set one of them, or EBB_INSECURE=1 if you mean it',
+  );
+  assert.equal(loadConfig({ EBB_HOST: "0.0.0.0", EBB_INSECURE: "1" }).insecure, true);
+  assert.deepEqual(loadConfig({ EBB_HOST: "10.0.0.5", EBB_CLUSTER_KEY: "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=" }).clusterKey?.length, 1);
+  assert.equal(loadConfig({ EBB_HOST: "10.0.0.5", EBB_TLS_CERT: "/etc/ebb/node.pem" }).host, "10.0.0.5");
+  assert.equal(loadConfig({ EBB_HOST: "127.0.0.2" }).host, "127.0.0.2");
+  assert.throws(() => loadConfig({ EBB_HOST: "0.0.0.0", EBB_INSECURE: "yes" }), /EBB_INSECURE="yes" must be 0 or 1/);
 });

@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
-import { AUTH_CONTEXT, AUTH_METHOD, NONCE_BYTES, newNonce, proof, proofMatches, readNonce } from "../../../src/rpc/auth.ts";
+import { AUTH_CONTEXT, AUTH_METHOD, ClusterKeyCheck, type Keyring, keyringOf, MAX_CLUSTER_KEYS, NONCE_BYTES, newNonce, proof, proofMatches, proveClusterKey, readNonce } from "../../../src/rpc/auth.ts";
+import { RpcError } from "../../../src/rpc/errors.ts";
 import { AuthGuard, AuthThrottle } from "../../../src/rpc/auth-guard.ts";
 import { sourceHost } from "../../../src/runtime/address.ts";
 import { Dispatcher } from "../../../src/rpc/dispatch.ts";
@@ -12,19 +13,21 @@ import { connectRaw, LogCapture, runtime } from "../../helpers/net.ts";
 
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 
-test("cluster key proofs are bound to the key, the role and both nonces, and compared exactly", () => {
+test("cluster key proofs are bound to the key, the role, the cluster id and both nonces, and compared exactly", () => {
   const client = newNonce();
   const server = newNonce();
   assert.equal(client.byteLength, NONCE_BYTES);
   assert.notDeepEqual(client, server, "nonces are random");
-  const mine = proof(KEY, "client", client, server);
+  const mine = proof(KEY, "client", client, server, "ebb");
   assert.equal(mine.byteLength, 32, "HMAC-SHA256");
   assert.ok(AUTH_CONTEXT.startsWith("ebb-auth/"));
-  assert.ok(proofMatches(proof(KEY, "client", client, server), mine));
-  assert.ok(!proofMatches(proof(KEY.toLowerCase(), "client", client, server), mine), "another key");
-  assert.ok(!proofMatches(proof(KEY, "server", client, server), mine), "the other role");
-  assert.ok(!proofMatches(proof(KEY, "client", server, client), mine), "nonces swapped");
-  assert.ok(!proofMatches(proof(KEY, "client", client, newNonce()), mine), "another server nonce");
+  assert.ok(proofMatches(proof(KEY, "client", client, server, "ebb"), mine));
+  assert.ok(!proofMatches(proof(KEY.toLowerCase(), "client", client, server, "ebb"), mine), "another key");
+  assert.ok(!proofMatches(proof(KEY, "client", client, server, "staging"), mine), "another cluster id");
+  assert.ok(!proofMatches(proof(KEY, "client", client, server, "eb"), proof(KEY, "client", client, server, "ebb")), "a prefix of the cluster id");
+  assert.ok(!proofMatches(proof(KEY, "server", client, server, "ebb"), mine), "the other role");
+  assert.ok(!proofMatches(proof(KEY, "client", server, client, "ebb"), mine), "nonces swapped");
+  assert.ok(!proofMatches(proof(KEY, "client", client, newNonce(), "ebb"), mine), "another server nonce");
   assert.ok(!proofMatches(mine, mine.subarray(0, 31)), "a prefix");
   assert.ok(!proofMatches(mine, "not bytes"));
   assert.ok(!proofMatches(mine, undefined));
@@ -120,7 +123,7 @@ test("thousands of failures from one host make one line as they start and one li
     assert.equal(logs.lines.length, 3);
     assert.equal(logs.lines[2]!.msg, 'refused 4001 cluster key handshakes from "127.0.0.1" in the last 10 s');
     assert.deepEqual([logs.lines[2]!.failed, logs.lines[2]!.turnedAway], [1, 4000]);
-    assert.deepEqual(guard.stats, { failures: 3, throttled: 4000 });
+    assert.deepEqual(guard.stats, { failures: 3, throttled: 4000, secondary: 0, byReason: { unknown_key: 0, wrong_cluster: 0, handshake: 3 } });
     guard.flush();
     assert.equal(logs.lines.length, 3, "nothing new, nothing logged");
   } finally {
@@ -141,4 +144,71 @@ test("once the server stops accepting, the guard arms no timer and logs what is 
   guard.failed("10.0.0.1:4", "Wrong cluster key");
   assert.equal(logs.lines.length, 4, "logged at once: no timer outlives the server");
   guard.stop();
+});
+
+/** One handshake between a client ring and a server ring, without sockets: the client's `call` feeds the server's check. */
+async function handshake(client: Keyring, server: Keyring): Promise<{ outcome: string; secondary: boolean }> {
+  const check = new ClusterKeyCheck(server);
+  let secondary = false;
+  let failure: string | false = false;
+  try {
+    await proveClusterKey(client, "node:7400", (params) => {
+      const step = check.step({ method: AUTH_METHOD, params }, () => false);
+      if (step.kind === "refuse") {
+        failure = step.failure;
+        return Promise.reject(new RpcError(step.message, "UNAUTHENTICATED", { data: step.data }));
+      }
+      secondary = step.secondary ?? false;
+      return Promise.resolve(step.result);
+    });
+    return { outcome: "ok", secondary };
+  } catch (error) {
+    return { outcome: `${failure}: ${(error as RpcError).rawMessage}`, secondary };
+  }
+}
+
+test("keyrings: two rings connect when they share a key, whatever the order; the server prefers its primary and counts a peer without it", async () => {
+  const [A, B, C] = [KEY, "Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw", "Pm4tJ8eX1cR6vN0bL3wK7zH2yD9gS5fQaTuV_oIj-Ek"];
+  const ring = (keys: string[], clusterId = "ebb"): Keyring => ({ keys, clusterId });
+  // [client ring, server ring, outcome, the server's primary was not shared]
+  const table: [Keyring, Keyring, string, boolean][] = [
+    [ring([A]), ring([A]), "ok", false],
+    [ring([A, B]), ring([A]), "ok", false], // step 1 client, step 0 server
+    [ring([B, A]), ring([A]), "ok", false], // the client's primary is one the server does not hold yet
+    [ring([A]), ring([B, A]), "ok", true], // the client is a step behind: counted
+    [ring([B]), ring([A, B]), "ok", true],
+    [ring([B, A]), ring([A, B]), "ok", false], // the server's primary A is found among the client's proofs
+    [ring([A]), ring([B]), "unknown_key: node:7400 does not hold any of our cluster keys", false], // two steps apart
+    [ring([C, B]), ring([A]), "unknown_key: node:7400 does not hold any of our cluster keys", false],
+    [ring([A], "staging"), ring([A], "prod"), 'wrong_cluster: node:7400 is not of cluster "staging" (EBB_CLUSTER_ID)', false],
+  ];
+  for (const [client, server, outcome, secondary] of table) {
+    const what = `client ${client.keys.map((k) => k[0]).join(",")}@${client.clusterId}, server ${server.keys.map((k) => k[0]).join(",")}@${server.clusterId}`;
+    assert.deepEqual(await handshake(client, server), { outcome, secondary }, what);
+  }
+  // A plain key is a ring of one in the default cluster.
+  assert.deepEqual(await handshake(ring([A]), keyringOf(A)), { outcome: "ok", secondary: false });
+});
+
+test("keyrings: a second $auth with more proofs than a ring may hold, or without the cluster id, is malformed", () => {
+  const check = new ClusterKeyCheck(KEY);
+  assert.equal(check.step({ method: AUTH_METHOD, params: [{}] }, () => false).kind, "answer");
+  const nonce = newNonce();
+  const tooMany = check.step({ method: AUTH_METHOD, params: [{ nonce, cluster: "ebb", proofs: Array.from({ length: MAX_CLUSTER_KEYS + 1 }, () => new Uint8Array(32)) }] }, () => false);
+  assert.deepEqual(tooMany.kind === "refuse" && [tooMany.failure, tooMany.message], ["handshake", "The second $auth must carry a 16-byte nonce, the cluster id and 1 to 4 proofs"]);
+  const noId = new ClusterKeyCheck(KEY);
+  noId.step({ method: AUTH_METHOD, params: [{}] }, () => false);
+  assert.equal(noId.step({ method: AUTH_METHOD, params: [{ nonce, proofs: [new Uint8Array(32)] }] }, () => false).kind, "refuse");
+  assert.throws(() => keyringOf({ keys: [], clusterId: "ebb" }), /A keyring holds 1 to 4 keys, got 0/);
+});
+
+test("a server that accepts any proof but cannot prove a key itself is refused by the client: it proved an unknown key", async () => {
+  const answers: unknown[] = [{ nonce: newNonce() }, { ok: true, key: 0, proof: new Uint8Array(32) }];
+  const refused = await proveClusterKey(KEY, "impostor:7400", () => Promise.resolve(answers.shift())).then(
+    () => undefined,
+    (error: RpcError) => error,
+  );
+  assert.equal(refused?.message, "[UNAUTHENTICATED] impostor:7400 proved an unknown key");
+  const outOfRange = [{ nonce: newNonce() }, { ok: true, key: 3, proof: new Uint8Array(32) }];
+  await assert.rejects(proveClusterKey(KEY, "impostor:7400", () => Promise.resolve(outOfRange.shift())), /impostor:7400 proved an unknown key/);
 });
