@@ -43,11 +43,11 @@ function open(raw: BunSocket, remotePort: number, handlers: (socket: Socket) => 
 
 const handler = {
   binaryType: "uint8array",
-  data: (raw: BunSocket, chunk: Uint8Array) => raw.data.socket?.received(chunk),
-  drain: (raw: BunSocket) => raw.data.socket?.writable(),
-  end: (raw: BunSocket) => raw.data.socket?.peerEnded(),
-  close: (raw: BunSocket, error?: Error) => raw.data.socket?.closed(error),
-  error: (raw: BunSocket, error: Error) => raw.data.socket?.closed(error),
+  data: (raw: BunSocket, chunk: Uint8Array) => raw.data?.socket?.received(chunk),
+  drain: (raw: BunSocket) => raw.data?.socket?.writable(),
+  end: (raw: BunSocket) => raw.data?.socket?.peerEnded(),
+  close: (raw: BunSocket, error?: Error) => raw.data?.socket?.closed(error),
+  error: (raw: BunSocket, error: Error) => raw.data?.socket?.closed(error),
 } as const;
 
 /** Bun.listen with callback handlers. */
@@ -56,6 +56,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     hostname: options.host,
     port: options.port,
     allowHalfOpen: true,
+    ...(options.tls && { tls: { ...options.tls, rejectUnauthorized: true } }),
     socket: { ...handler, open: (raw) => void open(raw, (raw as unknown as { remotePort: number }).remotePort, options.accept) },
   });
   let stopped = false;
@@ -72,16 +73,48 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   };
 }
 
-/** Bun.connect with callback handlers. */
+/**
+ * Bun.connect with callback handlers. Under TLS, Bun opens the socket before the
+ * handshake and, when the server's certificate does not verify, only closes it:
+ * so the owner gets the socket after `handshake` succeeds, and otherwise the
+ * promise rejects with Bun's reason.
+ */
 export async function connect(options: ConnectOptions): Promise<Socket> {
   let socket: StreamSocket | undefined;
-  await Bun.connect<BunSocketState>({
+  const where = `${options.host}:${options.port}`;
+  const tls = options.tls;
+  if (!tls) {
+    await Bun.connect<BunSocketState>({
+      hostname: options.host,
+      port: options.port,
+      allowHalfOpen: true,
+      data: {},
+      socket: { ...handler, open: (raw) => void (socket = open(raw, options.port, options.open)) },
+    });
+    if (!socket) throw new Error(`Connection to ${where} opened no socket`);
+    return socket;
+  }
+  const { promise: handshake, resolve, reject } = Promise.withResolvers<StreamSocket>();
+  const raw = await Bun.connect<BunSocketState>({
     hostname: options.host,
     port: options.port,
     allowHalfOpen: true,
     data: {},
-    socket: { ...handler, open: (raw) => void (socket = open(raw, options.port, options.open)) },
+    tls: { ...tls, serverName: tls.serverName ?? options.host, rejectUnauthorized: true },
+    socket: {
+      ...handler,
+      open: () => {},
+      handshake: (raw, _success, error) => (error ? reject(error) : resolve(open(raw, options.port, options.open))),
+      close: (raw, error) => {
+        reject(error ?? new Error("the server closed the connection"));
+        raw.data?.socket?.closed(error);
+      },
+    },
   });
-  if (!socket) throw new Error(`Connection to ${options.host}:${options.port} opened no socket`);
-  return socket;
+  try {
+    return await handshake;
+  } catch (error) {
+    raw.terminate();
+    throw new Error(`TLS handshake with ${where} failed: ${(error as Error).message}`, { cause: error });
+  }
 }
