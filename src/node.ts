@@ -20,6 +20,7 @@ import { RpcServer } from "./rpc/server.ts";
 import { bound } from "./runtime/bind.ts";
 import { realClock } from "./runtime/clock.ts";
 import { runtimeOf, type RuntimeSource } from "./runtime/source.ts";
+import { nodeRuntime } from "./security/tls.ts";
 import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 export type { NodeStats } from "./http/node-metrics.ts";
@@ -83,6 +84,8 @@ export function createNode(options: NodeOptions): EbbNode {
   const startupAbort = new AbortController();
   const clusterClients: ClusterClient[] = [];
   let runtime: Runtime | undefined;
+  // With EBB_TLS_* set, every connection the node makes or accepts (RPC, membership, clients, HTTP) is TLS.
+  const tlsRuntime = async () => nodeRuntime(await runtimeOf(options.runtime), config.tls);
   let server: RpcServer | undefined;
   let rpcListener: Listener | undefined;
   let http: HttpServer | undefined;
@@ -154,14 +157,14 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime: runtime ?? options.runtime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? tlsRuntime, log, warmupMs: config.warmupMs, clusterKey: config.clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },
     async start() {
       if (listening) throw new Error("start() was already called");
       if (stopping) throw new StartupError("Startup aborted: the node is already shutting down", undefined, true);
-      listening = (async () => listen((runtime = await runtimeOf(options.runtime))))();
+      listening = (async () => listen((runtime = await tlsRuntime())))();
       await listening;
       await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log, context: { call: (method, input) => dispatcher.warmupCall(method, input) } });
       if (lifecycle.state !== "starting") throw new StartupError("Startup aborted: the node is shutting down", undefined, true);

@@ -13,7 +13,7 @@ import { defineCommand, UsageError } from "./command.ts";
 export function environmentHelp(): string {
   const alsoCli = CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name);
   const demo = variablesHelp(Object.values(DEMO_SWITCHES));
-  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(" and ")} too)\n\nThe demo service (ebb serve) reads:\n${demo}`;
+  return `${variablesHelp(CONFIG_VARIABLES)}\n  (ebb call, members and bench read ${alsoCli.join(", ")} too)\n\nThe demo service (ebb serve) reads:\n${demo}`;
 }
 
 /** The exit codes of `ebb serve`, for `--help`. */

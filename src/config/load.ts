@@ -1,6 +1,7 @@
 import { BENCH_SWITCHES, DEMO_SWITCHES } from "../demo/switches.ts";
 import { ConfigError, type Env, parseVariables, unknownVariables, type ValuesOf, valuesOf } from "./table.ts";
-import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES } from "./variables.ts";
+import { type TlsSettings, tlsSettings } from "../security/tls.ts";
+import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES, TLS_VARIABLES } from "./variables.ts";
 
 export { ConfigError };
 
@@ -10,6 +11,8 @@ export interface Config extends ValuesOf<typeof MAIN_VARIABLES> {
   limits: ValuesOf<typeof LIMIT_VARIABLES>;
   /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
   swim: ValuesOf<typeof SWIM_VARIABLES>;
+  /** EBB_TLS_*: undefined when TLS is off. */
+  tls: TlsSettings | undefined;
   /** EBB_* variables set but unknown (likely typos), as warnings to log. */
   warnings: string[];
 }
@@ -24,6 +27,7 @@ export function loadConfig(env: Env): Config {
     ...valuesOf(MAIN_VARIABLES, parsed),
     limits: valuesOf(LIMIT_VARIABLES, parsed),
     swim: valuesOf(SWIM_VARIABLES, parsed),
+    tls: tlsSettings(valuesOf(TLS_VARIABLES, parsed)),
     warnings: unknownVariables(env, KNOWN),
   };
 }

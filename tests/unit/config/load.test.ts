@@ -70,6 +70,7 @@ test("loadConfig reads every variable", () => {
       keepAliveMs: 10_000,
     },
     clusterKey: undefined,
+    tls: undefined,
     logLevel: "info",
     logFormat: "auto",
     warnings: [],
@@ -195,7 +196,7 @@ test("every variable is read by someone and named once across the node's table a
   const all = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
   assert.equal(new Set(all.map((row) => row.name)).size, all.length);
   for (const row of all) assert.ok(row.readers.length > 0, row.name);
-  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY"]);
+  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY", "EBB_TLS_CERT", "EBB_TLS_KEY", "EBB_TLS_CA", "EBB_TLS_SERVER_NAME"]);
 });
 
 /** The `| \`EBB_X\` | default |` rows of one README table, from its header line to the first line that is not a row. */
