@@ -1,0 +1,60 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeCertificates } from "../../scripts/certs.ts";
+import { FAST_SWIM_ENV, type NodeProcess, RUNNER_NAMES, RUNNERS, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "ebb-tls-process-"));
+const certs = makeCertificates(dir, ["bun", "deno", "binary"]);
+process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+
+/** EBB_TLS_* as file paths, the way an operator sets them. */
+const tlsEnv = (name: string) => ({ EBB_TLS_CERT: certs.nodes[name]!.cert, EBB_TLS_KEY: certs.nodes[name]!.key, EBB_TLS_CA: certs.ca });
+
+/** Deno reads the certificate files only with --allow-read (here, of their directory alone). */
+const DENO_TLS_ARGS = ["run", "--allow-net", "--allow-env", `--allow-read=${dir}`, "src/main.ts"];
+
+test("a mixed TLS cluster of Bun, Deno and the binary forms from EBB_TLS_* file paths, serves ebb call on every runtime, refuses plain clients, and drains on SIGTERM", async () => {
+  const nodes: NodeProcess[] = [];
+  try {
+    const bun = await startNodeProcess("bun", { ...FAST_SWIM_ENV, EBB_NODE_ID: "bun", ...tlsEnv("bun") });
+    nodes.push(bun);
+    const seeds = { EBB_SEEDS: `127.0.0.1:${bun.port}` };
+    const joined = Promise.all([bun.waitForLine((l) => l.msg === "member deno join"), bun.waitForLine((l) => l.msg === "member binary join")]);
+    const [deno, binary] = await Promise.all([
+      startCommand("deno", RUNNERS.deno.command, DENO_TLS_ARGS, { ...FAST_SWIM_ENV, EBB_NODE_ID: "deno", ...tlsEnv("deno"), ...seeds }),
+      startNodeProcess("binary", { ...FAST_SWIM_ENV, EBB_NODE_ID: "binary", ...tlsEnv("binary"), ...seeds }),
+    ]);
+    nodes.push(deno, binary);
+    await joined;
+
+    // Each CLI, given the CA inline (Deno's CLI then needs no read permission), calls a node of another runtime.
+    const ca = readFileSync(certs.ca, "utf8");
+    const targets = { bun: deno, deno: binary, binary: bun };
+    for (const runner of RUNNER_NAMES) {
+      const result = await runCli(runner, ["call", "demo.echo", '{"over":"tls"}', "--addr", `127.0.0.1:${targets[runner].port}`], { EBB_TLS_CA: ca });
+      assert.equal(result.code, 0, `${runner}: ${result.stderr}`);
+      assert.deepEqual(JSON.parse(result.stdout), { over: "tls" });
+    }
+    const members = await runCli("bun", ["members", "--addr", `127.0.0.1:${deno.port}`], { EBB_TLS_CA: ca });
+    assert.equal(members.code, 0, members.stderr);
+    for (const id of ["bun", "deno", "binary"]) assert.match(members.stdout, new RegExp(`^${id} .*alive`, "m"));
+
+    // Without EBB_TLS_CA the CLI speaks plain msgpack-rpc, which a TLS node does not answer.
+    const plain = await runCli("bun", ["call", "demo.echo", "{}", "--addr", `127.0.0.1:${bun.port}`, "--timeout", "2000"]);
+    assert.notEqual(plain.code, 0);
+
+    for (const node of nodes) sendSignal(node, "SIGTERM");
+    assert.deepEqual(await Promise.all(nodes.map((node) => node.exited)), [0, 0, 0]);
+  } finally {
+    await Promise.all(nodes.map(stopProcess));
+  }
+});
+
+test("a node whose EBB_TLS_CERT file is missing exits 2 naming the variable and the file", async () => {
+  const result = await runCli("bun", ["serve"], { EBB_TLS_CERT: join(dir, "absent.pem"), EBB_TLS_KEY: certs.nodes.bun!.key, EBB_TLS_CA: certs.ca });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /EBB_TLS_CERT=".*absent\.pem" names a file that cannot be read \(no such file\)/);
+});
