@@ -255,3 +255,15 @@ test("mutual TLS: with EBB_TLS_CLIENT_AUTH=1 Bun requires a client certificate f
     await node.close();
   }
 });
+
+test("a TLS cluster client that cannot reach a plain node says why: its last connection error names the TLS handshake", async () => {
+  const plain = await startTestNode((node) => node.register(probe, probeHandlers));
+  const cluster = createClusterClient({ runtime: ourClient, addresses: [`127.0.0.1:${plain.port}`], timeoutMs: 2_000, candidateWaitMs: 0 });
+  try {
+    const error = await rejectsWith(cluster.client(probe).add({ a: 1, b: 1 }), "UNAVAILABLE");
+    assert.match(error.message, /could not be reached \(tried 127\.0\.0\.1:\d+\); last connection error: Cannot connect to 127\.0\.0\.1:\d+: TLS handshake with 127\.0\.0\.1:\d+ failed/);
+  } finally {
+    cluster.close();
+    await plain.close();
+  }
+});
