@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCertificates } from "../../scripts/certs.ts";
-import { FAST_SWIM_ENV, type NodeProcess, RUNNER_NAMES, RUNNERS, runCli, sendSignal, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { FAST_SWIM_ENV, type NodeProcess, RUNNER_NAMES, RUNNERS, runCli, sendSignal, spawnCommand, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ebb-tls-process-"));
 const certs = makeCertificates(dir, ["bun", "deno", "binary"]);
@@ -57,4 +57,33 @@ test("a node whose EBB_TLS_CERT file is missing exits 2 naming the variable and 
   const result = await runCli("bun", ["serve"], { EBB_TLS_CERT: join(dir, "absent.pem"), EBB_TLS_KEY: certs.nodes.bun!.key, EBB_TLS_CA: certs.ca });
   assert.equal(result.code, 2);
   assert.match(result.stderr, /EBB_TLS_CERT=".*absent\.pem" names a file that cannot be read \(no such file\)/);
+});
+
+test("mutual TLS across runtimes: a Bun node with EBB_TLS_CLIENT_AUTH=1 serves every runtime's CLI presenting a certificate from the CA and refuses one without; a Deno node exits 3 naming the missing feature", async () => {
+  let bun: NodeProcess | undefined;
+  try {
+    bun = await startNodeProcess("bun", { ...tlsEnv("bun"), EBB_TLS_CLIENT_AUTH: "1" });
+    const text = (path: string) => readFileSync(path, "utf8");
+    const client = { EBB_TLS_CA: text(certs.ca), EBB_TLS_CERT: text(certs.nodes.deno!.cert), EBB_TLS_KEY: text(certs.nodes.deno!.key) };
+    const call = ["call", "demo.echo", '{"mutual":true}', "--addr", `127.0.0.1:${bun.port}`, "--timeout", "2000"];
+    for (const runner of RUNNER_NAMES) {
+      const served = await runCli(runner, call, client);
+      assert.equal(served.code, 0, `${runner} with a certificate: ${served.stderr}`);
+      assert.deepEqual(JSON.parse(served.stdout), { mutual: true });
+      const refused = await runCli(runner, call, { EBB_TLS_CA: client.EBB_TLS_CA });
+      assert.notEqual(refused.code, 0, `${runner} without a certificate is refused`);
+    }
+    sendSignal(bun, "SIGTERM");
+    assert.equal(await bun.exited, 0);
+  } finally {
+    await stopProcess(bun);
+  }
+
+  const deno = spawnCommand("deno", RUNNERS.deno.command, DENO_TLS_ARGS, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0", ...tlsEnv("deno"), EBB_TLS_CLIENT_AUTH: "1" });
+  try {
+    assert.equal(await deno.exited, 3);
+    assert.ok(deno.lines.some((line) => /Deno cannot request client certificates .*denoland\/deno#26825/.test(String(line.msg))), JSON.stringify(deno.lines));
+  } finally {
+    await stopProcess(deno);
+  }
 });
