@@ -20,7 +20,7 @@ import { RpcServer } from "./rpc/server.ts";
 import { bound } from "./runtime/bind.ts";
 import { realClock } from "./runtime/clock.ts";
 import { runtimeOf, type RuntimeSource } from "./runtime/source.ts";
-import { nodeRuntime } from "./security/tls.ts";
+import { nodeTls, type TlsSettings, TlsRuntime } from "./security/tls.ts";
 import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 export type { NodeStats } from "./http/node-metrics.ts";
@@ -65,6 +65,12 @@ export interface EbbNode {
   readonly httpAddress: { host: string; port: number } | undefined;
   readonly stats: NodeStats;
   /**
+   * New RPC connections, made or accepted, use `settings` from now on; open ones carry on
+   * (SIGHUP in runNode). Rejects, keeping the old certificates, when TLS was off at start
+   * or a listener refuses the new ones.
+   */
+  reloadTls(settings: TlsSettings): Promise<void>;
+  /**
    * Drains and stops: the sequence in README "Stopping". Idempotent: every call
    * returns the same promise, whether before `start`, during it, or twice at once.
    */
@@ -85,7 +91,13 @@ export function createNode(options: NodeOptions): EbbNode {
   const clusterClients: ClusterClient[] = [];
   let runtime: Runtime | undefined;
   // With EBB_TLS_* set, every connection the node makes or accepts (RPC, membership, clients, HTTP) is TLS.
-  const tlsRuntime = async () => nodeRuntime(await runtimeOf(options.runtime), config.tls);
+  let tls: TlsRuntime | undefined;
+  const tlsRuntime = async () => {
+    const base = await runtimeOf(options.runtime);
+    if (!config.tls) return base;
+    tls ??= new TlsRuntime(base, nodeTls(config.tls));
+    return tls.runtime;
+  };
   let server: RpcServer | undefined;
   let rpcListener: Listener | undefined;
   let http: HttpServer | undefined;
@@ -179,6 +191,11 @@ export function createNode(options: NodeOptions): EbbNode {
     },
     get stats() {
       return nodeStats(server, inflight, lifecycle);
+    },
+    async reloadTls(settings) {
+      if (!config.tls) throw new Error("TLS was off at start: turning it on takes a restart");
+      await tlsRuntime();
+      await tls!.reload(nodeTls(settings));
     },
     shutdown(reason = "shutdown()") {
       stopping ??= (async () => {

@@ -118,6 +118,12 @@ export interface Listener {
   readonly port: number;
   /** Stops accepting; connections already open stay open. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * A TLS listener only: new connections get `tls` from now on; open ones carry on. The
+   * listening socket is replaced on the same port (a connection arriving in that instant
+   * is refused, and clients try again).
+   */
+  reloadTls?(tls: ServerTls): Promise<void>;
 }
 
 /** Options for an HTTP server. */
@@ -157,7 +163,7 @@ export interface HttpServer {
 }
 
 /** The signals ebb reacts to. */
-export type SignalName = "SIGTERM" | "SIGINT";
+export type SignalName = "SIGTERM" | "SIGINT" | "SIGHUP";
 
 /** The runtime interface the core is written against. */
 export interface Runtime {

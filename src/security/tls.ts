@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { ConfigError } from "../config/table.ts";
-import type { ClientTls, Runtime, ServerTls } from "../runtime/types.ts";
+import type { ClientTls, Listener, Runtime, ServerTls } from "../runtime/types.ts";
 
 /**
  * TLS for every ebb connection: the EBB_TLS_* variables read into PEM text, and a
@@ -130,25 +130,54 @@ export function clientTls(settings: TlsSettings): ClientTls {
 }
 
 /**
- * `runtime` with TLS on every connection: listeners and the HTTP server present
- * `server` (when given), outgoing connections verify against `client`. Without
- * either, `runtime` itself. The in-memory runtime ignores the options.
+ * A runtime with TLS on every connection: listeners and the HTTP server present
+ * `server` (when given), outgoing connections verify against `client`. `reload`
+ * changes both for new connections and listeners' new accepts; open connections
+ * carry on. The in-memory runtime ignores the options.
  */
-export function withTls(runtime: Runtime, tls: { server?: ServerTls; client?: ClientTls }): Runtime {
-  const { server, client } = tls;
-  if (!server && !client) return runtime;
-  const { requestCert: _requestCert, ...https } = server ?? { cert: "", key: "" };
-  // The rest of the runtime (getters included) through the prototype, unchanged.
-  const wrapped: Runtime = Object.create(runtime);
-  if (server) {
-    wrapped.listen = (options) => runtime.listen({ ...options, tls: server });
-    wrapped.serve = (options) => runtime.serve({ ...options, tls: https });
+export class TlsRuntime {
+  /** The wrapped runtime to hand to the core. */
+  readonly runtime: Runtime;
+  private readonly listeners = new Set<Listener>();
+
+  constructor(
+    base: Runtime,
+    private tls: { server?: ServerTls; client?: ClientTls },
+  ) {
+    // The rest of the runtime (getters included) through the prototype, unchanged.
+    const wrapped: Runtime = Object.create(base);
+    wrapped.listen = async (options) => {
+      if (!this.tls.server) return base.listen(options);
+      const listener = await base.listen({ ...options, tls: this.tls.server });
+      this.listeners.add(listener);
+      const stop = listener.stop.bind(listener);
+      return Object.assign(Object.create(listener) as Listener, { stop: () => (this.listeners.delete(listener), stop()) });
+    };
+    // HTTPS keeps the certificate it started with (see README "TLS"): only its new listeners take a reload.
+    wrapped.serve = (options) => {
+      const server = this.tls.server;
+      if (!server) return base.serve(options);
+      const { requestCert: _requestCert, ...https } = server;
+      return base.serve({ ...options, tls: https });
+    };
+    wrapped.connect = (options) => base.connect(this.tls.client ? { ...options, tls: this.tls.client } : options);
+    this.runtime = wrapped;
   }
-  if (client) wrapped.connect = (options) => runtime.connect({ ...options, tls: client });
-  return wrapped;
+
+  /** New connections (made or accepted) use `tls` from now on; rejects, keeping what worked, when a listener cannot take it. */
+  async reload(tls: { server?: ServerTls; client?: ClientTls }): Promise<void> {
+    const server = tls.server;
+    if (server) await Promise.all([...this.listeners].map((listener) => listener.reloadTls?.(server)));
+    this.tls = tls;
+  }
 }
 
-/** The node's runtime under its TLS settings (the runtime itself when TLS is off). */
-export function nodeRuntime(runtime: Runtime, settings: TlsSettings | undefined): Runtime {
-  return settings ? withTls(runtime, { server: serverTls(settings), client: clientTls(settings) }) : runtime;
+/** `runtime` with TLS on every connection (see TlsRuntime); `runtime` itself without `server` or `client`. */
+export function withTls(runtime: Runtime, tls: { server?: ServerTls; client?: ClientTls }): Runtime {
+  return tls.server || tls.client ? new TlsRuntime(runtime, tls).runtime : runtime;
+}
+
+/** What a node listens and dials with under `settings`. */
+export function nodeTls(settings: TlsSettings): { server: ServerTls; client: ClientTls } {
+  return { server: serverTls(settings), client: clientTls(settings) };
 }

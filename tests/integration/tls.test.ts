@@ -37,6 +37,35 @@ function startTlsNode(tls: TlsSettings, overrides: Partial<Config> = {}) {
   return startTestNode((node) => node.register(probe, probeHandlers), { tls, ...overrides });
 }
 
+/** Eight callers in a loop until `stop()`, which resolves with how many calls failed. */
+function steadyLoad(call: () => Promise<unknown>) {
+  let failed = 0;
+  let done = 0;
+  let running = true;
+  const callers = Array.from({ length: 8 }, async () => {
+    while (running) {
+      try {
+        await call();
+        done++;
+      } catch {
+        failed++;
+      }
+    }
+  });
+  return {
+    /** Resolves once `count` more calls have succeeded. */
+    passed(count: number, what: string) {
+      const target = done + count;
+      return until(() => done >= target, what);
+    },
+    async stop() {
+      running = false;
+      await Promise.all(callers);
+      return failed;
+    },
+  };
+}
+
 test("a TLS node serves an ebb client that trusts its CA; one trusting another CA, or dialling a name not in the certificate, is refused with the reason", async () => {
   const node = await startTlsNode(A);
   try {
@@ -87,27 +116,11 @@ test("a two-node TLS cluster gossips to agreement, and one node drains with 0 fa
 
     await cluster.whenAvailable("probe", 2, 10_000);
     const client = cluster.client(probe);
-    let failed = 0;
-    let done = 0;
-    let running = true;
-    const load = Array.from({ length: 8 }, async () => {
-      while (running) {
-        try {
-          await client.add({ a: done, b: 1 });
-          done++;
-        } catch {
-          failed++;
-        }
-      }
-    });
-    const before = done;
-    await until(() => done >= before + 50, "50 calls went through both nodes");
+    const load = steadyLoad(() => client.add({ a: 1, b: 1 }));
+    await load.passed(50, "50 calls went through both nodes");
     const summary = await b.close();
-    const after = done;
-    await until(() => done >= after + 50, "50 more calls went to a alone");
-    running = false;
-    await Promise.all(load);
-    assert.equal(failed, 0, "no call failed while b drained");
+    await load.passed(50, "50 more calls went to a alone");
+    assert.equal(await load.stop(), 0, "no call failed while b drained");
     assert.deepEqual([summary.cancelled, summary.timedOut], [0, false], JSON.stringify(summary));
   } finally {
     cluster.close();
@@ -265,5 +278,40 @@ test("a TLS cluster client that cannot reach a plain node says why: its last con
   } finally {
     cluster.close();
     await plain.close();
+  }
+});
+
+test("reloadTls under load: new connections get the new certificate, open ones carry on, and no call fails", async () => {
+  const node = await startTlsNode(A);
+  // The client trusts both CAs, as during a CA rotation; single-CA clients tell which certificate a new connection gets.
+  const both = withTls(runtime, { client: { ca: A.ca + STRANGER.ca } });
+  const cluster = createClusterClient({ runtime: both, addresses: [`127.0.0.1:${node.port}`], timeoutMs: 5_000 });
+  const open = await Channel.connect(ourClient, { host: "127.0.0.1", port: node.port });
+  try {
+    const client = cluster.client(probe);
+    const load = steadyLoad(() => client.add({ a: 1, b: 1 }));
+    await load.passed(50, "50 calls before the reload");
+    await node.node.reloadTls(STRANGER);
+    await load.passed(50, "50 calls after the reload");
+    assert.equal(await load.stop(), 0, "no call failed through the reload");
+
+    assert.equal(await createClient(probe, open).add({ a: 1, b: 1 }), 2, "an open connection carries on with the old certificate");
+    await assert.rejects(Channel.connect(ourClient, { host: "127.0.0.1", port: node.port }), /TLS handshake with 127\.0\.0\.1:\d+ failed/);
+    const renewed = await Channel.connect(withTls(runtime, { client: { ca: STRANGER.ca } }), { host: "127.0.0.1", port: node.port });
+    assert.equal(await createClient(probe, renewed).add({ a: 2, b: 2 }), 4);
+    renewed.close();
+  } finally {
+    open.close();
+    cluster.close();
+    await node.close();
+  }
+});
+
+test("reloadTls on a node started without TLS says that takes a restart", async () => {
+  const node = await startTestNode(() => {});
+  try {
+    await assert.rejects(node.node.reloadTls(A), /TLS was off at start: turning it on takes a restart/);
+  } finally {
+    await node.close();
   }
 });

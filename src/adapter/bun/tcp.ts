@@ -1,5 +1,5 @@
 /// <reference types="bun-types" />
-import type { ConnectOptions, Listener, ListenOptions, Socket, SocketHandlers } from "../../runtime/types.ts";
+import type { ConnectOptions, Listener, ListenOptions, ServerTls, Socket, SocketHandlers } from "../../runtime/types.ts";
 import { type PushConnection, StreamSocket } from "../../runtime/socket.ts";
 
 type BunSocket = Bun.Socket<BunSocketState>;
@@ -50,19 +50,23 @@ const handler = {
   error: (raw: BunSocket, error: Error) => raw.data?.socket?.closed(error),
 } as const;
 
-/** Bun.listen with callback handlers. */
+/** Bun.listen with callback handlers; a TLS listener reloads its certificate by listening again on its port. */
 export async function listen(options: ListenOptions): Promise<Listener> {
-  const server = Bun.listen<BunSocketState>({
-    hostname: options.host,
-    port: options.port,
-    allowHalfOpen: true,
-    ...(options.tls && { tls: { ...options.tls, rejectUnauthorized: true } }),
-    socket: { ...handler, open: (raw) => void open(raw, (raw as unknown as { remotePort: number }).remotePort, options.accept) },
-  });
+  const bind = (port: number, tls: ServerTls | undefined) =>
+    Bun.listen<BunSocketState>({
+      hostname: options.host,
+      port,
+      allowHalfOpen: true,
+      ...(tls && { tls: { ...tls, rejectUnauthorized: true } }),
+      socket: { ...handler, open: (raw) => void open(raw, (raw as unknown as { remotePort: number }).remotePort, options.accept) },
+    });
+  let current = options.tls;
+  let server = bind(options.port, current);
+  const port = server.port;
   let stopped = false;
   return {
     host: server.hostname,
-    port: server.port,
+    port,
     stop() {
       if (!stopped) {
         stopped = true;
@@ -70,6 +74,21 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       }
       return Promise.resolve();
     },
+    ...(options.tls && {
+      reloadTls(tls: ServerTls) {
+        if (stopped) return Promise.resolve();
+        server.stop(false);
+        try {
+          server = bind(port, tls);
+        } catch (error) {
+          // Keep serving with what worked (Bun checks the certificate here too).
+          server = bind(port, current);
+          return Promise.reject(error);
+        }
+        current = tls;
+        return Promise.resolve();
+      },
+    }),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { ConnectOptions, Listener, ListenOptions, Socket, SocketHandlers } from "../../runtime/types.ts";
+import type { ConnectOptions, Listener, ListenOptions, ServerTls, Socket, SocketHandlers } from "../../runtime/types.ts";
 import { type PullConnection, StreamSocket, toError } from "../../runtime/socket.ts";
 
 /**
@@ -41,21 +41,35 @@ const isCloseNoise = (error: unknown) => error instanceof Deno.errors.BadResourc
  * backlog are reset, and their clients try again.
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
-  const tls = options.tls;
-  if (tls?.requestCert) throw new Error("Deno cannot request client certificates (Deno.listenTls, denoland/deno#26825): mutual TLS needs Bun");
+  let tls = options.tls;
+  const refuseClientAuth = (asked: ServerTls | undefined) => {
+    if (asked?.requestCert) throw new Error("Deno cannot request client certificates (Deno.listenTls, denoland/deno#26825): mutual TLS needs Bun");
+  };
+  refuseClientAuth(tls);
   const open = (port: number): Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr> =>
     tls ? Deno.listenTls({ hostname: options.host, port, cert: tls.cert, key: tls.key }) : Deno.listen({ hostname: options.host, port, transport: "tcp" });
   let listener = open(options.port);
   const addr = listener.addr;
   let stopped = false;
+  /** The accept the loop waits on, settled either way; a reload waits for it before binding again. */
+  let pendingAccept: Promise<void> = Promise.resolve();
+  let reloading: Promise<void> | undefined;
   const wait = (error: unknown) => new Promise((resolve) => setTimeout(resolve, options.acceptFailed?.(toError(error)) ?? 100));
   const acceptLoop = (async () => {
     while (!stopped) {
       let conn: Deno.TcpConn | Deno.TlsConn;
+      const accepting = listener.accept();
+      pendingAccept = accepting.then(() => {}, () => {});
       try {
-        conn = await listener.accept();
+        conn = await accepting;
       } catch (error) {
-        if (stopped || isCloseNoise(error)) return;
+        if (stopped) return;
+        // Closed by reloadTls: accept again once its new listener is open.
+        if (reloading) {
+          await reloading.catch(() => {});
+          continue;
+        }
+        if (isCloseNoise(error)) return;
         // The old listener keeps the port (callers queue in its backlog) through the back-off;
         // then it is swapped for a fresh one in one step, so the port is never seen closed.
         await wait(error);
@@ -84,6 +98,32 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       quietly(() => listener.close());
       await acceptLoop;
     },
+    ...(tls && {
+      async reloadTls(next: ServerTls) {
+        refuseClientAuth(next);
+        if (stopped || reloading) return reloading;
+        const previous = tls;
+        reloading = (async () => {
+          quietly(() => listener.close());
+          // Deno frees the port only once the pending accept has ended.
+          await pendingAccept;
+          tls = next;
+          try {
+            listener = open(addr.port);
+          } catch (error) {
+            // Keep serving with what worked.
+            tls = previous;
+            listener = open(addr.port);
+            throw error;
+          }
+        })();
+        try {
+          await reloading;
+        } finally {
+          reloading = undefined;
+        }
+      },
+    }),
   };
 }
 
