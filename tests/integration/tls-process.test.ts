@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCertificates } from "../../scripts/certs.ts";
@@ -87,3 +87,46 @@ test("mutual TLS across runtimes: a Bun node with EBB_TLS_CLIENT_AUTH=1 serves e
     await stopProcess(deno);
   }
 });
+
+const renewed = makeCertificates(join(dir, "renewed"), ["node"]);
+
+for (const runner of RUNNER_NAMES) {
+  test(`${runner}: SIGHUP reloads the certificate files: new connections get the new certificate, a broken file keeps the current one`, async () => {
+    // The node's own copies of the files, rewritten in place as an operator (or cert-manager) would.
+    const own = join(dir, `sighup-${runner}`);
+    mkdirSync(own, { recursive: true });
+    const files = { EBB_TLS_CERT: join(own, "node.pem"), EBB_TLS_KEY: join(own, "node.key"), EBB_TLS_CA: join(own, "ca.pem") };
+    copyFileSync(certs.nodes.bun!.cert, files.EBB_TLS_CERT);
+    copyFileSync(certs.nodes.bun!.key, files.EBB_TLS_KEY);
+    copyFileSync(certs.ca, files.EBB_TLS_CA);
+    const env = { EBB_NODE_ID: `hup-${runner}`, ...files };
+    const node = runner === "deno"
+      ? await startCommand("deno", RUNNERS.deno.command, ["run", "--allow-net", "--allow-env", `--allow-read=${own}`, "src/main.ts"], env)
+      : await startNodeProcess(runner, env);
+    try {
+      const call = ["call", "demo.echo", '{"n":1}', "--addr", `127.0.0.1:${node.port}`, "--timeout", "3000"];
+      const oldCa = { EBB_TLS_CA: readFileSync(certs.ca, "utf8") };
+      const newCa = { EBB_TLS_CA: readFileSync(renewed.ca, "utf8") };
+      assert.equal((await runCli("bun", call, oldCa)).code, 0);
+
+      copyFileSync(renewed.nodes.node!.cert, files.EBB_TLS_CERT);
+      copyFileSync(renewed.nodes.node!.key, files.EBB_TLS_KEY);
+      copyFileSync(renewed.ca, files.EBB_TLS_CA);
+      sendSignal(node, "SIGHUP");
+      await node.waitForLine((line) => line.msg === "TLS reloaded: new connections use the new certificate and CA");
+      const served = await runCli("bun", call, newCa);
+      assert.equal(served.code, 0, served.stderr);
+      assert.notEqual((await runCli("bun", call, oldCa)).code, 0, "the old CA no longer verifies new connections");
+
+      writeFileSync(files.EBB_TLS_CERT, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n");
+      sendSignal(node, "SIGHUP");
+      const refused = await node.waitForLine((line) => String(line.msg).startsWith("TLS not reloaded"));
+      assert.match(String(refused.msg), /EBB_TLS_CERT=".*node\.pem" certificate 1 in ".*node\.pem" does not parse/);
+      assert.equal((await runCli("bun", call, newCa)).code, 0, "still serving with the renewed certificate");
+      sendSignal(node, "SIGTERM");
+      assert.equal(await node.exited, 0);
+    } finally {
+      await stopProcess(node);
+    }
+  });
+}
