@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { makeCertificates } from "../../scripts/certs.ts";
-import { FAST_SWIM_ENV, type NodeProcess, RUNNER_NAMES, RUNNERS, runCli, sendSignal, spawnCommand, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { FAST_SWIM_ENV, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, runCli, sendSignal, spawnCommand, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ebb-tls-process-"));
 const certs = makeCertificates(dir, ["bun", "deno", "binary"]);
@@ -130,3 +131,40 @@ for (const runner of RUNNER_NAMES) {
     }
   });
 }
+
+/** A shell line of the README: leading VAR=value words, then the command and its arguments (comments dropped, single quotes kept whole). */
+function shellLine(line: string): { env: Record<string, string>; argv: string[] } {
+  const words = line.replace(/\s+#.*$/, "").match(/'[^']*'|\S+/g)!.map((word) => word.replace(/^'(.*)'$/, "$1"));
+  const env: Record<string, string> = {};
+  while (/^[A-Z_]+=/.test(words[0]!)) {
+    const [name, ...value] = words.shift()!.split("=");
+    env[name!] = value.join("=");
+  }
+  return { env, argv: words };
+}
+
+test("the README's TLS commands work as shown: make certificates, serve with them, call with the CA", async () => {
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  const section = readme.slice(readme.indexOf("Certificates for a test cluster"));
+  const block = section.slice(section.indexOf("```sh\n") + 6, section.indexOf("\n```", section.indexOf("```sh\n")));
+  const [make, serve, call] = block.split("\n").map(shellLine);
+  const work = join(dir, "readme");
+  mkdirSync(work, { recursive: true });
+  const here = (value: string) => value.replace(/^\.\/certs/, join(work, "certs"));
+  // bun scripts/certs.ts ./certs n1 n2
+  assert.deepEqual(make!.argv.slice(0, 2), ["bun", "scripts/certs.ts"]);
+  execFileSync(RUNNERS.bun.command, [`${ROOT}scripts/certs.ts`, ...make!.argv.slice(2).map(here)], { stdio: "ignore" });
+  // EBB_TLS_*=./certs/... ebb serve
+  assert.deepEqual(serve!.argv, ["ebb", "serve"]);
+  const node = await startNodeProcess("bun", Object.fromEntries(Object.entries(serve!.env).map(([name, value]) => [name, here(value)])), ["serve"]);
+  try {
+    // EBB_TLS_CA=./certs/ca.pem ebb call demo.echo '{"hello":"tls"}'
+    assert.equal(call!.argv[0], "ebb");
+    const env = Object.fromEntries(Object.entries(call!.env).map(([name, value]) => [name, here(value)]));
+    const result = await runCli("bun", [...call!.argv.slice(1), "--addr", `127.0.0.1:${node.port}`], env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { hello: "tls" });
+  } finally {
+    await stopProcess(node);
+  }
+});
