@@ -153,7 +153,7 @@ export class TlsRuntime {
       const stop = listener.stop.bind(listener);
       return Object.assign(Object.create(listener) as Listener, { stop: () => (this.listeners.delete(listener), stop()) });
     };
-    // HTTPS keeps the certificate it started with (see README "TLS"): only its new listeners take a reload.
+    // An HTTPS server keeps the certificate it started with until the node restarts (README "TLS").
     wrapped.serve = (options) => {
       const server = this.tls.server;
       if (!server) return base.serve(options);
