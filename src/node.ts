@@ -21,6 +21,7 @@ import { RpcServer } from "./rpc/server.ts";
 import { bound } from "./runtime/bind.ts";
 import { realClock } from "./runtime/clock.ts";
 import { runtimeOf, type RuntimeSource } from "./runtime/source.ts";
+import { nodeTls, type TlsSettings, TlsRuntime } from "./security/tls.ts";
 import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 export type { NodeStats } from "./http/node-metrics.ts";
@@ -65,6 +66,12 @@ export interface EbbNode {
   readonly httpAddress: { host: string; port: number } | undefined;
   readonly stats: NodeStats;
   /**
+   * New RPC connections, made or accepted, use `settings` from now on; open ones carry on
+   * (SIGHUP in runNode). Rejects, keeping the old certificates, when TLS was off at start
+   * or a listener refuses the new ones.
+   */
+  reloadTls(settings: TlsSettings): Promise<void>;
+  /**
    * Drains and stops: the sequence in README "Stopping". Idempotent: every call
    * returns the same promise, whether before `start`, during it, or twice at once.
    */
@@ -86,6 +93,14 @@ export function createNode(options: NodeOptions): EbbNode {
   const startupAbort = new AbortController();
   const clusterClients: ClusterClient[] = [];
   let runtime: Runtime | undefined;
+  // With EBB_TLS_* set, every connection the node makes or accepts (RPC, membership, clients, HTTP) is TLS.
+  let tls: TlsRuntime | undefined;
+  const tlsRuntime = async () => {
+    const base = await runtimeOf(options.runtime);
+    if (!config.tls) return base;
+    tls ??= new TlsRuntime(base, nodeTls(config.tls));
+    return tls.runtime;
+  };
   let server: RpcServer | undefined;
   let rpcListener: Listener | undefined;
   let http: HttpServer | undefined;
@@ -165,14 +180,14 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime: runtime ?? options.runtime, log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? tlsRuntime, log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },
     async start() {
       if (listening) throw new Error("start() was already called");
       if (stopping) throw new StartupError("Startup aborted: the node is already shutting down", undefined, true);
-      listening = (async () => listen((runtime = await runtimeOf(options.runtime))))();
+      listening = (async () => listen((runtime = await tlsRuntime())))();
       await listening;
       await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log, context: { call: (method, input) => dispatcher.warmupCall(method, input) } });
       if (lifecycle.state !== "starting") throw new StartupError("Startup aborted: the node is shutting down", undefined, true);
@@ -187,6 +202,11 @@ export function createNode(options: NodeOptions): EbbNode {
     },
     get stats() {
       return nodeStats(server, inflight, lifecycle);
+    },
+    async reloadTls(settings) {
+      if (!config.tls) throw new Error("TLS was off at start: turning it on takes a restart");
+      await tlsRuntime();
+      await tls!.reload(nodeTls(settings));
     },
     shutdown(reason = "shutdown()") {
       stopping ??= (async () => {

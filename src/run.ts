@@ -43,6 +43,7 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
   for (const warning of config.warnings) log.warn(warning);
   const node = createNode({ config, log, runtime });
   setup(node, { config, log, runtime });
+  if (config.tls) reloadTlsOnHangup(runtime, node, log);
   // Signals first: one that arrives during the startup hooks aborts them.
   if (bench.plainShutdown) {
     // For `npm run bench:restart` only: a node that simply dies on SIGTERM, to show what ebb's drain saves.
@@ -60,4 +61,22 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
     return runtime.exit(EXIT_CODES.startupFailed);
   }
   return node;
+}
+
+/** SIGHUP reads EBB_TLS_* (the files) again: new connections use the new certificate and CA, open ones carry on; a bad file keeps the old ones. */
+function reloadTlsOnHangup(runtime: Runtime, node: EbbNode, log: Logger): void {
+  runtime.onSignal("SIGHUP", () => {
+    let tls: Config["tls"];
+    try {
+      tls = loadConfig(runtime.env()).tls;
+    } catch (error) {
+      log.error(`TLS not reloaded, the current certificates stay: ${errorText(error)}`);
+      return;
+    }
+    if (!tls) return log.error("TLS not reloaded: EBB_TLS_* are unset");
+    node.reloadTls(tls).then(
+      () => log.info("TLS reloaded: new connections use the new certificate and CA"),
+      (error: unknown) => log.error(`TLS not reloaded, the current certificates stay: ${errorText(error)}`),
+    );
+  });
 }

@@ -3,6 +3,9 @@
  * (the ceiling), and against a peer: msgpack5rpc, a msgpack-rpc library from npm, client
  * and server, on node:net.
  *
+ * The "ebb over TLS" row is the same node and client with TLS on (certificates from
+ * scripts/certs.ts in a temporary directory), to quote the cost of TLS against plain ebb.
+ *
  * One client, one server process, one connection, 64 calls in flight, a small
  * payload. Rounds alternate bare and ebb so drift on a shared machine hits both;
  * the table gives the median of the rounds. Writes scripts/bench/results/echo-<runtime>.json.
@@ -11,7 +14,11 @@
  */
 import { spawn } from "node:child_process";
 import { createConnection } from "node:net";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeCertificates } from "../certs.ts";
+import { withTls } from "../../src/security/tls.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
@@ -30,7 +37,7 @@ const INFLIGHT = Number(env.BENCH_INFLIGHT ?? 64);
 const PAYLOAD = { id: 12345, name: "bench", tags: ["a", "b", "c"], ok: true };
 const here = decodeURIComponent(new URL(".", import.meta.url).pathname);
 
-type Mode = "bare" | "ebb" | "peer";
+type Mode = "bare" | "ebb" | "tls" | "peer";
 type Call = () => Promise<unknown>;
 interface Round {
   mode: Mode;
@@ -39,9 +46,14 @@ interface Round {
   p99Ms: number;
 }
 
+const certDir = mkdtempSync(join(tmpdir(), "ebb-bench-tls-"));
+const certs = makeCertificates(certDir, ["bench"]);
+const TLS_ENV = { EBB_TLS_CERT: certs.nodes.bench!.cert, EBB_TLS_KEY: certs.nodes.bench!.key, EBB_TLS_CA: certs.ca };
+const tlsRuntime = withTls(runtime, { client: { ca: readFileSync(certs.ca, "utf8") } });
+
 function startServer(mode: Mode): Promise<{ port: number; stop(): void }> {
   const args = runtime.name === "bun" ? [`${here}echo-server.ts`, mode] : ["run", "--allow-net", "--allow-env", "--allow-read", `${here}echo-server.ts`, mode];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...(mode === "tls" && TLS_ENV) } });
   return new Promise((resolve, reject) => {
     let out = "";
     child.stdout!.setEncoding("utf8");
@@ -97,8 +109,8 @@ async function peerClient(port: number): Promise<{ call: Call; close(): void }> 
   return { call: () => request(session, "demo.echo", [PAYLOAD]), close: () => socket.destroy() };
 }
 
-async function ebbClient(port: number): Promise<{ call: Call; close(): void }> {
-  const channel = await Channel.connect(runtime, { host: "127.0.0.1", port });
+async function ebbClient(port: number, tls = false): Promise<{ call: Call; close(): void }> {
+  const channel = await Channel.connect(tls ? tlsRuntime : runtime, { host: "127.0.0.1", port });
   const client = createClient(demo, channel);
   return { call: () => client.echo(PAYLOAD), close: () => channel.close() };
 }
@@ -121,7 +133,8 @@ async function drive(call: Call, seconds: number, record: boolean): Promise<{ ca
 
 async function round(mode: Mode, clientMode: Mode = mode): Promise<Round> {
   const server = await startServer(mode);
-  const client = clientMode === "bare" ? await bareClient(server.port) : clientMode === "peer" ? await peerClient(server.port) : await ebbClient(server.port);
+  const client =
+    clientMode === "bare" ? await bareClient(server.port) : clientMode === "peer" ? await peerClient(server.port) : await ebbClient(server.port, clientMode === "tls");
   try {
     await drive(client.call, WARMUP_SECONDS, false);
     const started = performance.now();
@@ -136,7 +149,7 @@ async function round(mode: Mode, clientMode: Mode = mode): Promise<Round> {
 
 const rounds: Round[] = [];
 for (let i = 0; i < ROUNDS; i++) {
-  for (const mode of ["bare", "ebb", "peer"] as Mode[]) {
+  for (const mode of ["bare", "ebb", "tls", "peer"] as Mode[]) {
     const r = await round(mode);
     rounds.push(r);
     console.log(`round ${i + 1} ${mode.padEnd(4)} ${Math.round(r.callsPerSecond)} calls/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms`);
@@ -161,8 +174,10 @@ const summary = (mode: Mode) => {
 };
 const bare = summary("bare");
 const ebb = summary("ebb");
+const tls = summary("tls");
 const peer = summary("peer");
 const ratio = ebb.callsPerSecond / bare.callsPerSecond;
+const tlsRatio = tls.callsPerSecond / ebb.callsPerSecond;
 const peerRatio = ebb.callsPerSecond / peer.callsPerSecond;
 const label = `${runtime.name} ${runtime.version}`;
 
@@ -173,18 +188,21 @@ console.log(
     [
       ["bare msgpack-rpc echo", Math.round(bare.callsPerSecond), bare.p50Ms.toFixed(3), bare.p99Ms.toFixed(3)],
       ["ebb (demo.echo)", Math.round(ebb.callsPerSecond), ebb.p50Ms.toFixed(3), ebb.p99Ms.toFixed(3)],
+      ["ebb over TLS (demo.echo)", Math.round(tls.callsPerSecond), tls.p50Ms.toFixed(3), tls.p99Ms.toFixed(3)],
       ["msgpack5rpc (peer, node:net)", Math.round(peer.callsPerSecond), peer.p50Ms.toFixed(3), peer.p99Ms.toFixed(3)],
     ],
   ),
 );
 console.log(`ebb / bare: ${(ratio * 100).toFixed(1)}% of the bare echo's calls/s (goal: at least 60%)`);
+console.log(`ebb over TLS / ebb: ${(tlsRatio * 100).toFixed(1)}% of plain ebb's calls/s (goal: above 50%)`);
 console.log(`ebb / peer: ${peerRatio.toFixed(2)}x msgpack5rpc's calls/s`);
 
 mkdirSync(`${here}results`, { recursive: true });
 const file = `${here}results/echo-${runtime.name}.json`;
 writeFileSync(
   file,
-  JSON.stringify({ bench: "echo", runtime: runtime.name, runtimeVersion: runtime.version, date: new Date().toISOString(), inflight: INFLIGHT, seconds: SECONDS, rounds, bare, ebb, peer, ratio, peerRatio }, null, 2) + "\n",
+  JSON.stringify({ bench: "echo", runtime: runtime.name, runtimeVersion: runtime.version, date: new Date().toISOString(), inflight: INFLIGHT, seconds: SECONDS, rounds, bare, ebb, tls, peer, ratio, tlsRatio, peerRatio }, null, 2) + "\n",
 );
 console.log(`wrote ${file}`);
+rmSync(certDir, { recursive: true, force: true });
 runtime.exit(0);

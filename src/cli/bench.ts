@@ -5,7 +5,7 @@ import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, duration, jsonText, UsageError, wholeNumber } from "./command.ts";
 import { Histogram } from "./histogram.ts";
 import { formatCount, renderTable } from "./table.ts";
-import { clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clientRuntime, clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
 /** In `--rate` mode, calls due while this many are in flight are skipped and counted, not queued without end. */
 const MAX_INFLIGHT = 10_000;
@@ -67,7 +67,7 @@ call succeeded, 1 when any failed.`,
     if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("Give --rate or --concurrency, not both");
     const env = runtime.env();
     const target = resolveTarget(flags, env);
-    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout });
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: clientRuntime(runtime, env), timeoutMs: flags.timeout });
     try {
       await cluster.whenAvailable(serviceOf(flags.method), 1, 10_000);
     } catch (thrown) {

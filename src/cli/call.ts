@@ -2,7 +2,7 @@ import { z } from "zod";
 import { createClusterClient } from "../cluster/client.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { defineCommand, jsonText, UsageError, wholeNumber } from "./command.ts";
-import { clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clientRuntime, clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
 /** `ebb call <method> [json]`: one call through the cluster client, the result as JSON. */
 export const callCommand = defineCommand({
@@ -32,7 +32,7 @@ and exits 1; a usage mistake exits 2. Examples:
     }
     const env = runtime.env();
     const target = resolveTarget(flags, env);
-    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: clientRuntime(runtime, env), timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
     try {
       const result = await cluster.call(method, params);
       runtime.write("stdout", `${toJson(result ?? null)}\n`);

@@ -5,7 +5,7 @@ import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { defineCommand } from "./command.ts";
 import { formatAge, renderTable } from "./table.ts";
-import { clusterKeyFrom, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clientRuntime, clusterKeyFrom, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 import { toJson } from "./call.ts";
 import { errorText } from "../error-text.ts";
 
@@ -33,7 +33,7 @@ status change, by the answering node's clock). Exits 1 when no node answers.`,
       let channel: Channel | undefined;
       try {
         const [host, port] = splitAddress(addr);
-        channel = await Channel.connect(runtime, { host, port, clusterKey: clusterKeyFrom(env) });
+        channel = await Channel.connect(clientRuntime(runtime, env), { host, port, clusterKey: clusterKeyFrom(env) });
         const [ping, members] = (await Promise.all([
           channel.call("$ping", undefined, { timeoutMs: ASK_TIMEOUT_MS }),
           channel.call("$members", undefined, { timeoutMs: ASK_TIMEOUT_MS }),

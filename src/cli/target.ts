@@ -1,7 +1,9 @@
 import type { ClusterClientOptions } from "../cluster/client.ts";
 import { ConfigError, defaultValue, readVariables } from "../config/table.ts";
 import type { Keyring } from "../rpc/auth.ts";
-import { MAIN_VARIABLES } from "../config/variables.ts";
+import { MAIN_VARIABLES, TLS_VARIABLES } from "../config/variables.ts";
+import type { Runtime } from "../runtime/types.ts";
+import { clientTlsSettings, withTls } from "../security/tls.ts";
 import { addressList, type OptionSpec, UsageError } from "./command.ts";
 
 /** `--addr` and `--seeds`: which nodes a client command talks to. */
@@ -55,4 +57,15 @@ export function clusterKeyFrom(env: Record<string, string | undefined>): Keyring
     throw error;
   }
   return values.clusterKey && { keys: values.clusterKey, clusterId: values.clusterId };
+}
+
+/** `runtime` speaking TLS when EBB_TLS_CA is set (with EBB_TLS_CERT/KEY as a client certificate), as nodes do; a bad variable is a usage error. */
+export function clientRuntime(runtime: Runtime, env: Record<string, string | undefined>): Runtime {
+  try {
+    const client = clientTlsSettings(readVariables(TLS_VARIABLES, env));
+    return client ? withTls(runtime, { client }) : runtime;
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.problems.join("; "));
+    throw error;
+  }
 }

@@ -26,6 +26,8 @@ export interface Endpoint<C extends Connection = Connection> {
   /** Not eligible before this time (a connection attempt failed). */
   backoffUntil: number;
   backoffMs: number;
+  /** Why the last connection attempt failed (a refused port, a TLS handshake), for "no node to call" errors; cleared on connect. */
+  connectError?: string;
   gone: boolean;
 }
 
@@ -131,11 +133,13 @@ export class EndpointTable<C extends Connection = Connection> {
   /** A connection to the node opened: backoff resets; a static address starts its warm-up on first reach. */
   connected(endpoint: Endpoint<C>, now: number): void {
     endpoint.backoffMs = 0;
+    endpoint.connectError = undefined;
     if (this.staticAddresses.has(endpoint.addr) && endpoint.readySince === undefined) endpoint.readySince = now;
   }
 
   /** A connection attempt failed: the node sits out 100 ms, doubling per failure up to 5 s. */
-  connectFailed(endpoint: Endpoint<C>, now: number): void {
+  connectFailed(endpoint: Endpoint<C>, now: number, error?: unknown): void {
+    if (error !== undefined) endpoint.connectError = error instanceof RpcError ? error.rawMessage : error instanceof Error ? error.message : String(error);
     endpoint.backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, endpoint.backoffMs * 2));
     endpoint.backoffUntil = now + endpoint.backoffMs;
   }
@@ -152,7 +156,8 @@ export class EndpointTable<C extends Connection = Connection> {
     else if (offering.every((e) => e.channel?.goaway !== undefined || !e.ready)) why = `all ${offering.length} ${what} are draining or not ready`;
     else if (tried.size > 0) {
       const addrs = [...tried].map((e) => e.addr);
-      why = `every one of the ${what} refused or could not be reached (tried ${addrs.slice(0, 3).join(", ")}${addrs.length > 3 ? ` and ${addrs.length - 3} more` : ""})`;
+      const reason = [...tried].find((e) => e.connectError !== undefined)?.connectError;
+      why = `every one of the ${what} refused or could not be reached (tried ${addrs.slice(0, 3).join(", ")}${addrs.length > 3 ? ` and ${addrs.length - 3} more` : ""})${reason ? `; last connection error: ${reason}` : ""}`;
     }
     else why = `none of the ${offering.length} ${what} is reachable`;
     return new RpcError(`No node to call: ${why}`, "UNAVAILABLE", { processed: false });

@@ -57,7 +57,7 @@ export class ConnectionPool {
         this.table.connected(endpoint, this.options.clock.now());
         return channel;
       } catch (error) {
-        this.table.connectFailed(endpoint, this.options.clock.now());
+        this.table.connectFailed(endpoint, this.options.clock.now(), error);
         throw error;
       } finally {
         endpoint.connecting = undefined;

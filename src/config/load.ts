@@ -1,7 +1,8 @@
 import { BENCH_SWITCHES, DEMO_SWITCHES } from "../demo/switches.ts";
 import { ConfigError, type Env, parseVariables, unknownVariables, type ValuesOf, valuesOf } from "./table.ts";
-import { checkExposure, tlsConfigured } from "./secure.ts";
-import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES } from "./variables.ts";
+import { checkExposure } from "./secure.ts";
+import { type TlsSettings, tlsSettings } from "../security/tls.ts";
+import { CONFIG_VARIABLES, LIMIT_VARIABLES, MAIN_VARIABLES, SWIM_VARIABLES, TLS_VARIABLES } from "./variables.ts";
 
 export { ConfigError };
 
@@ -11,6 +12,8 @@ export interface Config extends ValuesOf<typeof MAIN_VARIABLES> {
   limits: ValuesOf<typeof LIMIT_VARIABLES>;
   /** Membership timings: the EBB_SWIM_* subset of SwimConfig. */
   swim: ValuesOf<typeof SWIM_VARIABLES>;
+  /** EBB_TLS_*: undefined when TLS is off. */
+  tls: TlsSettings | undefined;
   /** EBB_* variables set but unknown (likely typos), as warnings to log. */
   warnings: string[];
 }
@@ -22,11 +25,13 @@ const KNOWN = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.v
 export function loadConfig(env: Env): Config {
   const parsed = parseVariables(CONFIG_VARIABLES, env);
   const main = valuesOf(MAIN_VARIABLES, parsed);
-  checkExposure({ ...main, tls: tlsConfigured(env) });
+  const tls = tlsSettings(valuesOf(TLS_VARIABLES, parsed));
+  checkExposure({ ...main, tls: tls !== undefined });
   return {
     ...main,
     limits: valuesOf(LIMIT_VARIABLES, parsed),
     swim: valuesOf(SWIM_VARIABLES, parsed),
+    tls,
     warnings: unknownVariables(env, KNOWN),
   };
 }

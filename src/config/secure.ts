@@ -1,17 +1,9 @@
-import { ConfigError, type Env } from "./table.ts";
+import { ConfigError } from "./table.ts";
 
 /** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
 export function isLoopback(host: string): boolean {
   const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);
-}
-
-/**
- * True when the node serves TLS. The TLS variables (EBB_TLS_CERT and the rest)
- * belong to the TLS part; until it is merged, a set EBB_TLS_CERT is what "TLS on" means here.
- */
-export function tlsConfigured(env: Env): boolean {
-  return (env.EBB_TLS_CERT ?? "") !== "";
 }
 
 /** What the secure-by-default rule reads. */

@@ -6,6 +6,8 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
 import { ADDRESS_LIST_PATTERN, ADDRESS_PATTERN } from "../runtime/address.ts";
 import { DEFAULT_CLUSTER_ID, MAX_CLUSTER_KEYS } from "../rpc/auth.ts";
+import { readFileSync } from "node:fs";
+import { type PemKind, readPem } from "../security/tls.ts";
 import { clusterKeyProblem } from "./cluster-key.ts";
 import { integer, milliseconds, type Variable, variable } from "./table.ts";
 
@@ -280,5 +282,61 @@ export const SWIM_VARIABLES = {
   }),
 } satisfies Partial<Record<keyof SwimConfig, Variable<number>>>;
 
+/** PEM text, or the path of a PEM file read now (node:fs works on Bun, Deno and the binary); parsed, so a bad file is named at startup. */
+const pem = (kind: PemKind) =>
+  z.string().transform((value, ctx) => {
+    try {
+      return readPem(value, kind, (path) => readFileSync(path, "utf8"));
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+
+/** `Config.tls` (src/security/tls.ts makes them one setting): TLS on every RPC, membership and HTTP connection. */
+export const TLS_VARIABLES = {
+  tlsCert: variable({
+    name: "EBB_TLS_CERT",
+    schema: pem("certificate"),
+    unset: "TLS off",
+    description: "this node's certificate chain, PEM text or a PEM file's path; with EBB_TLS_KEY and EBB_TLS_CA, every connection (RPC, membership, CLI, HTTP) is TLS",
+    readers: BOTH,
+  }),
+  tlsKey: variable({
+    name: "EBB_TLS_KEY",
+    schema: pem("private key"),
+    unset: "TLS off",
+    description: "the private key of EBB_TLS_CERT, PEM text or a PEM file's path",
+    readers: BOTH,
+    secret: true,
+  }),
+  tlsCa: variable({
+    name: "EBB_TLS_CA",
+    schema: pem("certificate"),
+    unset: "TLS off",
+    description: "CA certificates (PEM text or file) that servers' certificates must chain to, and clients' with EBB_TLS_CLIENT_AUTH; the client commands speak TLS when it is set",
+    readers: BOTH,
+  }),
+  tlsServerName: variable({
+    name: "EBB_TLS_SERVER_NAME",
+    schema: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, { error: "must be a DNS name" }),
+    unset: "the host dialled",
+    description: "the name clients check in servers' certificates instead of the host they dial",
+    readers: BOTH,
+  }),
+  tlsClientAuth: variable({
+    name: "EBB_TLS_CLIENT_AUTH",
+    schema: z.enum(["0", "1"], { error: "must be 0 or 1" }),
+    default: "0",
+    map: (value) => value === "1",
+    description: "1: the RPC listener requires a client certificate chaining to EBB_TLS_CA (mutual TLS; Bun only, Deno cannot request one); HTTP never asks",
+  }),
+};
+
 /** Every variable of the node, in the order `--help`, the README and error messages use. */
-export const CONFIG_VARIABLES: readonly Variable[] = [...Object.values(MAIN_VARIABLES), ...Object.values(LIMIT_VARIABLES), ...Object.values(SWIM_VARIABLES)];
+export const CONFIG_VARIABLES: readonly Variable[] = [
+  ...Object.values(MAIN_VARIABLES),
+  ...Object.values(TLS_VARIABLES),
+  ...Object.values(LIMIT_VARIABLES),
+  ...Object.values(SWIM_VARIABLES),
+];

@@ -61,8 +61,35 @@ export interface Socket {
   setKeepAlive(initialDelayMs: number): void;
 }
 
+/**
+ * TLS of a listener (RPC or HTTP): PEM text, not file paths. The in-memory
+ * runtime ignores it (its connections never leave the process).
+ */
+export interface ServerTls {
+  /** The certificate chain, leaf first. */
+  cert: string;
+  key: string;
+  /** CA certificates that client certificates must chain to, when `requestCert`. */
+  ca?: string;
+  /** Requires a client certificate that chains to `ca`; refused where the runtime cannot (Deno). */
+  requestCert?: boolean;
+}
+
+/** TLS of an outgoing connection: the server's certificate must chain to `ca` and name `serverName`. */
+export interface ClientTls {
+  /** CA certificates the server's certificate must chain to (PEM). */
+  ca: string;
+  /** The name checked against the server's certificate (and sent as SNI); the host dialled when absent. */
+  serverName?: string;
+  /** A client certificate and its key, for servers that require one. */
+  cert?: string;
+  key?: string;
+}
+
 /** Options for accepting TCP connections. */
 export interface ListenOptions {
+  /** Accept TLS only. */
+  tls?: ServerTls;
   host: string;
   /** 0 picks a free port; read the chosen one from `Listener.port`. */
   port: number;
@@ -79,6 +106,8 @@ export interface ListenOptions {
 export interface ConnectOptions {
   host: string;
   port: number;
+  /** Speak TLS; the promise rejects, naming the reason, when the server's certificate does not verify. */
+  tls?: ClientTls;
   /** Called once the socket exists, before any data arrives. */
   open(socket: Socket): SocketHandlers;
 }
@@ -89,10 +118,18 @@ export interface Listener {
   readonly port: number;
   /** Stops accepting; connections already open stay open. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * A TLS listener only: new connections get `tls` from now on; open ones carry on. The
+   * listening socket is replaced on the same port (a connection arriving in that instant
+   * is refused, and clients try again).
+   */
+  reloadTls?(tls: ServerTls): Promise<void>;
 }
 
 /** Options for an HTTP server. */
 export interface ServeOptions {
+  /** Serve HTTPS (a client certificate is never requested: probes and gateways have none). */
+  tls?: Omit<ServerTls, "requestCert">;
   host: string;
   /** 0 picks a free port; read the chosen one from `HttpServer.port`. */
   port: number;
@@ -126,7 +163,7 @@ export interface HttpServer {
 }
 
 /** The signals ebb reacts to. */
-export type SignalName = "SIGTERM" | "SIGINT";
+export type SignalName = "SIGTERM" | "SIGINT" | "SIGHUP";
 
 /** The runtime interface the core is written against. */
 export interface Runtime {

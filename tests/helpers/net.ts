@@ -135,3 +135,16 @@ export async function until(condition: () => boolean, what: string, limitMs = 10
 export function messagesOf(raw: RawConnection): unknown[][] {
   return new MessageDecoder(64 << 20).push(raw.received()) as unknown[][];
 }
+
+/** Resolves once `node` knows `id` as a member. */
+export function memberJoined(node: EbbNode, id: string): Promise<void> {
+  if (node.members().some((m) => m.id === id)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const off = node.onMemberEvent((event) => {
+      if (event.member.id === id) {
+        off();
+        resolve();
+      }
+    });
+  });
+}

@@ -11,7 +11,8 @@ import type { HttpServer, ServeOptions } from "../../runtime/types.ts";
  * `acceptRetryMs`, until `stop()`.
  */
 export async function serve(options: ServeOptions): Promise<HttpServer> {
-  const open = (port: number) => Deno.serve({ hostname: options.host, port, onListen() {} }, options.fetch);
+  const tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
+  const open = (port: number) => Deno.serve({ hostname: options.host, port, onListen() {}, ...tls }, options.fetch);
   // The first listen fails to the caller (a port in use); later ones are retried.
   let current: Deno.HttpServer<Deno.NetAddr> | undefined = open(options.port);
   const { hostname: host, port } = current.addr;

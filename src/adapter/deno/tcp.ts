@@ -1,4 +1,4 @@
-import type { ConnectOptions, Listener, ListenOptions, Socket, SocketHandlers } from "../../runtime/types.ts";
+import type { ConnectOptions, Listener, ListenOptions, ServerTls, Socket, SocketHandlers } from "../../runtime/types.ts";
 import { type PullConnection, StreamSocket, toError } from "../../runtime/socket.ts";
 
 /**
@@ -6,15 +6,16 @@ import { type PullConnection, StreamSocket, toError } from "../../runtime/socket
  * Reads use `conn.read`, not `conn.readable`: the stream closes the whole
  * connection on the peer's FIN, which would lose our replies to a half-closed peer.
  */
-function wrap(conn: Deno.TcpConn, handlers: (socket: Socket) => SocketHandlers): StreamSocket {
+function wrap(conn: Deno.TcpConn | Deno.TlsConn, handlers: (socket: Socket) => SocketHandlers): StreamSocket {
   const raw: PullConnection = {
     read: (buffer) => conn.read(buffer),
     write: (bytes) => conn.write(bytes),
     shutdownWrite: () => conn.closeWrite(),
     terminate: () => quietly(() => conn.close()),
-    setNoDelay: (noDelay) => quietly(() => conn.setNoDelay(noDelay)),
+    // A TLS connection has no socket options in Deno: Nagle and keep-alive stay the system's.
+    setNoDelay: (noDelay) => "setNoDelay" in conn && quietly(() => conn.setNoDelay(noDelay)),
     // Deno.TcpConn.setKeepAlive takes no delay: the system's keep-alive timing applies.
-    setKeepAlive: () => quietly(() => conn.setKeepAlive(true)),
+    setKeepAlive: () => "setKeepAlive" in conn && quietly(() => conn.setKeepAlive(true)),
     isCloseNoise,
   };
   return new StreamSocket(raw, `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`).start(handlers);
@@ -40,18 +41,35 @@ const isCloseNoise = (error: unknown) => error instanceof Deno.errors.BadResourc
  * backlog are reset, and their clients try again.
  */
 export async function listen(options: ListenOptions): Promise<Listener> {
-  const open = (port: number) => Deno.listen({ hostname: options.host, port, transport: "tcp" });
-  let listener: Deno.TcpListener = open(options.port);
+  let tls = options.tls;
+  const refuseClientAuth = (asked: ServerTls | undefined) => {
+    if (asked?.requestCert) throw new Error("Deno cannot request client certificates (Deno.listenTls, denoland/deno#26825): mutual TLS needs Bun");
+  };
+  refuseClientAuth(tls);
+  const open = (port: number): Deno.Listener<Deno.TcpConn | Deno.TlsConn, Deno.NetAddr> =>
+    tls ? Deno.listenTls({ hostname: options.host, port, cert: tls.cert, key: tls.key }) : Deno.listen({ hostname: options.host, port, transport: "tcp" });
+  let listener = open(options.port);
   const addr = listener.addr;
   let stopped = false;
+  /** The accept the loop waits on, settled either way; a reload waits for it before binding again. */
+  let pendingAccept: Promise<void> = Promise.resolve();
+  let reloading: Promise<void> | undefined;
   const wait = (error: unknown) => new Promise((resolve) => setTimeout(resolve, options.acceptFailed?.(toError(error)) ?? 100));
   const acceptLoop = (async () => {
     while (!stopped) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
+      const accepting = listener.accept();
+      pendingAccept = accepting.then(() => {}, () => {});
       try {
-        conn = await listener.accept();
+        conn = await accepting;
       } catch (error) {
-        if (stopped || isCloseNoise(error)) return;
+        if (stopped) return;
+        // Closed by reloadTls: accept again once its new listener is open.
+        if (reloading) {
+          await reloading.catch(() => {});
+          continue;
+        }
+        if (isCloseNoise(error)) return;
         // The old listener keeps the port (callers queue in its backlog) through the back-off;
         // then it is swapped for a fresh one in one step, so the port is never seen closed.
         await wait(error);
@@ -80,11 +98,58 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       quietly(() => listener.close());
       await acceptLoop;
     },
+    ...(tls && {
+      async reloadTls(next: ServerTls) {
+        refuseClientAuth(next);
+        if (stopped || reloading) return reloading;
+        const previous = tls;
+        reloading = (async () => {
+          quietly(() => listener.close());
+          // Deno frees the port only once the pending accept has ended.
+          await pendingAccept;
+          tls = next;
+          try {
+            listener = open(addr.port);
+          } catch (error) {
+            // Keep serving with what worked.
+            tls = previous;
+            listener = open(addr.port);
+            throw error;
+          }
+        })();
+        try {
+          await reloading;
+        } finally {
+          reloading = undefined;
+        }
+      },
+    }),
   };
 }
 
-/** Deno.connect, then the same read loop and write queue as accepted sockets. */
+/**
+ * Deno.connect (or Deno.connectTls), then the same read loop and write queue as accepted sockets.
+ * Under TLS the handshake completes before the owner gets the socket, so a certificate that
+ * does not verify rejects here. A server name other than the host needs Deno.startTls, which
+ * cannot present a client certificate.
+ */
 export async function connect(options: ConnectOptions): Promise<Socket> {
-  const conn = await Deno.connect({ hostname: options.host, port: options.port, transport: "tcp" });
+  const tls = options.tls;
+  if (!tls) return wrap(await Deno.connect({ hostname: options.host, port: options.port, transport: "tcp" }), options.open);
+  const where = `${options.host}:${options.port}`;
+  const client = tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {};
+  let conn: Deno.TlsConn;
+  if (tls.serverName === undefined || tls.serverName === options.host) {
+    conn = await Deno.connectTls({ hostname: options.host, port: options.port, caCerts: [tls.ca], ...client });
+  } else {
+    const tcp = await Deno.connect({ hostname: options.host, port: options.port, transport: "tcp" });
+    conn = await Deno.startTls(tcp, { hostname: tls.serverName, caCerts: [tls.ca] });
+  }
+  try {
+    await conn.handshake();
+  } catch (error) {
+    quietly(() => conn.close());
+    throw new Error(`TLS handshake with ${where} failed: ${(error as Error).message}`, { cause: error });
+  }
   return wrap(conn, options.open);
 }

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { type Config, configWith } from "../../../src/config/load.ts";
 import type { SwimConfig } from "../../../src/membership/types.ts";
 import type { ConnectionLimits } from "../../../src/rpc/server.ts";
+import type { TlsSettings } from "../../../src/security/tls.ts";
 
 /** True when A and B are the same type, readonly and optional modifiers included. */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -30,6 +31,7 @@ interface ConfigShape {
   insecure: boolean;
   metricsAddr: string | undefined;
   advertise: string | undefined;
+  tls: TlsSettings | undefined;
   swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs" | "maxMembers">;
 }
 

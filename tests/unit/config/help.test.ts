@@ -16,7 +16,7 @@ test("--help shows each of the node's variables once, with the table's default, 
   assert.match(help, /^ {2}EBB_RPC_PORT +msgpack-rpc TCP port, 0 picks a free one \(default 7400\)$/m);
   assert.match(help, /^ {2}EBB_MAX_CONNECTIONS +.* \(default 10000\)$/m);
   assert.match(help, /^ {2}EBB_NODE_ID +.* \(default: random n-xxxxxx\)$/m);
-  assert.match(help, /\(ebb call, members, bench and token read EBB_SEEDS, EBB_CLUSTER_KEY and EBB_CLUSTER_ID too\)/);
+  assert.match(help, /\(ebb call, members, bench and token read EBB_SEEDS, EBB_CLUSTER_KEY, EBB_CLUSTER_ID, EBB_TLS_CERT, EBB_TLS_KEY, EBB_TLS_CA and EBB_TLS_SERVER_NAME too\)/);
   const [node, demo] = help.split("The demo service (ebb serve) reads:");
   for (const row of Object.values(DEMO_SWITCHES)) {
     assert.doesNotMatch(node!, new RegExp(row.name));

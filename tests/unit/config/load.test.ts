@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../src/config/load.ts";
 import { clusterKeyProblem, newClusterKey } from "../../../src/config/cluster-key.ts";
-import { isLoopback } from "../../../src/config/secure.ts";
+import { checkExposure, isLoopback } from "../../../src/config/secure.ts";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ROOT } from "../../helpers/process.ts";
@@ -77,6 +77,7 @@ test("loadConfig reads every variable", () => {
     clusterId: "prod",
     insecure: true,
     metricsAddr: "127.0.0.1:9400",
+    tls: undefined,
     logLevel: "info",
     logFormat: "auto",
     warnings: [],
@@ -202,7 +203,7 @@ test("every variable is read by someone and named once across the node's table a
   const all = [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES), ...Object.values(BENCH_SWITCHES)];
   assert.equal(new Set(all.map((row) => row.name)).size, all.length);
   for (const row of all) assert.ok(row.readers.length > 0, row.name);
-  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY", "EBB_CLUSTER_ID"]);
+  assert.deepEqual(CONFIG_VARIABLES.filter((row) => row.readers.includes("cli")).map((row) => row.name), ["EBB_SEEDS", "EBB_CLUSTER_KEY", "EBB_CLUSTER_ID", "EBB_TLS_CERT", "EBB_TLS_KEY", "EBB_TLS_CA", "EBB_TLS_SERVER_NAME"]);
 });
 
 /** The `| \`EBB_X\` | default |` rows of one README table, from its header line to the first line that is not a row. */
@@ -280,7 +281,8 @@ test("off loopback, a node needs TLS or a cluster key, or EBB_INSECURE=1: the me
   );
   assert.equal(loadConfig({ EBB_HOST: "0.0.0.0", EBB_INSECURE: "1" }).insecure, true);
   assert.deepEqual(loadConfig({ EBB_HOST: "10.0.0.5", EBB_CLUSTER_KEY: "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=" }).clusterKey?.length, 1);
-  assert.equal(loadConfig({ EBB_HOST: "10.0.0.5", EBB_TLS_CERT: "/etc/ebb/node.pem" }).host, "10.0.0.5");
+  // TLS on is enough too (loadConfig reads the PEM files; the TLS tests start nodes off loopback with real ones).
+  assert.doesNotThrow(() => checkExposure({ host: "10.0.0.5", clusterKey: undefined, insecure: false, tls: true }));
   assert.equal(loadConfig({ EBB_HOST: "127.0.0.2" }).host, "127.0.0.2");
   assert.throws(() => loadConfig({ EBB_HOST: "0.0.0.0", EBB_INSECURE: "yes" }), /EBB_INSECURE="yes" must be 0 or 1/);
 });
