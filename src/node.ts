@@ -2,7 +2,7 @@ import { type ClusterClient, type ClusterClientOptions, createClusterClient } fr
 import type { Config } from "./config/load.ts";
 import { errorText } from "./error-text.ts";
 import { nodeSamples, type NodeStats, nodeStats } from "./http/node-metrics.ts";
-import { serveHttp, serveMetrics } from "./http/serve.ts";
+import { serveNodeHttp } from "./http/serve.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
 import { InflightLimit } from "./lifecycle/overload.ts";
 import { type ShutdownSummary, StopSequence } from "./lifecycle/shutdown.ts";
@@ -18,10 +18,10 @@ import { nodeBuiltins } from "./rpc/builtins.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
 import { Router } from "./rpc/router.ts";
 import { RpcServer } from "./rpc/server.ts";
-import { bound } from "./runtime/bind.ts";
+import { bound, logListening } from "./runtime/bind.ts";
 import { realClock } from "./runtime/clock.ts";
-import { runtimeOf, type RuntimeSource } from "./runtime/source.ts";
-import { nodeTls, type TlsSettings, TlsRuntime } from "./security/tls.ts";
+import type { RuntimeSource } from "./runtime/source.ts";
+import { NodeRuntime, type TlsSettings } from "./security/tls.ts";
 import type { HttpServer, Listener, Runtime } from "./runtime/types.ts";
 
 export type { NodeStats } from "./http/node-metrics.ts";
@@ -92,15 +92,9 @@ export function createNode(options: NodeOptions): EbbNode {
   const hooks: { name: string; run: StartupHook }[] = [];
   const startupAbort = new AbortController();
   const clusterClients: ClusterClient[] = [];
-  let runtime: Runtime | undefined;
   // With EBB_TLS_* set, every connection the node makes or accepts (RPC, membership, clients, HTTP) is TLS.
-  let tls: TlsRuntime | undefined;
-  const tlsRuntime = async () => {
-    const base = await runtimeOf(options.runtime);
-    if (!config.tls) return base;
-    tls ??= new TlsRuntime(base, nodeTls(config.tls));
-    return tls.runtime;
-  };
+  const runtimes = new NodeRuntime(options.runtime, config.tls);
+  let runtime: Runtime | undefined;
   let server: RpcServer | undefined;
   let rpcListener: Listener | undefined;
   let http: HttpServer | undefined;
@@ -141,22 +135,10 @@ export function createNode(options: NodeOptions): EbbNode {
     const onNotification = (method: string, params: unknown[], peer: string) => membership.notify(method, params, peer);
     const rpc = (server = new RpcServer(rt, { dispatcher, log, maxMessageBytes, clusterKey, limits, onNotification }));
     const listener = (rpcListener = await bound("RPC", config.host, config.rpcPort, () => rpc.listen(config.host, config.rpcPort)));
-    const httpPort = config.httpPort;
-    if (httpPort !== null) {
-      const { nodeId, host, httpIdleTimeoutMs: idleTimeoutMs } = config;
-      const app = { nodeId, lifecycle, inflight, dispatcher, metrics: samples, members: () => membership.list(), maxBodyBytes: maxMessageBytes, maxDepth: limits.maxDepth, clusterKey };
-      http = await bound("HTTP", host, httpPort, () => serveHttp(rt, { ...app, host, port: httpPort, idleTimeoutMs, log, metrics: config.metricsAddr ? undefined : samples }));
-    }
-    if (config.metricsAddr) metricsHttp = await serveMetrics(rt, config.metricsAddr, { nodeId: config.nodeId, lifecycle, inflight, metrics: samples, log, idleTimeoutMs: config.httpIdleTimeoutMs });
-    const address = `${listener.host}:${listener.port}`;
-    const httpAddress = http ? `${http.host}:${http.port}` : undefined;
-    const metricsAddress = metricsHttp ? `${metricsHttp.host}:${metricsHttp.port}` : undefined;
-    log.info(`listening on ${address}${httpAddress ? `, http ${httpAddress}` : ""}${metricsAddress ? `, metrics ${metricsAddress}` : ""}`, {
-      rpc: address,
-      runtime: rt.name,
-      ...(httpAddress && { http: httpAddress }),
-      ...(metricsAddress && { metrics: metricsAddress }),
-    });
+    const { nodeId, host, httpPort: port, metricsAddr, httpIdleTimeoutMs: idleTimeoutMs } = config;
+    const members = () => membership.list();
+    ({ http, metrics: metricsHttp } = await serveNodeHttp(rt, { nodeId, lifecycle, inflight, dispatcher, metrics: samples, members, maxBodyBytes: maxMessageBytes, maxDepth: limits.maxDepth, clusterKey, host, port, metricsAddr, idleTimeoutMs, log }));
+    logListening(log, rt.name, { rpc: listener, http, metrics: metricsHttp });
     // Joins as `starting`: the node learns the cluster while its hooks run.
     membership.start(rt, advertisedAddress(config.host, listener.port, config.advertise, log), meta(), config.seeds);
   }
@@ -180,14 +162,14 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime: runtime ?? tlsRuntime, log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? (() => runtimes.get()), log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },
     async start() {
       if (listening) throw new Error("start() was already called");
       if (stopping) throw new StartupError("Startup aborted: the node is already shutting down", undefined, true);
-      listening = (async () => listen((runtime = await tlsRuntime())))();
+      listening = (async () => listen((runtime = await runtimes.get())))();
       await listening;
       await runStartupHooks(hooks, { timeoutMs: config.startupTimeoutMs, abort: startupAbort.signal, log, context: { call: (method, input) => dispatcher.warmupCall(method, input) } });
       if (lifecycle.state !== "starting") throw new StartupError("Startup aborted: the node is shutting down", undefined, true);
@@ -203,11 +185,7 @@ export function createNode(options: NodeOptions): EbbNode {
     get stats() {
       return nodeStats(server, inflight, lifecycle);
     },
-    async reloadTls(settings) {
-      if (!config.tls) throw new Error("TLS was off at start: turning it on takes a restart");
-      await tlsRuntime();
-      await tls!.reload(nodeTls(settings));
-    },
+    reloadTls: (settings) => runtimes.reload(settings),
     shutdown(reason = "shutdown()") {
       stopping ??= (async () => {
         startupAbort.abort(new StartupError(`Startup aborted: ${reason}`, undefined, true));

@@ -3,6 +3,7 @@ import type { HttpServer, Runtime } from "../runtime/types.ts";
 import { splitAddress } from "../runtime/address.ts";
 import { bound } from "../runtime/bind.ts";
 import { createHttpApp, createMetricsApp, type HttpAppOptions, type MetricsAppOptions } from "./app.ts";
+import type { Sample } from "./metrics.ts";
 
 /** After the HTTP listener fails (out of descriptors), how long before it serves again. */
 export const HTTP_ACCEPT_RETRY_MS = 1_000;
@@ -45,4 +46,22 @@ export function serveMetrics(runtime: Runtime, address: string, options: Metrics
       onListenerRecovered: () => log.info("metrics listener serving again"),
     }),
   );
+}
+
+/** Where the node's HTTP listeners go: the app on EBB_HTTP_PORT (null: none), /metrics apart on EBB_METRICS_ADDR when set. */
+export interface NodeHttpOptions extends Omit<HttpAppOptions, "metrics"> {
+  host: string;
+  port: number | null;
+  metricsAddr: string | undefined;
+  idleTimeoutMs: number;
+  metrics(): Sample[];
+  log: Logger;
+}
+
+/** Opens the node's HTTP listeners; with EBB_METRICS_ADDR, the main one no longer serves /metrics. */
+export async function serveNodeHttp(runtime: Runtime, options: NodeHttpOptions): Promise<{ http?: HttpServer; metrics?: HttpServer }> {
+  const { host, port, metricsAddr } = options;
+  const http = port === null ? undefined : await bound("HTTP", host, port, () => serveHttp(runtime, { ...options, port, metrics: metricsAddr ? undefined : options.metrics }));
+  const metrics = metricsAddr ? await serveMetrics(runtime, metricsAddr, options) : undefined;
+  return { http, metrics };
 }

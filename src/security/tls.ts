@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { ConfigError } from "../config/table.ts";
 import type { ClientTls, Listener, Runtime, ServerTls } from "../runtime/types.ts";
+import { runtimeOf, type RuntimeSource } from "../runtime/source.ts";
 
 /**
  * TLS for every ebb connection: the EBB_TLS_* variables read into PEM text, and a
@@ -180,4 +181,32 @@ export function withTls(runtime: Runtime, tls: { server?: ServerTls; client?: Cl
 /** What a node listens and dials with under `settings`. */
 export function nodeTls(settings: TlsSettings): { server: ServerTls; client: ClientTls } {
   return { server: serverTls(settings), client: clientTls(settings) };
+}
+
+/** A node's runtime: the one it was given, wrapped in TLS when `settings` are set; made once, on first use. */
+export class NodeRuntime {
+  private made: Promise<{ runtime: Runtime; tls?: TlsRuntime }> | undefined;
+
+  constructor(private readonly source: RuntimeSource, private readonly settings: TlsSettings | undefined) {}
+
+  /** The runtime every part of the node uses. */
+  async get(): Promise<Runtime> {
+    return (await this.make()).runtime;
+  }
+
+  /** New connections and accepts use `settings` from now on; open connections carry on. */
+  async reload(settings: TlsSettings): Promise<void> {
+    const { tls } = await this.make();
+    if (!tls) throw new Error("TLS was off at start: turning it on takes a restart");
+    await tls.reload(nodeTls(settings));
+  }
+
+  private make(): Promise<{ runtime: Runtime; tls?: TlsRuntime }> {
+    this.made ??= runtimeOf(this.source).then((base) => {
+      if (!this.settings) return { runtime: base };
+      const tls = new TlsRuntime(base, nodeTls(this.settings));
+      return { runtime: tls.runtime, tls };
+    });
+    return this.made;
+  }
 }
