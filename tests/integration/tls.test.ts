@@ -315,3 +315,34 @@ test("reloadTls on a node started without TLS says that takes a restart", async 
     await node.close();
   }
 });
+
+test("half-close under TLS: after the client ends its side, the server still reads to the end and its reply arrives", async () => {
+  const tls = withTls(runtime, { server: { cert: A.cert, key: A.key } });
+  const listener = await tls.listen({
+    host: "127.0.0.1",
+    port: 0,
+    accept: (socket) => {
+      let heard = "";
+      return {
+        data: (chunk) => void (heard += new TextDecoder().decode(chunk)),
+        end: () => (socket.write(new TextEncoder().encode(`heard ${heard}`)), socket.end()),
+        close: () => {},
+      };
+    },
+  });
+  try {
+    let reply = "";
+    const { promise: closed, resolve } = Promise.withResolvers<void>();
+    const socket = await ourClient.connect({
+      host: "127.0.0.1",
+      port: listener.port,
+      open: () => ({ data: (chunk) => void (reply += new TextDecoder().decode(chunk)), close: () => resolve() }),
+    });
+    socket.write(new TextEncoder().encode("all of it"));
+    socket.end();
+    await closed;
+    assert.equal(reply, "heard all of it");
+  } finally {
+    await listener.stop();
+  }
+});

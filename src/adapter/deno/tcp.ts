@@ -10,6 +10,7 @@ function wrap(conn: Deno.TcpConn | Deno.TlsConn, handlers: (socket: Socket) => S
   const raw: PullConnection = {
     read: (buffer) => conn.read(buffer),
     write: (bytes) => conn.write(bytes),
+    // On a TlsConn too (Conn.closeWrite): our side ends, reads go on; half-close means the same under TLS (tests/integration/tls.test.ts).
     shutdownWrite: () => conn.closeWrite(),
     terminate: () => quietly(() => conn.close()),
     // A TLS connection has no socket options in Deno: Nagle and keep-alive stay the system's.
