@@ -160,6 +160,13 @@ export interface HttpServer {
    * connection is closed. Idempotent.
    */
   stop(): Promise<void>;
+  /**
+   * An HTTPS server only: new connections get `tls` from now on; requests in flight finish
+   * on the listener they came in on. The listening socket is replaced on the same port (a
+   * connection arriving in that instant is refused). Rejects, serving on with the old
+   * certificate, when the runtime refuses the new one.
+   */
+  reloadTls?(tls: Omit<ServerTls, "requestCert">): Promise<void>;
 }
 
 /** The signals ebb reacts to. */

@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { ConfigError } from "../config/table.ts";
-import type { ClientTls, Listener, Runtime, ServerTls } from "../runtime/types.ts";
+import type { ClientTls, HttpServer, Listener, Runtime, ServerTls } from "../runtime/types.ts";
 import { runtimeOf, type RuntimeSource } from "../runtime/source.ts";
 
 /**
@@ -140,6 +140,7 @@ export class TlsRuntime {
   /** The wrapped runtime to hand to the core. */
   readonly runtime: Runtime;
   private readonly listeners = new Set<Listener>();
+  private readonly httpServers = new Set<HttpServer>();
 
   constructor(
     base: Runtime,
@@ -154,12 +155,14 @@ export class TlsRuntime {
       const stop = listener.stop.bind(listener);
       return Object.assign(Object.create(listener) as Listener, { stop: () => (this.listeners.delete(listener), stop()) });
     };
-    // An HTTPS server keeps the certificate it started with until the node restarts (README "TLS").
-    wrapped.serve = (options) => {
+    // HTTPS never asks for a client certificate: probes and scrapers have none.
+    wrapped.serve = async (options) => {
       const server = this.tls.server;
       if (!server) return base.serve(options);
-      const { requestCert: _requestCert, ...https } = server;
-      return base.serve({ ...options, tls: https });
+      const http = await base.serve({ ...options, tls: https(server) });
+      this.httpServers.add(http);
+      const stop = http.stop.bind(http);
+      return Object.assign(Object.create(http) as HttpServer, { stop: () => (this.httpServers.delete(http), stop()) });
     };
     wrapped.connect = (options) => base.connect(this.tls.client ? { ...options, tls: this.tls.client } : options);
     this.runtime = wrapped;
@@ -168,7 +171,10 @@ export class TlsRuntime {
   /** New connections (made or accepted) use `tls` from now on; rejects, keeping what worked, when a listener cannot take it. */
   async reload(tls: { server?: ServerTls; client?: ClientTls }): Promise<void> {
     const server = tls.server;
-    if (server) await Promise.all([...this.listeners].map((listener) => listener.reloadTls?.(server)));
+    if (server) {
+      await Promise.all([...this.listeners].map((listener) => listener.reloadTls?.(server)));
+      await Promise.all([...this.httpServers].map((http) => http.reloadTls?.(https(server))));
+    }
     this.tls = tls;
   }
 }
@@ -209,4 +215,10 @@ export class NodeRuntime {
     });
     return this.made;
   }
+}
+
+/** What an HTTPS listener presents: the node's certificate, never a request for the client's. */
+function https(server: ServerTls): Omit<ServerTls, "requestCert"> {
+  const { requestCert: _requestCert, ...rest } = server;
+  return rest;
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { makeCertificates } from "../../scripts/certs.ts";
+import { httpsGet } from "../helpers/https.ts";
 import { FAST_SWIM_ENV, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, runCli, sendSignal, spawnCommand, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ebb-tls-process-"));
@@ -92,7 +93,7 @@ test("mutual TLS across runtimes: a Bun node with EBB_TLS_CLIENT_AUTH=1 serves e
 const renewed = makeCertificates(join(dir, "renewed"), ["node"]);
 
 for (const runner of RUNNER_NAMES) {
-  test(`${runner}: SIGHUP reloads the certificate files: new connections get the new certificate, a broken file keeps the current one`, async () => {
+  test(`${runner}: SIGHUP reloads the certificate files: new RPC and HTTPS connections get the new certificate, a broken file keeps the current one`, async () => {
     // The node's own copies of the files, rewritten in place as an operator (or cert-manager) would.
     const own = join(dir, `sighup-${runner}`);
     mkdirSync(own, { recursive: true });
@@ -109,6 +110,11 @@ for (const runner of RUNNER_NAMES) {
       const oldCa = { EBB_TLS_CA: readFileSync(certs.ca, "utf8") };
       const newCa = { EBB_TLS_CA: readFileSync(renewed.ca, "utf8") };
       assert.equal((await runCli("bun", call, oldCa)).code, 0);
+      const healthz = async (ca: string) => {
+        const answer = await httpsGet(node.httpPort!, "/healthz", ca);
+        return answer instanceof Error ? answer.message : answer.status;
+      };
+      assert.equal(await healthz(oldCa.EBB_TLS_CA), 200);
 
       copyFileSync(renewed.nodes.node!.cert, files.EBB_TLS_CERT);
       copyFileSync(renewed.nodes.node!.key, files.EBB_TLS_KEY);
@@ -118,12 +124,15 @@ for (const runner of RUNNER_NAMES) {
       const served = await runCli("bun", call, newCa);
       assert.equal(served.code, 0, served.stderr);
       assert.notEqual((await runCli("bun", call, oldCa)).code, 0, "the old CA no longer verifies new connections");
+      assert.equal(await healthz(newCa.EBB_TLS_CA), 200, "HTTPS presents the new certificate");
+      assert.match(String(await healthz(oldCa.EBB_TLS_CA)), /certificate|self.signed|unable to verify/i, "HTTPS no longer presents the old one");
 
       writeFileSync(files.EBB_TLS_CERT, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n");
       sendSignal(node, "SIGHUP");
       const refused = await node.waitForLine((line) => String(line.msg).startsWith("TLS not reloaded"));
       assert.match(String(refused.msg), /EBB_TLS_CERT=".*node\.pem" certificate 1 in ".*node\.pem" does not parse/);
       assert.equal((await runCli("bun", call, newCa)).code, 0, "still serving with the renewed certificate");
+      assert.equal(await healthz(newCa.EBB_TLS_CA), 200, "HTTPS too");
       sendSignal(node, "SIGTERM");
       assert.equal(await node.exited, 0);
     } finally {

@@ -2,7 +2,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCertificates } from "../../scripts/certs.ts";
@@ -12,6 +11,7 @@ import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import type { Socket } from "../../src/runtime/types.ts";
 import { clientTls, type TlsSettings, withTls } from "../../src/security/tls.ts";
+import { httpsGet } from "../helpers/https.ts";
 import { memberJoined, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
 
@@ -132,23 +132,12 @@ test("the HTTP listener speaks HTTPS with the node's certificate: /healthz answe
   const node = await startTlsNode(A, { httpPort: 0 });
   try {
     const port = node.node.httpAddress!.port;
-    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port, path: "/healthz", ca: A.ca, servername: "localhost" }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => (body += chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
-    assert.equal(status, 200, body);
-    const refused = new Promise<Error>((resolve) => {
-      const req = request({ host: "127.0.0.1", port, path: "/healthz", ca: STRANGER.ca }, () => resolve(new Error("answered")));
-      req.on("error", resolve);
-      req.end();
-    });
-    assert.match((await refused).message, /certificate|self.signed|unable to verify/i);
+    const served = await httpsGet(port, "/healthz", A.ca);
+    assert.ok(!(served instanceof Error), String(served));
+    assert.equal(served.status, 200, served.body);
+    const refused = await httpsGet(port, "/healthz", STRANGER.ca);
+    assert.ok(refused instanceof Error, "answered a client that trusts another CA");
+    assert.match(refused.message, /certificate|self.signed|unable to verify/i);
   } finally {
     await node.close();
   }

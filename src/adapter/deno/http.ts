@@ -11,13 +11,15 @@ import type { HttpServer, ServeOptions } from "../../runtime/types.ts";
  * `acceptRetryMs`, until `stop()`.
  */
 export async function serve(options: ServeOptions): Promise<HttpServer> {
-  const tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
+  let tls = options.tls && { cert: options.tls.cert, key: options.tls.key };
   const open = (port: number) => Deno.serve({ hostname: options.host, port, onListen() {}, ...tls }, options.fetch);
   // The first listen fails to the caller (a port in use); later ones are retried.
   let current: Deno.HttpServer<Deno.NetAddr> | undefined = open(options.port);
   const { hostname: host, port } = current.addr;
   let retry: ReturnType<typeof setTimeout> | undefined;
   let stopping: Promise<void> | undefined;
+  /** Listeners a TLS reload replaced, finishing their requests. */
+  const retired: Promise<void>[] = [];
 
   const failed = (error: unknown) => {
     current = undefined;
@@ -41,6 +43,17 @@ export async function serve(options: ServeOptions): Promise<HttpServer> {
     watch(current);
     options.onListenerRecovered?.();
   };
+  /** Opens on `port` again once a shut-down listener has let it go (a few milliseconds after `shutdown()`). */
+  const reopenWhenFree = async (): Promise<Deno.HttpServer<Deno.NetAddr>> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return open(port);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AddrInUse) || attempt >= PORT_RELEASE_TRIES) throw error;
+        await new Promise((resolve) => setTimeout(resolve, PORT_RELEASE_WAIT_MS));
+      }
+    }
+  };
   watch(current);
 
   return {
@@ -50,8 +63,31 @@ export async function serve(options: ServeOptions): Promise<HttpServer> {
       if (stopping) return stopping;
       clearTimeout(retry);
       const server = current;
-      stopping = server ? server.shutdown().catch(() => undefined) : Promise.resolve();
+      stopping = Promise.all([server ? server.shutdown().catch(() => undefined) : undefined, ...retired]).then(() => undefined);
       return stopping;
     },
+    ...(options.tls && {
+      async reloadTls(next: { cert: string; key: string }) {
+        const old = current;
+        if (stopping || !old) return;
+        const previous = tls;
+        current = undefined;
+        retired.push(old.shutdown().catch(() => undefined));
+        tls = { cert: next.cert, key: next.key };
+        try {
+          current = await reopenWhenFree();
+        } catch (error) {
+          tls = previous;
+          current = await reopenWhenFree();
+          throw error;
+        } finally {
+          if (current) watch(current);
+        }
+      },
+    }),
   };
 }
+
+/** How often, and how long apart, a TLS reload tries to listen again while the old listener lets the port go. */
+const PORT_RELEASE_TRIES = 200;
+const PORT_RELEASE_WAIT_MS = 5;
