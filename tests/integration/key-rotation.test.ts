@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ClusterClient, createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
+import type { ServiceClient } from "../../src/rpc/client.ts";
 import { runtime } from "../helpers/net.ts";
 import { FAST_SWIM_ENV, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
@@ -55,28 +56,39 @@ test("a rolling key rotation (install B, make it primary, remove A) across a Bun
   let settled = 0;
   let allSettled: (() => void) | undefined;
   let load: ReturnType<typeof setInterval> | undefined;
+  let early: Rotating | undefined;
+  let late: Rotating | undefined;
   const seedsOf = (except?: Slot) => slots.filter((s) => s !== except).map((s) => `127.0.0.1:${s.proc.port}`);
   // Clients rotate like nodes: one takes each step's ring as the step begins, the other once every node has it.
-  const clientWith = (ring: string[]) => {
+  // A client replaced on both sides is closed once its calls are answered, as a rotated deployment's
+  // old process would be; left open, its member refreshes would knock on nodes that dropped its key.
+  interface Rotating { cluster: ClusterClient; api: ServiceClient<typeof demo>; inflight: number }
+  const clientWith = (ring: string[]): Rotating => {
     const cluster = createClusterClient({ seeds: seedsOf(), runtime, warmupMs: 500, idempotentRetries: false, refreshMs: 200, clusterKey: { keys: ring, clusterId: "rotation" } });
     clients.push(cluster);
-    return cluster.client(demo);
+    return { cluster, api: cluster.client(demo), inflight: 0 };
+  };
+  const closeIfRetired = (client: Rotating) => {
+    if (client !== early && client !== late && client.inflight === 0) client.cluster.close();
   };
   try {
     for (const [i, runner] of runners.entries()) slots.push({ runner, id: `k${i}`, proc: await startSlot(runner, `k${i}`, [A], seedsOf()) });
-    let early = clientWith([A]);
-    let late = early;
-    await clients[0]!.whenAvailable("demo", slots.length);
+    early = clientWith([A]);
+    late = early;
+    await early.cluster.whenAvailable("demo", slots.length);
 
     // Open-model load: calls go out on schedule whatever the replies do, half through each client.
     load = setInterval(() => {
       for (let k = 0; k < RATE_PER_SECOND / 50; k++) {
         const requestId = `rot-${sent++}`;
-        const api = sent % 2 === 0 ? early : late;
-        api.sleep({ ms: sent % 10 === 0 ? 50 : 1 }, { requestId, timeoutMs: 5_000 }).then(
+        const client = sent % 2 === 0 ? early! : late!;
+        client.inflight++;
+        client.api.sleep({ ms: sent % 10 === 0 ? 50 : 1 }, { requestId, timeoutMs: 5_000 }).then(
           () => {},
           (error: unknown) => failures.push(`${requestId}: ${error instanceof Error ? error.message : String(error)}`),
         ).finally(() => {
+          client.inflight--;
+          closeIfRetired(client);
           settled++;
           if (load === undefined && settled === sent) allSettled?.();
         });
@@ -85,14 +97,18 @@ test("a rolling key rotation (install B, make it primary, remove A) across a Bun
     await loadFor(1_000);
 
     for (const step of STEPS) {
+      const previous = early!;
       early = clientWith(step.ring);
+      closeIfRetired(previous);
       for (const slot of slots) {
         const stopped = await stopSlot(slot);
         executed.push(...stopped.ids);
         if (!/^ebb_auth_failures_total\{reason="unknown_key"\} 0$/m.test(stopped.metrics)) authFailures.push(`${slot.id} before "${step.name}"`);
         slot.proc = await startSlot(slot.runner, slot.id, step.ring, seedsOf(slot));
       }
+      const lagging = late!;
       late = clientWith(step.ring);
+      closeIfRetired(lagging);
       await loadFor(500);
     }
 
