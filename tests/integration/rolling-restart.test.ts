@@ -1,7 +1,12 @@
 import { test } from "node:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
+import { makeCertificates } from "../../scripts/certs.ts";
+import { clientRuntime } from "../../src/cli/target.ts";
 import { runtime } from "../helpers/net.ts";
 import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
@@ -29,8 +34,8 @@ function quantile(values: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 }
 
-async function startSlot(runner: RunnerName, id: string, seeds: string[]): Promise<NodeProcess> {
-  const proc = await startNodeProcess(runner, { ...FAST_MEMBERSHIP, EBB_NODE_ID: id, EBB_DEMO_RECORD: "1", ...(seeds.length ? { EBB_SEEDS: seeds.join(",") } : {}) });
+async function startSlot(runner: RunnerName, id: string, seeds: string[], env: Record<string, string>): Promise<NodeProcess> {
+  const proc = await startNodeProcess(runner, { ...FAST_MEMBERSHIP, ...env, EBB_NODE_ID: id, EBB_DEMO_RECORD: "1", ...(seeds.length ? { EBB_SEEDS: seeds.join(",") } : {}) });
   await proc.waitForLine((l) => l.state === "ready");
   return proc;
 }
@@ -44,7 +49,8 @@ async function stopSlot(slot: Slot): Promise<string[]> {
   return executed.ids as string[];
 }
 
-async function rollingRestart(runners: RunnerName[]): Promise<void> {
+/** Restarts every node of a cluster of `runners` in turn under load; `env` is every node's and the client's (EBB_TLS_* for a TLS cluster). */
+async function rollingRestart(runners: RunnerName[], env: Record<string, string> = {}): Promise<void> {
   const slots: Slot[] = [];
   const executed: string[] = [];
   const failures: string[] = [];
@@ -57,9 +63,9 @@ async function rollingRestart(runners: RunnerName[]): Promise<void> {
   const client = { close() {} } as { close(): void };
   try {
     for (let i = 0; i < runners.length; i++) {
-      slots.push({ runner: runners[i]!, id: `r${i}`, proc: await startSlot(runners[i]!, `r${i}`, slots.map((s) => `127.0.0.1:${s.proc.port}`)) });
+      slots.push({ runner: runners[i]!, id: `r${i}`, proc: await startSlot(runners[i]!, `r${i}`, slots.map((s) => `127.0.0.1:${s.proc.port}`), env) });
     }
-    const cluster = createClusterClient({ seeds: slots.map((s) => `127.0.0.1:${s.proc.port}`), runtime, warmupMs: 2_000, idempotentRetries: false, refreshMs: 200 });
+    const cluster = createClusterClient({ seeds: slots.map((s) => `127.0.0.1:${s.proc.port}`), runtime: clientRuntime(runtime, env), warmupMs: 2_000, idempotentRetries: false, refreshMs: 200 });
     client.close = () => cluster.close();
     const api = cluster.client(demo);
     await cluster.whenAvailable("demo", slots.length);
@@ -89,7 +95,7 @@ async function rollingRestart(runners: RunnerName[]): Promise<void> {
       const began = Date.now();
       executed.push(...(await stopSlot(slot)));
       const seeds = slots.filter((s) => s !== slot).map((s) => `127.0.0.1:${s.proc.port}`);
-      slot.proc = await startSlot(slot.runner, slot.id, seeds);
+      slot.proc = await startSlot(slot.runner, slot.id, seeds, env);
       restartWindows.push([began, Date.now()]);
     };
     // Two full rounds, node by node, each started as soon as the previous is ready...
@@ -129,3 +135,15 @@ async function rollingRestart(runners: RunnerName[]): Promise<void> {
 test(`zero failed calls through rolling restarts of a ${runtime.name} cluster`, () => rollingRestart([HOST_RUNNER, HOST_RUNNER, HOST_RUNNER]));
 
 test("zero failed calls through rolling restarts of a mixed Bun, Deno and binary cluster", () => rollingRestart(["bun", "deno", "binary"]));
+
+test(`zero failed calls through rolling restarts of a TLS cluster of Bun, Deno and the binary, from ${runtime.name}`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ebb-rolling-tls-"));
+  try {
+    // Inline PEM, so the Deno node needs no --allow-read; one certificate (localhost, 127.0.0.1) serves every node.
+    const certs = makeCertificates(dir, ["node"]);
+    const pem = (path: string) => readFileSync(path, "utf8");
+    await rollingRestart(["bun", "deno", "binary"], { EBB_TLS_CERT: pem(certs.nodes.node!.cert), EBB_TLS_KEY: pem(certs.nodes.node!.key), EBB_TLS_CA: pem(certs.ca) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
