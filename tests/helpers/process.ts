@@ -202,3 +202,15 @@ export function startCli(runner: RunnerName, args: string[], env: Record<string,
 export function runCli(runner: RunnerName, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return startCli(runner, args, env).done;
 }
+
+/** A node of a restart test: its runner, id and current process. */
+export interface Slot {
+  runner: RunnerName;
+  id: string;
+  proc: NodeProcess;
+}
+
+/** Keeps a test's load running for a while: the duration is the point, nothing is awaited. */
+export function loadFor(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

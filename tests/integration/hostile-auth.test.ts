@@ -7,7 +7,7 @@ import { AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND } from "../../src/rpc/auth
 import { AUTH_METHOD, DEFAULT_CLUSTER_ID, newNonce, proof, readNonce } from "../../src/rpc/auth.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
-import { connectChannel, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, memberJoined, runtime, startTestNode } from "../helpers/net.ts";
 import { silentLogger } from "../../src/log.ts";
 import { RpcSwimTransport } from "../../src/membership/transport.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
@@ -47,19 +47,6 @@ function attackerConnection(port: number, localAddress: string) {
     },
     destroy: () => socket.destroy(),
   };
-}
-
-/** Resolves once `node` knows `id` as a member. */
-function memberJoined(node: EbbNode, id: string): Promise<void> {
-  if (node.members().some((m) => m.id === id)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const off = node.onMemberEvent((event) => {
-      if (event.member.id === id) {
-        off();
-        resolve();
-      }
-    });
-  });
 }
 
 type Answer = [number, number, { code: string; message: string } | null, Record<string, unknown> | null];

@@ -4,7 +4,7 @@ import { type ClusterClient, createClusterClient } from "../../src/cluster/clien
 import { demo } from "../../src/demo/demo.ts";
 import type { ServiceClient } from "../../src/rpc/client.ts";
 import { runtime } from "../helpers/net.ts";
-import { FAST_SWIM_ENV, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { FAST_SWIM_ENV, loadFor, type NodeProcess, type RunnerName, sendSignal, type Slot, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const A = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
 const B = "Zx8Wc3Vb6Nm1Lk4Jh7Gf0Ds2Ap5Oi9Uy_Tr-Ee3Qw";
@@ -17,16 +17,6 @@ const STEPS: { name: string; ring: string[] }[] = [
   { name: "remove A", ring: [B] },
 ];
 
-interface Slot {
-  runner: RunnerName;
-  id: string;
-  proc: NodeProcess;
-}
-
-/** Keeps the load running for a while: the duration is the point, nothing is awaited. */
-function loadFor(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 async function startSlot(runner: RunnerName, id: string, ring: string[], seeds: string[]): Promise<NodeProcess> {
   const env = { ...FAST_SWIM_ENV, EBB_NODE_ID: id, EBB_DEMO_RECORD: "1", EBB_CLUSTER_KEY: ring.join(","), EBB_CLUSTER_ID: "rotation" };

@@ -8,7 +8,7 @@ import { demo } from "../../src/demo/demo.ts";
 import { makeCertificates } from "../../scripts/certs.ts";
 import { clientRuntime } from "../../src/cli/target.ts";
 import { runtime } from "../helpers/net.ts";
-import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { HOST_RUNNER, loadFor, type NodeProcess, type RunnerName, sendSignal, type Slot, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const FAST_MEMBERSHIP = {
   EBB_SWIM_PROBE_INTERVAL_MS: "200",
@@ -18,16 +18,6 @@ const FAST_MEMBERSHIP = {
 };
 const RATE_PER_SECOND = 150;
 
-interface Slot {
-  runner: RunnerName;
-  id: string;
-  proc: NodeProcess;
-}
-
-/** Keeps the load running for a while: the duration is the point, nothing is awaited. */
-function loadFor(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
