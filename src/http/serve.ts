@@ -19,33 +19,27 @@ export interface ServeHttpOptions extends HttpAppOptions {
 
 /** Serves the node's HTTP app; a failed accept loop is logged and served again after HTTP_ACCEPT_RETRY_MS. */
 export function serveHttp(runtime: Runtime, options: ServeHttpOptions): Promise<HttpServer> {
-  const { host, port, idleTimeoutMs, log } = options;
-  return runtime.serve({
-    host,
-    port,
-    fetch: createHttpApp(options).fetch,
-    idleTimeoutMs,
-    acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
-    onListenerError: (error, retryMs) => log.warn(`HTTP listener failed: serving again in ${retryMs} ms`, { error }),
-    onListenerRecovered: () => log.info("HTTP listener serving again"),
-  });
+  return serveApp(runtime, "HTTP", options.host, options.port, createHttpApp(options).fetch, options);
 }
 
 /** Serves /metrics and the probes on their own listener at `address` (EBB_METRICS_ADDR), so they can stay off the public interface. */
 export function serveMetrics(runtime: Runtime, address: string, options: MetricsAppOptions & { log: Logger; idleTimeoutMs: number }): Promise<HttpServer> {
   const [host, port] = splitAddress(address);
+  return bound("metrics", host, port, () => serveApp(runtime, "metrics", host, port, createMetricsApp(options).fetch, options));
+}
+
+/** One HTTP listener: a failed accept loop is logged and served again after HTTP_ACCEPT_RETRY_MS. */
+function serveApp(runtime: Runtime, name: string, host: string, port: number, fetch: (request: Request) => Response | Promise<Response>, options: { log: Logger; idleTimeoutMs: number }): Promise<HttpServer> {
   const { log, idleTimeoutMs } = options;
-  return bound("metrics", host, port, () =>
-    runtime.serve({
-      host,
-      port,
-      fetch: createMetricsApp(options).fetch,
-      idleTimeoutMs,
-      acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
-      onListenerError: (error, retryMs) => log.warn(`metrics listener failed: serving again in ${retryMs} ms`, { error }),
-      onListenerRecovered: () => log.info("metrics listener serving again"),
-    }),
-  );
+  return runtime.serve({
+    host,
+    port,
+    fetch,
+    idleTimeoutMs,
+    acceptRetryMs: HTTP_ACCEPT_RETRY_MS,
+    onListenerError: (error, retryMs) => log.warn(`${name} listener failed: serving again in ${retryMs} ms`, { error }),
+    onListenerRecovered: () => log.info(`${name} listener serving again`),
+  });
 }
 
 /** Where the node's HTTP listeners go: the app on EBB_HTTP_PORT (null: none), /metrics apart on EBB_METRICS_ADDR when set. */
