@@ -207,6 +207,8 @@ export class ServerConnection {
   private ending = false;
   /** Our write side is closed: requests that still arrive are dropped unread. */
   private finished = false;
+  /** When our side ended (`finished`); a peer that never closes its side is closed for it ENDED_LINGER_MS later. */
+  private finishedAt = 0;
   private closed = false;
   /** With a cluster key: false until the peer completes the `$auth` handshake. */
   private authenticated: boolean;
@@ -270,6 +272,7 @@ export class ServerConnection {
     this.ending = true;
     if (this.calls.size > 0 || this.finished || this.closed) return;
     this.finished = true;
+    this.finishedAt = Date.now();
     this.writer.send([NOTIFICATION, "$goaway", [{ reason: "closing", final: true }]]);
     this.writer.flush();
     this.socket.end();
@@ -294,7 +297,13 @@ export class ServerConnection {
 
   /** @internal Closes the connection when a partial message outlived the read timeout, or it idled past the idle timeout. */
   checkTimeouts(now: number): void {
-    if (this.closed || this.finished) return;
+    if (this.closed) return;
+    if (this.finished) {
+      // Our side is done; a peer that never closes its own (ignoring our FIN, or a TLS handshake
+      // never finished, whose FIN cannot even be sent) holds the connection no longer than this.
+      if (this.finishedAt > 0 && now - this.finishedAt > ENDED_LINGER_MS) this.close();
+      return;
+    }
     const { readTimeoutMs, idleTimeoutMs } = this.limits;
     if (this.partialSince > 0 && now - this.partialSince > readTimeoutMs) {
       this.server.stats.readTimeouts++;
@@ -427,6 +436,7 @@ export class ServerConnection {
     if (failure) this.server.authGuard!.failed(this.peer, message, failure);
     this.server.stats.rejected++;
     this.finished = true;
+    this.finishedAt = Date.now();
     this.writer.flush();
     this.socket.end();
   }
@@ -488,6 +498,9 @@ export class ServerConnection {
     this.calls.clear();
   }
 }
+
+/** After our side of a connection ended, how long the peer gets to close its side before it is closed for it. */
+const ENDED_LINGER_MS = 1_000;
 
 /** How often the server checks read and idle timeouts: a quarter of the shorter, between 10 ms and 1 s. */
 function sweepIntervalMs(limits: ConnectionLimits): number {

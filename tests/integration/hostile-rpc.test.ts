@@ -157,6 +157,19 @@ function countClosed(raws: Awaited<ReturnType<typeof connectRaw>>[]): number {
   return raws.filter((raw) => closedFlags.get(raw)).length;
 }
 
+test("a peer that never closes its side after the node's FIN is closed for it about a second later", async () => {
+  const idle = await startTestNode((node) => node.register(probe, probeHandlers), { limits: { ...LIMITS, idleTimeoutMs: 200, keepAliveMs: 0 } });
+  const raw = await connectRaw(idle.port);
+  try {
+    await raw.closed; // the node's FIN, after the idle timeout; this peer keeps its side open
+    assert.equal(idle.node.stats.connections, 1, "half-closed, the peer's side still open");
+    await until(() => idle.node.stats.connections === 0, "the node closes what the peer never closed", 5_000);
+  } finally {
+    raw.socket.close();
+    await idle.close();
+  }
+});
+
 test("an idle connection is closed with a final $goaway, and an ebb client reconnects transparently", async () => {
   const idle = await startTestNode((node) => node.register(probe, probeHandlers), { limits: { ...LIMITS, idleTimeoutMs: 200, keepAliveMs: 0 } });
   try {

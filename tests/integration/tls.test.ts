@@ -12,7 +12,7 @@ import { createClient } from "../../src/rpc/client.ts";
 import type { Socket } from "../../src/runtime/types.ts";
 import { clientTls, type TlsSettings, withTls } from "../../src/security/tls.ts";
 import { httpsGet } from "../helpers/https.ts";
-import { memberJoined, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
+import { connectRaw, memberJoined, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ebb-tls-"));
@@ -333,5 +333,28 @@ test("half-close under TLS: after the client ends its side, the server still rea
     assert.equal(reply, "heard all of it");
   } finally {
     await listener.stop();
+  }
+});
+
+test("hostile TLS peers: bytes that are no ClientHello are dropped at once, and clients keep being served", async () => {
+  const node = await startTlsNode(A);
+  const client = withTls(runtime, { client: clientTls(A) });
+  const garbage: Awaited<ReturnType<typeof connectRaw>>[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      const raw = await connectRaw(node.port);
+      raw.socket.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+      garbage.push(raw);
+    }
+    await Promise.all(garbage.map((raw) => raw.closed));
+    const channel = await Channel.connect(client, { host: "127.0.0.1", port: node.port });
+    try {
+      assert.equal(await createClient(probe, channel).add({ a: 2, b: 2 }), 4);
+    } finally {
+      channel.close();
+    }
+  } finally {
+    for (const raw of garbage) raw.socket.close();
+    await node.close();
   }
 });
