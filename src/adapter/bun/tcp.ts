@@ -58,7 +58,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       port,
       allowHalfOpen: true,
       ...(tls && { tls: { ...tls, rejectUnauthorized: true } }),
-      socket: { ...handler, open: (raw) => void open(raw, (raw as unknown as { remotePort: number }).remotePort, options.accept) },
+      // A handshake handler makes Bun call open at accept, before the handshake, so the core bounds a peer that never finishes it.
+      socket: { ...handler, open: (raw) => void open(raw, (raw as unknown as { remotePort: number }).remotePort, options.accept), handshake: () => {} },
     });
   let current = options.tls;
   let server = bind(options.port, current);
