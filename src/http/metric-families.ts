@@ -9,6 +9,7 @@ export const METRIC_FAMILIES = {
   ebb_baffled_total: { help: "Requests answered SHUTTING_DOWN by the baffle without running a handler.", type: "counter" },
   ebb_not_ready_total: { help: "Requests refused before the node was ready (UNAVAILABLE, processed false).", type: "counter" },
   ebb_overloaded_total: { help: "Requests answered OVERLOADED (processed false) because EBB_MAX_INFLIGHT were in flight on the node, or EBB_MAX_INFLIGHT_PER_CONNECTION on their connection.", type: "counter" },
+  ebb_notifications_dropped_total: { help: "Notifications to a method ([2, method, params]) dropped: ebb answers requests only.", type: "counter" },
   ebb_connections_accepted_total: { help: "RPC connections accepted.", type: "counter" },
   ebb_connections_rejected_total: { help: "RPC connections closed for bad input.", type: "counter" },
   ebb_connections_open: { help: "RPC connections open now.", type: "gauge" },

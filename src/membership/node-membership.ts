@@ -99,11 +99,12 @@ export class NodeMembership {
     });
   }
 
-  /** Takes a `$swim.*` notification; any other notification is not the membership's. */
-  notify(method: string, params: unknown[], peer: string): void {
-    if (!method.startsWith("$swim.") || !this.membership) return;
-    const message = this.gate.admit(params[0], peer);
-    if (message) this.membership.handle(message, () => {});
+  /** Takes a `$swim.*` notification (true, even when malformed: the gate counts those); any other is not the membership's (false). */
+  notify(method: string, params: unknown[], peer: string): boolean {
+    if (!method.startsWith("$swim.")) return false;
+    const message = this.membership && this.gate.admit(params[0], peer);
+    if (message) this.membership!.handle(message, () => {});
+    return true;
   }
 
   /** Announces `left`, lets it spread briefly, then stops the membership and its connections. */

@@ -17,8 +17,8 @@ export interface RpcServerOptions {
   maxMessageBytes: number;
   /** Bytes queued to one connection above which we stop reading its requests. */
   highWaterBytes?: number;
-  /** Notifications other than ebb's own `$cancel` (membership's one-way `$swim.*`). */
-  onNotification?(method: string, params: unknown[], peer: string): void;
+  /** Notifications other than ebb's own `$cancel` (membership's one-way `$swim.*`); true when taken, else it is counted as dropped. */
+  onNotification?(method: string, params: unknown[], peer: string): boolean;
   /** EBB_CLUSTER_KEY and EBB_CLUSTER_ID: every connection must prove it holds one of the keys (see auth.ts) before anything else. */
   clusterKey?: ClusterKey;
   /** A keyed connection not authenticated within this is closed. Default AUTH_TIMEOUT_MS (10 s). */
@@ -72,7 +72,7 @@ export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
 export class RpcServer {
   readonly connections = new Set<ServerConnection>();
   /** Counters for metrics and tests. */
-  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0, refusedOverCap: 0, acceptErrors: 0, overloaded: 0, idleClosed: 0, readTimeouts: 0 };
+  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0, refusedOverCap: 0, acceptErrors: 0, overloaded: 0, idleClosed: 0, readTimeouts: 0, droppedNotifications: 0 };
   readonly limits: ConnectionLimits;
   /** Bytes of partial messages held by every connection together. */
   bufferedBytes = 0;
@@ -207,6 +207,7 @@ export class ServerConnection {
   private ending = false;
   /** Our write side is closed: requests that still arrive are dropped unread. */
   private finished = false;
+  private notificationDropped = false;
   /** When our side ended (`finished`); a peer that never closes its side is closed for it ENDED_LINGER_MS later. */
   private finishedAt = 0;
   private closed = false;
@@ -293,6 +294,14 @@ export class ServerConnection {
     const gone = new RpcError("The caller closed the connection", "CANCELLED");
     for (const active of [...this.calls.values()]) active.abort(gone);
     this.endWhenIdle();
+  }
+
+  /** A notification to a method (`[2, "kv.put", …]`): ebb answers requests only, so it is counted and, once per connection, logged. */
+  private droppedNotification(method: string): void {
+    this.server.stats.droppedNotifications++;
+    if (this.notificationDropped) return;
+    this.notificationDropped = true;
+    this.log.debug("dropped a notification: ebb serves requests only (send [0, msgid, method, params])", { peer: this.peer, method });
   }
 
   /** @internal Closes the connection when a partial message outlived the read timeout, or it idled past the idle timeout. */
@@ -402,7 +411,7 @@ export class ServerConnection {
       }
       case "notification":
         if (parsed.method === "$cancel") this.cancel(parsed.params[0]);
-        else this.server.options.onNotification?.(parsed.method, parsed.params, this.peer);
+        else if (!this.server.options.onNotification?.(parsed.method, parsed.params, this.peer)) this.droppedNotification(parsed.method);
         return;
       case "invalid-request":
         this.respond(parsed.msgid, new RpcError(parsed.reason, "INVALID_REQUEST"), undefined);

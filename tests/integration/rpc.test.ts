@@ -184,3 +184,21 @@ test("a client that closes its side (FIN) cancels its running calls at once, and
   // The server's last message says it is done with the connection.
   assert.deepEqual(messages[1], [2, "$goaway", [{ reason: "closing", final: true }]]);
 });
+
+test("a notification to a method runs nothing: it is dropped, counted, and logged once per connection", async () => {
+  const { node, port, logs, close } = await startTestNode((n) => n.register(probe, probeHandlers), { httpPort: 0 });
+  try {
+    const raw = await connectRaw(port);
+    raw.socket.write(encode([2, "probe.echo", ["one"]]));
+    raw.socket.write(encode([2, "probe.echo", ["two"]]));
+    raw.socket.write(encode([0, 1, "$ping", []]));
+    await raw.waitForBytes(1);
+    raw.socket.close();
+    const metrics = await (await fetch(`http://127.0.0.1:${node.httpAddress!.port}/metrics`)).text();
+    assert.match(metrics, /^ebb_notifications_dropped_total 2$/m);
+    assert.equal(logs.lines.filter((line) => String(line.msg).startsWith("dropped a notification")).length, 1);
+    assert.equal(node.stats.handled, 1, "only the scrape entered a handler");
+  } finally {
+    await close();
+  }
+});
