@@ -74,8 +74,9 @@ export interface EbbNode {
   /**
    * Drains and stops: the sequence in README "Stopping". Idempotent: every call
    * returns the same promise, whether before `start`, during it, or twice at once.
+   * `exitCode` overrides the summary's (runNode passes 3 after a failed start).
    */
-  shutdown(reason?: string): Promise<ShutdownSummary>;
+  shutdown(reason?: string, exitCode?: number): Promise<ShutdownSummary>;
 }
 
 /** Composes router, dispatcher, servers, membership and lifecycle into a node. */
@@ -186,11 +187,11 @@ export function createNode(options: NodeOptions): EbbNode {
       return nodeStats(server, inflight, lifecycle);
     },
     reloadTls: (settings) => runtimes.reload(settings),
-    shutdown(reason = "shutdown()") {
+    shutdown(reason = "shutdown()", exitCode?: number) {
       stopping ??= (async () => {
         startupAbort.abort(new StartupError(`Startup aborted: ${reason}`, undefined, true));
         await listening?.catch(() => undefined);
-        return stop.run(reason);
+        return stop.run(reason, exitCode);
       })();
       return stopping;
     },

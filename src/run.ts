@@ -57,7 +57,7 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
     // Aborted by a signal: the drain it started exits the process.
     if (error instanceof StartupError && error.aborted) return node;
     log.error(errorText(error), { hook: error instanceof StartupError ? error.hook : undefined });
-    await node.shutdown("startup failed");
+    await node.shutdown("startup failed", EXIT_CODES.startupFailed);
     return runtime.exit(EXIT_CODES.startupFailed);
   }
   return node;

@@ -27,8 +27,8 @@ export interface ShutdownSummary {
   timedOut: boolean;
   /** Handler entries over the node's whole life. */
   handled: number;
-  /** 0 drained cleanly, 1 the drain timed out and work was cancelled. */
-  exitCode: 0 | 1;
+  /** The process's exit code: 0 drained cleanly, 1 the drain timed out and work was cancelled, or the code the stop was given (3 after a failed start). */
+  exitCode: number;
 }
 
 /** The RPC listener and its connections, as the stop sequence drives them. */
@@ -101,7 +101,8 @@ export class StopSequence {
     }
   }
 
-  async run(reason: string): Promise<ShutdownSummary> {
+  /** Runs the sequence once; `exitCode`, when given, is the code the process exits with whatever the drain did. */
+  async run(reason: string, exitCode?: number): Promise<ShutdownSummary> {
     const { parts, options } = this;
     const { lifecycle, inflight } = parts;
     const rpc = parts.server();
@@ -154,7 +155,7 @@ export class StopSequence {
     summary.baffled = lifecycle.baffledCount - baffledBefore;
     summary.handled = inflight.entered;
     summary.drainMs = clock.now() - started;
-    summary.exitCode = summary.timedOut ? 1 : 0;
+    summary.exitCode = exitCode ?? (summary.timedOut ? 1 : 0);
     log.info(
       `stopped: drained in ${summary.drainMs} ms, ${summary.completed} completed, ${summary.baffled} baffled, ${summary.cancelled} cancelled`,
       { ...summary },

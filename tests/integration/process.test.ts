@@ -93,6 +93,9 @@ for (const runner of RUNNER_NAMES) {
           assert.equal(await proc.exited, 3);
           const error = proc.lines.find((l) => l.level === "error");
           assert.match(String(error?.msg), new RegExp(`^Cannot listen for ${what} on 127\\.0\\.0\\.1:${port} \\(${variable}\\): `), JSON.stringify(proc.lines));
+          // The stop line reports the code the process exits with.
+          const stopped = proc.lines.find((l) => String(l.msg).startsWith("stopped:"));
+          assert.equal(stopped?.exitCode, 3, JSON.stringify(stopped));
         } finally {
           await stopProcess(proc);
         }
