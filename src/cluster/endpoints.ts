@@ -1,4 +1,5 @@
 import type { Member } from "../membership/types.ts";
+import { errorText } from "../error-text.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { warmupWeight } from "./balancer.ts";
 
@@ -139,7 +140,7 @@ export class EndpointTable<C extends Connection = Connection> {
 
   /** A connection attempt failed: the node sits out 100 ms, doubling per failure up to 5 s. */
   connectFailed(endpoint: Endpoint<C>, now: number, error?: unknown): void {
-    if (error !== undefined) endpoint.connectError = error instanceof RpcError ? error.rawMessage : error instanceof Error ? error.message : String(error);
+    if (error !== undefined) endpoint.connectError = error instanceof RpcError ? error.rawMessage : errorText(error);
     endpoint.backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, endpoint.backoffMs * 2));
     endpoint.backoffUntil = now + endpoint.backoffMs;
   }

@@ -1,6 +1,6 @@
 // An RPC server on the in-memory runtime, and raw clients for it: the fast tier of the RPC tests.
 import { silentLogger } from "../../src/log.ts";
-import { Channel, type ChannelOptions } from "../../src/rpc/channel.ts";
+import { Channel, type ChannelOptions, DEFAULT_MAX_MESSAGE_BYTES } from "../../src/rpc/channel.ts";
 import { Dispatcher } from "../../src/rpc/dispatch.ts";
 import { Router } from "../../src/rpc/router.ts";
 import { RpcServer, type RpcServerOptions } from "../../src/rpc/server.ts";
@@ -29,7 +29,7 @@ export async function startMemoryServer(
 ): Promise<MemoryServer> {
   const runtime = createMemoryRuntime(runtimeOptions);
   const dispatcher = new Dispatcher({ router: new Router().register(probe, probeHandlers), log: silentLogger });
-  const server = new RpcServer(runtime, { dispatcher, log: silentLogger, maxMessageBytes: 8 * 1024 * 1024, ...options });
+  const server = new RpcServer(runtime, { dispatcher, log: silentLogger, maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, ...options });
   const { port } = await server.listen("127.0.0.1", 0);
   return {
     runtime,
