@@ -43,6 +43,32 @@ function run(label, command, commandArgs) {
   });
 }
 
+/** Lines of output a failure is repeated with, at most. */
+const FAILURE_LINES = 40;
+
+/** Bun prints a failed test's error above its "(fail) name" line: repeat it from the error's first line. */
+function bunFailures(output) {
+  const lines = output.split("\n");
+  const out = [];
+  let testStart = 0;
+  lines.forEach((line, i) => {
+    if (/^\((pass|skip|todo)\) |^\S+\.test\.ts:$/.test(line)) testStart = i + 1;
+    if (!line.startsWith("(fail) ")) return;
+    const body = lines.slice(testStart, i);
+    const first = Math.max(0, body.findIndex((l) => /^(error|\w*Error)\b/.test(l)));
+    out.push(`bun ${line}\n${body.slice(first, first + FAILURE_LINES).join("\n")}`);
+    testStart = i + 1;
+  });
+  return out;
+}
+
+/** Deno prints every failure's error in its " ERRORS " section, before " FAILURES ". */
+function denoFailures(output) {
+  const section = /^ ERRORS $([\s\S]*?)^ FAILURES $/m.exec(output)?.[1];
+  if (!section) return [];
+  return section.trim().split(/\n(?=\S.* => \S+:\d+:\d+$)/m).map((failure) => `deno ${failure.split("\n").slice(0, FAILURE_LINES).join("\n")}`);
+}
+
 const results = [];
 let failed = false;
 
@@ -70,6 +96,10 @@ if (!checkOnly) {
   const denoPass = Number(m?.[1] ?? 0);
   const denoFail = Number(m?.[2] ?? (deno.code === 0 ? 0 : 1));
   results.push(["deno", denoPass, denoFail, deno.code]);
+
+  // CI keeps only the tail of the output: repeat each failure, with its error, just above the summary.
+  const reports = [...bunFailures(bun.output), ...denoFailures(deno.output)];
+  if (reports.length > 0) console.log(`\n== failures\n${reports.join("\n\n")}`);
 
   console.log("");
   let passed = 0;

@@ -164,7 +164,9 @@ export class ClusterClient implements Transport {
       endpoint.inflight++;
       this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;
       try {
-        return await channel.call(method, input, { timeoutMs: left, signal: options.signal, requestId });
+        const result = await channel.call(method, input, { timeoutMs: left, signal: options.signal, requestId });
+        endpoint.answeredAt = deadline - left; // when it was sent: no clock read on the hot path
+        return result;
       } catch (error) {
         const rpcError = RpcError.from(error);
         const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent: this.idempotent.has(method), idempotentRetries: this.idempotentRetries });

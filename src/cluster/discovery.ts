@@ -25,7 +25,7 @@ export interface DiscoveryOptions {
   onChange(): void;
 }
 
-/** Most addresses of members a refresh remembers, to ask when every seed is gone. */
+/** Most addresses of members discovery remembers, to ask when every seed is gone. */
 const MAX_LEARNED = 64;
 
 /**
@@ -39,7 +39,11 @@ export class Discovery {
   private timer: TimerHandle | undefined;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
-  /** Addresses of live members in the last member list: asked after the seeds, which a rolling restart may all replace. */
+  /**
+   * Addresses of live members seen in member lists, newest first: asked after the seeds, which a
+   * rolling restart may all replace. Kept across lists (one node's list may leave live members out);
+   * an address that fails to answer, or that a list says is dead or left, is dropped.
+   */
   private learned: string[] = [];
 
   constructor(
@@ -79,12 +83,13 @@ export class Discovery {
       try {
         const members = await this.options.membersFrom(addr);
         this.error = undefined;
-        this.learned = members.filter((m) => m.status === "alive" || m.status === "suspect").slice(0, MAX_LEARNED).map((m) => m.addr);
+        this.learn(members);
         this.apply(members);
         return;
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
         this.error = RpcError.from(error, "UNAVAILABLE");
+        this.learned = this.learned.filter((a) => a !== addr);
       }
     }
     this.options.onChange();
@@ -95,6 +100,12 @@ export class Discovery {
     this.stopped = true;
     this.timer?.cancel();
     this.unsubscribe?.();
+  }
+
+  private learn(members: Member[]): void {
+    const live = members.filter((m) => m.status === "alive" || m.status === "suspect").map((m) => m.addr);
+    const gone = new Set(members.filter((m) => m.status === "dead" || m.status === "left").map((m) => m.addr));
+    this.learned = [...new Set([...live, ...this.learned.filter((a) => !gone.has(a))])].slice(0, MAX_LEARNED);
   }
 
   private apply(members: Member[]): void {

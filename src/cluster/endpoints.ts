@@ -29,11 +29,18 @@ export interface Endpoint<C extends Connection = Connection> {
   backoffMs: number;
   /** Why the last connection attempt failed (a refused port, a TLS handshake), for "no node to call" errors; cleared on connect. */
   connectError?: string;
+  /** Client-local time a call to the node that later succeeded was sent: the client's own evidence that the node lives. */
+  answeredAt?: number;
   gone: boolean;
 }
 
 export const BACKOFF_MIN_MS = 100;
 export const BACKOFF_MAX_MS = 5_000;
+/**
+ * How recent a call the node answered must be for the client to trust its own
+ * connection over one member's word that the node is dead, left or unknown.
+ */
+export const ANSWERED_TRUST_MS = 1_000;
 
 /** Options of the endpoint table. */
 export interface EndpointTableOptions {
@@ -99,18 +106,38 @@ export class EndpointTable<C extends Connection = Connection> {
     if (this.byId.get(endpoint.id) === endpoint) this.byId.delete(endpoint.id);
   }
 
-  /** Brings the table in line with a member list; without static addresses, a node left out is retired. */
+  /**
+   * Brings the table in line with a member list: alive members are added or
+   * updated; a member listed dead or left, or (without static addresses) left
+   * out, is retired, unless the client's own connection to it says otherwise.
+   * A member list is one node's view, and a node starved of CPU may call every
+   * other node dead: a client that trusted it would forget live nodes, and
+   * could lose the whole cluster once that node restarts elsewhere. So an
+   * endpoint whose open connection has not said `$goaway` and answered a call
+   * within ANSWERED_TRUST_MS stays as it is; a node that really died stops
+   * answering, and the next list retires it.
+   */
   apply(members: readonly Member[], now: number): void {
     const seen = new Set<string>();
     for (const member of members) {
       seen.add(member.id);
+      const known = this.byId.get(member.id);
+      if (member.status === "dead" || member.status === "left") {
+        if (known && !this.answering(known, now)) this.retire(known);
+        continue;
+      }
       const usable = member.status === "alive" && member.meta.state === "ready";
-      const endpoint = this.upsert(member.id, member.addr, member.meta.services, usable, now);
-      if (member.status === "dead" || member.status === "left") this.retire(endpoint);
+      this.upsert(member.id, member.addr, member.meta.services, usable, now);
     }
     if (this.staticAddresses.size === 0) {
-      for (const endpoint of this.byId.values()) if (!seen.has(endpoint.id)) this.retire(endpoint);
+      for (const endpoint of this.byId.values()) if (!seen.has(endpoint.id) && !this.answering(endpoint, now)) this.retire(endpoint);
     }
+  }
+
+  /** The client's own evidence that the node lives: an open connection, no `$goaway`, a call answered lately. */
+  private answering(endpoint: Endpoint<C>, now: number): boolean {
+    const channel = endpoint.channel;
+    return channel !== undefined && !channel.closed && channel.goaway === undefined && endpoint.answeredAt !== undefined && now - endpoint.answeredAt <= ANSWERED_TRUST_MS;
   }
 
   /** Nodes a call to `service` may go to now: ready, not tried, not backing off, not draining, offering it. */

@@ -135,3 +135,47 @@ test("discovery: when every seed is gone (a rolling restart replaced them all), 
   assert.deepEqual(idsOf(t), ["b", "c"]);
   discovery.stop();
 });
+
+test("discovery: addresses are learned across lists, so a list that leaves live members out does not lose them; one that fails to answer is dropped", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  const lists: Record<string, Member[]> = {
+    "s:1": [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")],
+    // b's view under load: only itself.
+    "h:2": [member("b", "h:2")],
+    "h:3": [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")],
+  };
+  let up = new Set(["s:1", "h:1", "h:2", "h:3"]);
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1"],
+    refreshMs: 1_000,
+    clock,
+    membersFrom: async (addr) => {
+      asked.push(addr);
+      if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+      return lists[addr] ?? lists["h:3"]!;
+    },
+    onChange: () => {},
+  });
+  discovery.start();
+  await settle();
+  assert.deepEqual(idsOf(t), ["a", "b", "c"]);
+  // The seed and a go; b answers with a list of itself alone.
+  up = new Set(["h:2", "h:3"]);
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:1", "h:2"]);
+  assert.deepEqual(idsOf(t), ["b"]);
+  // Then b goes too: c, learned from the first list, is still asked, and brings the cluster back.
+  up = new Set(["h:3"]);
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:2", "h:3"]);
+  assert.deepEqual(idsOf(t), ["a", "b", "c"]);
+  // h:1 and h:2 failed to answer and were dropped; the last list named them alive again, so they are back.
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:1", "h:2", "h:3"]);
+  discovery.stop();
+});

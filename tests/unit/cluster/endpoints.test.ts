@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type Connection, type Endpoint, EndpointTable } from "../../../src/cluster/endpoints.ts";
+import { ANSWERED_TRUST_MS, type Connection, type Endpoint, EndpointTable } from "../../../src/cluster/endpoints.ts";
 import type { Member, MemberStatus } from "../../../src/membership/types.ts";
 
 /** A stand-in connection: records close, resolves whenIdle at once. */
@@ -40,6 +40,27 @@ test("endpoint table: dead, left and missing members are retired; their connecti
   assert.equal(table.size, 0);
   await Promise.resolve();
   assert.deepEqual(channels.map((c) => c.closed), [true, true, true]);
+});
+
+test("endpoint table: one member's word that a node is dead, left or unknown does not retire a node that answered this client within ANSWERED_TRUST_MS on an open connection", async () => {
+  const table = new EndpointTable<FakeConnection>({ warmupMs: 0, warmupFloor: 0.1 });
+  table.apply([member("a", "h:1"), member("b", "h:2"), member("c", "h:3"), member("d", "h:4")], 0);
+  const [a, b, c, d] = [...table.values()];
+  for (const e of [a!, b!, c!, d!]) {
+    e.channel = new FakeConnection();
+    e.answeredAt = 1_000;
+  }
+  d!.channel!.goaway = "shutting down"; // d said it drains: its own word wins
+  // A starved node's view: every other node dead, or missing.
+  table.apply([member("a", "h:1", "ready", "dead"), member("b", "h:2", "ready", "left"), member("d", "h:4", "ready", "dead")], 1_000 + ANSWERED_TRUST_MS);
+  assert.deepEqual(ids(table.eligible("demo", undefined, 2_000)), ["a", "b", "c"]);
+  assert.equal(d!.gone, true);
+  // Once the evidence is older than ANSWERED_TRUST_MS, or the connection closed, the list is believed.
+  c!.channel!.closed = true;
+  table.apply([member("a", "h:1", "ready", "dead")], 1_000 + ANSWERED_TRUST_MS);
+  assert.deepEqual(ids([...table.values()]), ["a", "b"]);
+  table.apply([member("a", "h:1", "ready", "dead")], 1_001 + ANSWERED_TRUST_MS);
+  assert.equal(table.size, 0);
 });
 
 test("endpoint table: with static addresses, nodes left out of a member list stay", () => {
