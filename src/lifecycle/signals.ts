@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { type Clock, realClock } from "../runtime/clock.ts";
 import type { Runtime, SignalName } from "../runtime/types.ts";
 
 /** Exit codes of a node process. */
@@ -23,17 +24,31 @@ export interface Drainable {
 }
 
 /**
- * The first SIGTERM or SIGINT drains the node and exits with the drain's code;
- * a second one exits at once with 130 (SIGINT) or 143 (SIGTERM).
+ * A second signal this soon after the first is the same one delivered twice: a terminal sends
+ * Ctrl-C's SIGINT to the whole foreground process group, and a launcher in that group (`deno
+ * task`, `npx`) forwards it to the node as well, within a millisecond or so. A person pressing
+ * Ctrl-C again takes longer than this.
  */
-export function exitOnSignals(runtime: Runtime, node: Drainable, log: Logger): () => void {
-  let received = 0;
+export const DUPLICATE_SIGNAL_MS = 500;
+
+/**
+ * The first SIGTERM or SIGINT drains the node and exits with the drain's code;
+ * a second one, DUPLICATE_SIGNAL_MS or more later, exits at once with 130 (SIGINT) or 143 (SIGTERM).
+ */
+export function exitOnSignals(runtime: Runtime, node: Drainable, log: Logger, clock: Clock = realClock): () => void {
+  let firstAt: number | undefined;
   const on = (signal: SignalName) => () => {
-    received++;
-    if (received > 1) {
+    const now = clock.now();
+    if (firstAt !== undefined && now - firstAt < DUPLICATE_SIGNAL_MS) {
+      log.debug(`${signal} received again ${now - firstAt} ms after the first: the same signal delivered twice (terminal and launcher), still draining`);
+      return;
+    }
+    if (firstAt !== undefined) {
       log.warn(`${signal} received again: exiting now`);
       runtime.exit(signal === "SIGINT" ? EXIT_CODES.forcedInt : EXIT_CODES.forcedTerm);
+      return;
     }
+    firstAt = now;
     log.info(`${signal} received: draining`);
     void node.shutdown(signal).then((summary) => runtime.exit(summary.exitCode));
   };

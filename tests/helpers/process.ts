@@ -76,18 +76,18 @@ export async function startCommand(label: string, command: string, args: string[
   return proc;
 }
 
-/** A child in the repository root with a minimal environment, no standard input and piped output. */
-function spawnQuiet(command: string, args: string[], env: Record<string, string>): ChildProcess {
+/** A child in the repository root with a minimal environment, piped output, and no standard input unless `stdin` is "pipe". */
+function spawnQuiet(command: string, args: string[], env: Record<string, string>, stdin: "ignore" | "pipe" = "ignore"): ChildProcess {
   return spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [stdin, "pipe", "pipe"],
   });
 }
 
 /** Spawns any command whose standard output is JSON lines (a node, or a benchmark baseline) without waiting. */
-export function spawnCommand(runner: string, command: string, args: string[], env: Record<string, string>): NodeProcess {
-  const child = spawnQuiet(command, args, env);
+export function spawnCommand(runner: string, command: string, args: string[], env: Record<string, string>, stdin: "ignore" | "pipe" = "ignore"): NodeProcess {
+  const child = spawnQuiet(command, args, env, stdin);
   const lines: Record<string, unknown>[] = [];
   let stderr = "";
   let waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];

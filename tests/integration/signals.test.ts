@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encode } from "@msgpack/msgpack";
 import { demo } from "../../src/demo/demo.ts";
+import { DUPLICATE_SIGNAL_MS } from "../../src/lifecycle/signals.ts";
 import type { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { MessageDecoder } from "../../src/wire/decoder.ts";
@@ -131,6 +132,8 @@ for (const runner of RUNNER_NAMES) {
         const { call: stuck } = await sleepStarted(channel, 60_000);
         sendSignal(proc, signal);
         await proc.waitForLine((l) => l.msg === "draining");
+        // A person's second press, not the same one delivered twice: that is ignored (DUPLICATE_SIGNAL_MS).
+        await new Promise<void>((resolve) => setTimeout(resolve, DUPLICATE_SIGNAL_MS));
         sendSignal(proc, signal);
         assert.equal(await proc.exited, signal === "SIGINT" ? 130 : 143);
         assert.equal((await rejectsWith(stuck)).code, "UNAVAILABLE");
