@@ -21,6 +21,9 @@ import {
 /** A timer this late means the member itself stalled: its silence-based judgments are suspect. */
 const LATE_TIMER_MS = 50;
 
+/** A helper asked to probe indirectly gives up (and nacks) after this share of the probe timeout (Lifeguard's 80%). */
+const HELPER_TIMEOUT_SHARE = 0.8;
+
 /** Options of a `Membership`. */
 export interface MembershipOptions {
   id: string;
@@ -235,7 +238,11 @@ export class Membership {
           nack();
           return;
         }
-        this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+        // Lifeguard: a helper nacks within 80% of the probe timeout, so the nack reaches the asker
+        // before it gives up; a nack that arrived too late would count as missed and raise the
+        // asker's health score, as if it were the slow one, whenever a third member is lossy.
+        const helperTimeoutMs = Math.floor(this.config.probeTimeoutMs * HELPER_TIMEOUT_SHARE);
+        this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, helperTimeoutMs, (answer) => {
           if (answer?.t === "ack") {
             this.guard("ping-req reply", () => answer.u && this.merge(answer.u, false, answer.from));
             reply({ t: "ack", from: this.id });
@@ -369,7 +376,7 @@ export class Membership {
     let pending = helpers.length;
     let nacks = 0;
     let settled = false;
-    const waitMs = Math.max(this.config.probeTimeoutMs, interval - (this.clock.now() - started));
+    const waitMs = Math.max(this.awareness.scale(this.config.probeTimeoutMs), interval - (this.clock.now() - started));
     for (const helper of helpers) {
       this.transport.request(helper.addr, { t: "ping-req", from: this.id, target: target.id, addr: target.addr, u: this.piggyback() }, waitMs, (answer) => {
         if (settled) return;
@@ -528,13 +535,14 @@ export class Membership {
         if (local.status === "dead" || local.status === "left") return;
         if (update.status === "dead" || from !== update.id) {
           // A dead verdict, or a `left` not said by the member itself, may be stale, a partition's
-          // or a forgery: it is never taken outright. The member is suspected (a suspect one keeps
-          // its suspicion, shortened) and has its chance to refute; one that is really gone answers
-          // no probe and is declared dead by our own timer. Someone's suspicion already ran out,
-          // so ours runs the shortest timeout, not the longest.
-          const by = update.by ?? (viaSync ? "sync" : "gossip");
-          if (local.status === "suspect" && update.inc === local.inc) this.shortenSuspicion(local);
-          else this.suspect(local, update.inc, by, now, true);
+          // or a forgery: it is never taken outright. The member is suspected and has its chance
+          // to refute; one that is really gone answers no probe and is declared dead by our own
+          // timer. Someone's suspicion already ran out, so a new one runs the shortest timeout,
+          // not the longest; a running one counts the verdict as one more confirmation (Lifeguard),
+          // which can never bring it under the shortest timeout from its start: a burst of stale
+          // news (suspect, then dead, a millisecond apart) cannot cut a fresh suspicion to nothing.
+          const by = update.by ?? from ?? (viaSync ? "sync" : "gossip");
+          this.suspect(local, update.inc, by, now, true);
           return;
         }
         this.clearSuspicion(local);
@@ -542,6 +550,7 @@ export class Membership {
         local.status = update.status;
         local.since = now;
         this.removeLive(local);
+        this.closeConnection(local);
         this.queueUpdate(local);
         this.emit(update.status, local);
         return;
@@ -574,14 +583,6 @@ export class Membership {
     this.emit("suspect", local);
   }
 
-  /** Cuts a running suspicion to the shortest timeout from when it began (a dead verdict from elsewhere). */
-  private shortenSuspicion(member: MemberState): void {
-    if (!member.suspicion) return;
-    const minMs = baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs);
-    const leftMs = Math.max(0, member.since + minMs - this.clock.now());
-    if (leftMs < member.suspicion.remainingMs(this.clock.now())) this.armSuspicion(member, leftMs);
-  }
-
   private armSuspicion(member: MemberState, delayMs?: number): void {
     member.suspicionTimer?.cancel();
     const suspicion = member.suspicion!;
@@ -611,8 +612,19 @@ export class Membership {
     member.since = this.clock.now();
     this.removeLive(member);
     this.recentlyDead.push(member);
+    this.closeConnection(member);
     this.queueUpdate(member);
     this.emit("dead", member);
+  }
+
+  /**
+   * Closes the pooled connection to a member declared dead or gone: it may be stuck in TCP
+   * retransmission back-off, and what we send it from now on (gossip to the dead, partition
+   * healing) should go on a fresh one. Kept when a live member has the same address.
+   */
+  private closeConnection(member: MemberState): void {
+    for (const other of this.live) if (other.addr === member.addr) return;
+    this.transport.forget?.(member.addr);
   }
 
   private clearSuspicion(member: MemberState): void {
