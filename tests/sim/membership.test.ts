@@ -158,3 +158,21 @@ test("a member cut off for 20 s over connections stuck through the partition hea
     }
   }
 });
+
+test("healthy members keep a health score of 0 while a third is cut off: their helpers' nacks arrive before they stop waiting", () => {
+  for (const n of [3, 5]) {
+    const cluster = new SimCluster({ seed: 40 + n, network: LAN, connections: { freshAfterTimeout: true } });
+    const ids = bootCluster(cluster, n);
+    runUntil(cluster, () => converged(cluster), 20_000);
+    const cut = ids[n - 1]!;
+    const healthy = ids.slice(0, n - 1);
+    const scores = new Set<number>();
+    cluster.partition([healthy, [cut]]);
+    // Watch the scores through the suspicion until every healthy member holds the cut-off one dead.
+    runUntil(cluster, () => {
+      for (const id of healthy) scores.add(cluster.member(id).membership.healthScore);
+      return healthy.every((id) => statusAt(cluster, id, cut) === "dead");
+    }, 60_000, 10);
+    assert.deepEqual([...scores], [0], `${n} members: health scores seen ${[...scores].join(", ")}`);
+  }
+});
