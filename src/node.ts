@@ -163,7 +163,7 @@ export function createNode(options: NodeOptions): EbbNode {
     members: () => membership.list(),
     onMemberEvent: (listener) => membership.onMemberEvent(listener),
     client(contract, clientOptions) {
-      const cluster = createClusterClient({ runtime: runtime ?? (() => runtimes.get()), log, warmupMs: config.warmupMs, clusterKey, ...clientOptions, membership: node });
+      const cluster = createClusterClient({ runtime: runtime ?? (() => runtimes.get()), log, warmupMs: config.warmupMs, keepaliveMs: config.keepaliveMs, clusterKey, ...clientOptions, membership: node });
       clusterClients.push(cluster);
       return cluster.client(contract);
     },

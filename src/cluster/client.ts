@@ -38,6 +38,16 @@ export interface ClusterClientOptions {
   timeoutMs?: number;
   /** Retry calls of idempotent methods whose connection was lost mid-call. Default true. */
   idempotentRetries?: boolean;
+  /**
+   * Per-attempt timeout of idempotent methods (gRPC's `perAttemptRecvTimeout`): a try with no answer
+   * this long is given up and the call goes to another node, within its deadline. Set it above the
+   * method's p99 so that only a node that is lossy or stalled is left. Default: none (one try has the whole deadline).
+   */
+  attemptTimeoutMs?: number;
+  /** How long to wait for a connection to open. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Keep-alive ping after this much silence on a connection; no answer closes it (see `ChannelOptions.keepaliveMs`). Default 10 s; 0: off. */
+  keepaliveMs?: number;
   /** How long a call waits for a candidate to appear before failing UNAVAILABLE. Default 1 s. */
   candidateWaitMs?: number;
   maxMessageBytes?: number;
@@ -75,6 +85,7 @@ export class ClusterClient implements Transport {
   private readonly timeoutMs: number;
   private readonly idempotentRetries: boolean;
   private readonly candidateWaitMs: number;
+  private readonly attemptTimeoutMs: number | undefined;
   private readonly clock: Clock;
   private readonly table: EndpointTable<Channel>;
   private readonly pool: ConnectionPool;
@@ -96,10 +107,12 @@ export class ClusterClient implements Transport {
     this.timeoutMs = source.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.idempotentRetries = source.idempotentRetries ?? true;
     this.candidateWaitMs = source.candidateWaitMs ?? 1_000;
+    this.attemptTimeoutMs = source.attemptTimeoutMs;
     this.table = new EndpointTable({ warmupMs: source.warmupMs ?? DEFAULT_WARMUP_MS, warmupFloor: source.warmupFloor ?? 0.1, addresses: source.addresses });
     const onChange = () => this.wake();
     const log = source.log ?? silentLogger;
-    this.pool = new ConnectionPool(this.table, { runtime: source.runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey: source.clusterKey, onChange });
+    const { runtime, clusterKey, connectTimeoutMs, keepaliveMs } = source;
+    this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange });
     const membersFrom = (addr: string) => this.pool.membersFrom(addr);
     this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange });
     this.discovery.start();
@@ -142,13 +155,16 @@ export class ClusterClient implements Transport {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = this.clock.now() + timeoutMs;
     const service = serviceOf(method);
+    const idempotent = this.idempotent.has(method);
     // The nodes this call already tried; allocated on the first retry only.
     let tried: Set<Endpoint<Channel>> | undefined;
+    // The last try's error, when it ran out of its attempt timeout: what the caller sees if no other node is left.
+    let timedOut: RpcError | undefined;
     const requestId = options.requestId ?? `${this.idPrefix}${(this.idCounter++).toString(36)}`;
     for (;;) {
       // The hot path stays synchronous: a node to call now, on an open connection.
-      const endpoint = this.pick(service, tried) ?? (await this.choose(service, (tried ??= new Set()), deadline, options.signal));
-      if (!endpoint) return this.fail(this.table.noCandidate(service, tried ?? new Set(), this.discovery.error));
+      const endpoint = this.pick(service, tried) ?? (timedOut ? undefined : await this.choose(service, (tried ??= new Set()), deadline, options.signal));
+      if (!endpoint) return this.fail(timedOut ?? this.table.noCandidate(service, tried ?? new Set(), this.discovery.error));
       let channel: Channel;
       try {
         channel = endpoint.channel && !endpoint.channel.closed ? endpoint.channel : await this.pool.connect(endpoint);
@@ -161,16 +177,19 @@ export class ClusterClient implements Transport {
       }
       const left = deadline - this.clock.now();
       if (left <= 0) return this.fail(new RpcError(`Deadline of ${timeoutMs} ms passed before "${method}" could be sent`, "DEADLINE_EXCEEDED"));
+      const attemptMs = idempotent && this.attemptTimeoutMs !== undefined && this.attemptTimeoutMs < left ? this.attemptTimeoutMs : left;
       endpoint.inflight++;
       this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;
       try {
-        const result = await channel.call(method, input, { timeoutMs: left, signal: options.signal, requestId });
+        const result = await channel.call(method, input, { timeoutMs: attemptMs, signal: options.signal, requestId });
         endpoint.answeredAt = deadline - left; // when it was sent: no clock read on the hot path
         return result;
       } catch (error) {
         const rpcError = RpcError.from(error);
-        const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent: this.idempotent.has(method), idempotentRetries: this.idempotentRetries });
+        const attemptTimedOut = attemptMs < left;
+        const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent, idempotentRetries: this.idempotentRetries, attemptTimedOut });
         if (!reason) return this.fail(rpcError);
+        timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
         (tried ??= new Set()).add(endpoint);
         this.retried(reason);
       } finally {

@@ -18,6 +18,8 @@ export interface ConnectionPoolOptions {
   log: Logger;
   maxMessageBytes: number;
   clusterKey: ClusterKey | undefined;
+  connectTimeoutMs?: number;
+  keepaliveMs?: number;
   /** Something a waiting call may care about happened: a connection closed or a server said `$goaway`. */
   onChange(): void;
 }
@@ -86,7 +88,8 @@ export class ConnectionPool {
   private async open(addr: string, options: Pick<ChannelOptions, "maxMessageBytes" | "log" | "onNotification" | "onClose">): Promise<Channel> {
     this.runtime ??= await runtimeOf(this.options.runtime);
     const [host, port] = splitAddress(addr);
-    return await Channel.connect(this.runtime, { host, port, clusterKey: this.options.clusterKey, ...options });
+    const { clusterKey, connectTimeoutMs, keepaliveMs } = this.options;
+    return await Channel.connect(this.runtime, { host, port, clusterKey, connectTimeoutMs, keepaliveMs, ...options });
   }
 }
 

@@ -1,7 +1,7 @@
 import type { ErrorCode } from "../wire/codes.ts";
 
 /** Why a failed try is sent again to another node; the key of `ClusterClientMetrics.retries`. */
-export type RetryReason = "baffled" | "overloaded" | "not ready" | "unprocessed" | "connection lost (idempotent)";
+export type RetryReason = "baffled" | "overloaded" | "not ready" | "unprocessed" | "connection lost (idempotent)" | "attempt timed out (idempotent)";
 
 /** What the retry policy knows of a failed try. */
 export interface FailedTry {
@@ -12,12 +12,15 @@ export interface FailedTry {
   idempotent: boolean;
   /** The client's `idempotentRetries` option. */
   idempotentRetries: boolean;
+  /** The try ran out of its attempt timeout (`attemptTimeoutMs`), not of the call's deadline. */
+  attemptTimedOut?: boolean;
 }
 
 /**
  * The retry policy: whatever a node promised it did not process goes to
  * another node at once; a call whose outcome is unknown (connection lost)
- * runs again only when its method is idempotent and the option allows it.
+ * runs again only when its method is idempotent and the option allows it;
+ * so does a try that outlived its attempt timeout with time left in the deadline.
  * Undefined: the caller sees the error.
  */
 export function retryReason(failed: FailedTry): RetryReason | undefined {
@@ -27,6 +30,8 @@ export function retryReason(failed: FailedTry): RetryReason | undefined {
     if (failed.code === "UNAVAILABLE") return "not ready";
     return "unprocessed";
   }
-  if (failed.code === "UNAVAILABLE" && failed.idempotentRetries && failed.idempotent) return "connection lost (idempotent)";
+  if (!failed.idempotentRetries || !failed.idempotent) return undefined;
+  if (failed.code === "UNAVAILABLE") return "connection lost (idempotent)";
+  if (failed.code === "DEADLINE_EXCEEDED" && failed.attemptTimedOut) return "attempt timed out (idempotent)";
   return undefined;
 }

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { DEFAULT_WARMUP_MS } from "../cluster/balancer.ts";
 import { DEFAULT_SWIM_CONFIG, type SwimConfig } from "../membership/types.ts";
 import { isMemberAddress } from "../membership/schema.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
+import { DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
 import { ADDRESS_LIST_PATTERN, ADDRESS_PATTERN } from "../runtime/address.ts";
 import { DEFAULT_CLUSTER_ID, MAX_CLUSTER_KEYS } from "../rpc/auth.ts";
@@ -175,6 +175,14 @@ export const MAIN_VARIABLES = {
       .refine(isMemberAddress, { error: "must be host:port with a port 1-65535, at most 262 characters" }),
     unset: "`EBB_HOST`:bound RPC port",
     description: "host:port other members use to reach this one",
+  }),
+  /** Keep-alive pings on the node's own connections (to members, and `node.client()`). */
+  keepaliveMs: variable({
+    name: "EBB_KEEPALIVE_MS",
+    schema: milliseconds(HOUR_MS),
+    default: DEFAULT_KEEPALIVE_MS,
+    description:
+      "the node's own connections (to members, and node.client()) send $ping after this much silence and are closed when it is not answered within the same time, so a half-open link is found within about three times this; 0: off",
   }),
 };
 

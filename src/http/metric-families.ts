@@ -14,7 +14,7 @@ export const METRIC_FAMILIES = {
   ebb_connections_rejected_total: { help: "RPC connections closed for bad input.", type: "counter" },
   ebb_connections_open: { help: "RPC connections open now.", type: "gauge" },
   ebb_connections_refused_total: { help: "RPC connections closed on accept: EBB_MAX_CONNECTIONS were open.", type: "counter" },
-  ebb_connections_timed_out_total: { help: "RPC connections closed by a timeout, by kind: read (a partial message, EBB_READ_TIMEOUT_MS) or idle (EBB_IDLE_TIMEOUT_MS).", type: "counter" },
+  ebb_connections_timed_out_total: { help: "RPC connections closed by a timeout, by kind: read (a partial message, EBB_READ_TIMEOUT_MS), idle (EBB_IDLE_TIMEOUT_MS) or silent (an ebb client stopped its keep-alive pings: gone, or half-open).", type: "counter" },
   ebb_accept_errors_total: { help: "Failed accepts (out of descriptors), each followed by a back-off.", type: "counter" },
   ebb_buffered_bytes: { help: "Bytes of partial messages held for all RPC connections (bounded by EBB_MAX_BUFFERED_BYTES).", type: "gauge" },
   ebb_auth_failures_total: { help: "Cluster key handshakes that failed, by reason: unknown_key (proofs made with none of this node's keys: a peer two rotation steps apart, or a stranger), wrong_cluster (another EBB_CLUSTER_ID), handshake (none, or malformed).", type: "counter" },

@@ -58,7 +58,7 @@ export function nodeSamples(sources: NodeMetricSources): NodeSample[] {
     const { stats } = server;
     out.push(["ebb_connections_open", {}, server.connections.size], ["ebb_connections_refused_total", {}, stats.refusedOverCap], ["ebb_accept_errors_total", {}, stats.acceptErrors]);
     out.push(["ebb_notifications_dropped_total", {}, stats.droppedNotifications]);
-    out.push(["ebb_connections_timed_out_total", { kind: "read" }, stats.readTimeouts], ["ebb_connections_timed_out_total", { kind: "idle" }, stats.idleClosed], ["ebb_buffered_bytes", {}, server.bufferedBytes]);
+    out.push(["ebb_connections_timed_out_total", { kind: "read" }, stats.readTimeouts], ["ebb_connections_timed_out_total", { kind: "idle" }, stats.idleClosed], ["ebb_connections_timed_out_total", { kind: "silent" }, stats.silentClosed], ["ebb_buffered_bytes", {}, server.bufferedBytes]);
   }
   const auth = server?.authGuard?.stats;
   for (const reason of ["unknown_key", "wrong_cluster", "handshake"] as const) out.push(["ebb_auth_failures_total", { reason }, auth?.byReason[reason] ?? 0]);

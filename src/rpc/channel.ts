@@ -6,7 +6,7 @@ import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/m
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
-import { DEFAULT_CONNECTION_LIMITS } from "./server.ts";
+import { DEFAULT_CONNECTION_LIMITS, KEEPALIVE_METHOD } from "./server.ts";
 import { errorText } from "../error-text.ts";
 
 /** Per-call options. */
@@ -42,6 +42,14 @@ export interface ChannelOptions {
   ignoreGoaway?: boolean;
   /** EBB_CLUSTER_KEY and EBB_CLUSTER_ID: `connect` completes the `$auth` handshake (both sides prove a shared key) before resolving. */
   clusterKey?: ClusterKey;
+  /** How long to wait for the TCP connection to open (a host that vanished never answers). Default 5 s. */
+  connectTimeoutMs?: number;
+  /**
+   * Keep-alive: after this long without a byte from the server, send `$ping`; no answer within the
+   * same time closes the connection (its calls fail UNAVAILABLE, outcome unknown), so a half-open
+   * link is found within about three times this. Default 10 s (EBB_KEEPALIVE_MS); 0: off (plain mode: off).
+   */
+  keepaliveMs?: number;
   /** Called for each notification from the server (after ebb's own `$goaway` handling). */
   onNotification?(method: string, params: unknown[]): void;
   /** Called once when the connection closes. */
@@ -55,6 +63,10 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 /** How long `close()` waits for the server to close its side before dropping the connection. */
 const CLOSE_GRACE_MS = 5_000;
+/** Default of `ChannelOptions.connectTimeoutMs` (Envoy's `connect_timeout` default too). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** Default of `ChannelOptions.keepaliveMs`. */
+export const DEFAULT_KEEPALIVE_MS = 10_000;
 
 interface Pending {
   resolve(value: unknown): void;
@@ -80,6 +92,13 @@ export class Channel implements Transport {
   private closing = false;
   private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private goawayReason: string | undefined;
+  /** Something arrived since the keep-alive timer last looked: the server lives. */
+  private heard = false;
+  /** Something was sent since the keep-alive timer last looked: the server knows we live. */
+  private sent = false;
+  private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Why this side closed the socket, for the calls it fails. */
+  private closeReason: Error | undefined;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
 
@@ -98,13 +117,18 @@ export class Channel implements Transport {
   /** Connects to a node. Rejects with UNAVAILABLE when it cannot be reached. */
   static async connect(runtime: Runtime, options: ChannelOptions): Promise<Channel> {
     const address = `${options.host}:${options.port}`;
+    const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     let channel: Channel | undefined;
+    let timedOut = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await runtime.connect({
+      const connecting = runtime.connect({
         host: options.host,
         port: options.port,
         open: (socket) => {
           channel = new Channel(socket, address, options);
+          // A connection that opens after we gave up on it is closed at once.
+          if (timedOut) queueMicrotask(() => socket.close());
           socket.setNoDelay(true);
           socket.setKeepAlive(DEFAULT_CONNECTION_LIMITS.keepAliveMs);
           return {
@@ -114,11 +138,20 @@ export class Channel implements Transport {
           };
         },
       });
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          timedOut = true;
+          reject(new Error(`no answer within ${connectTimeoutMs} ms`));
+        }, connectTimeoutMs);
+      });
+      await Promise.race([connecting, expired]);
     } catch (error) {
       throw new RpcError(`Cannot connect to ${address}: ${errorText(error)}`, "UNAVAILABLE", {
         cause: error,
         processed: false,
       });
+    } finally {
+      clearTimeout(timer);
     }
     if (options.clusterKey !== undefined) {
       try {
@@ -128,6 +161,7 @@ export class Channel implements Transport {
         throw error;
       }
     }
+    channel!.startKeepalive();
     return channel!;
   }
 
@@ -167,7 +201,7 @@ export class Channel implements Transport {
     if (this.isClosed || this.closing) {
       return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
     }
-    if (this.goawayReason !== undefined && !this.options.ignoreGoaway) {
+    if (this.goawayReason !== undefined && !this.options.ignoreGoaway && method !== KEEPALIVE_METHOD) {
       // The node asked for no new calls here; calls already in flight still complete.
       return Promise.reject(
         new RpcError(`${this.address} is ${this.goawayReason} ($goaway): call not sent`, "SHUTTING_DOWN", { data: { reason: this.goawayReason } }),
@@ -201,6 +235,7 @@ export class Channel implements Transport {
         signal.addEventListener("abort", entry.onAbort, { once: true });
       }
       this.pending.set(msgid, entry);
+      this.sent = true;
       try {
         this.writer.send(meta ? [REQUEST, msgid, method, params, meta] : [REQUEST, msgid, method, params]);
       } catch (error) {
@@ -214,7 +249,9 @@ export class Channel implements Transport {
 
   /** Sends a notification. */
   notify(method: string, params: unknown[]): void {
-    if (!this.isClosed) this.writer.send([NOTIFICATION, method, params]);
+    if (this.isClosed) return;
+    this.sent = true;
+    this.writer.send([NOTIFICATION, method, params]);
   }
 
   /**
@@ -230,6 +267,38 @@ export class Channel implements Transport {
     this.socket.end();
     // The server closes its side once it has read the cancels; if it never does, stop waiting.
     this.closeTimer = setTimeout(() => this.socket.close(), CLOSE_GRACE_MS);
+  }
+
+  /**
+   * Pings the server whenever a whole `keepaliveMs` passed without a byte from it, or without one
+   * to it; no answer closes the connection. The ping names the interval, so the server can close
+   * the connection in turn once we fall silent (src/rpc/server.ts, KEEPALIVE_GRACE).
+   */
+  private startKeepalive(): void {
+    const keepaliveMs = this.options.plain ? 0 : (this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
+    if (keepaliveMs <= 0 || this.isClosed) return;
+    const check = () => {
+      if (this.isClosed) return;
+      if (this.heard && this.sent) {
+        this.heard = this.sent = false;
+        this.keepaliveTimer = setTimeout(check, keepaliveMs);
+        return;
+      }
+      this.heard = this.sent = false;
+      this.request(KEEPALIVE_METHOD, [{ keepaliveMs }], { timeoutMs: keepaliveMs }).then(
+        () => undefined,
+        (error: RpcError) => {
+          // Any answer, an error included, proves the server lives; only silence condemns the link.
+          if (error.code !== "DEADLINE_EXCEEDED" || this.isClosed) return;
+          this.log.warn(`closing connection to ${this.address}: no answer to a keep-alive ping within ${keepaliveMs} ms (a half-open link, or a stalled server)`);
+          this.closeReason = new Error(`no answer to a keep-alive ping within ${keepaliveMs} ms`);
+          this.socket.close();
+        },
+      ).finally(() => {
+        if (!this.isClosed) this.keepaliveTimer = setTimeout(check, keepaliveMs);
+      });
+    };
+    this.keepaliveTimer = setTimeout(check, keepaliveMs);
   }
 
   private allocateMsgid(): number {
@@ -254,6 +323,7 @@ export class Channel implements Transport {
   }
 
   private receive(chunk: Uint8Array): void {
+    this.heard = true;
     let messages: unknown[];
     try {
       messages = this.decoder.push(chunk);
@@ -301,6 +371,8 @@ export class Channel implements Transport {
     if (this.isClosed) return;
     this.isClosed = true;
     if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
+    if (this.keepaliveTimer !== undefined) clearTimeout(this.keepaliveTimer);
+    error ??= this.closeReason;
     const detail = error ? `: ${error.message}` : "";
     this.failAll(new RpcError(`Connection to ${this.address} lost with the call in flight; outcome unknown${detail}`, "UNAVAILABLE"));
     this.resolveClosed();

@@ -72,7 +72,7 @@ export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
 export class RpcServer {
   readonly connections = new Set<ServerConnection>();
   /** Counters for metrics and tests. */
-  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0, refusedOverCap: 0, acceptErrors: 0, overloaded: 0, idleClosed: 0, readTimeouts: 0, droppedNotifications: 0 };
+  readonly stats = { accepted: 0, rejected: 0, pausedReads: 0, refusedOverCap: 0, acceptErrors: 0, overloaded: 0, idleClosed: 0, readTimeouts: 0, silentClosed: 0, droppedNotifications: 0 };
   readonly limits: ConnectionLimits;
   /** Bytes of partial messages held by every connection together. */
   bufferedBytes = 0;
@@ -208,6 +208,8 @@ export class ServerConnection {
   /** Our write side is closed: requests that still arrive are dropped unread. */
   private finished = false;
   private notificationDropped = false;
+  /** The keep-alive interval the peer announced in its `$ping` (ebb clients do); 0: none announced. */
+  private peerKeepaliveMs = 0;
   /** When our side ended (`finished`); a peer that never closes its side is closed for it ENDED_LINGER_MS later. */
   private finishedAt = 0;
   private closed = false;
@@ -297,6 +299,12 @@ export class ServerConnection {
   }
 
   /** A notification to a method (`[2, "kv.put", …]`): ebb answers requests only, so it is counted and, once per connection, logged. */
+  /** An ebb client's `$ping` names its keep-alive interval: held to 100 ms..1 h, so a peer cannot make the check absurd. */
+  private notePeerKeepalive(params: unknown): void {
+    const announced = (params as { keepaliveMs?: unknown } | undefined)?.keepaliveMs;
+    if (typeof announced === "number" && Number.isFinite(announced)) this.peerKeepaliveMs = Math.min(HOUR_MS, Math.max(MIN_PEER_KEEPALIVE_MS, announced));
+  }
+
   private droppedNotification(method: string): void {
     this.server.stats.droppedNotifications++;
     if (this.notificationDropped) return;
@@ -317,6 +325,13 @@ export class ServerConnection {
     if (this.partialSince > 0 && now - this.partialSince > readTimeoutMs) {
       this.server.stats.readTimeouts++;
       this.reject(`a message begun ${now - this.partialSince} ms ago is still incomplete (EBB_READ_TIMEOUT_MS=${readTimeoutMs})`);
+      return;
+    }
+    if (this.peerKeepaliveMs > 0 && now - this.lastActivity > KEEPALIVE_GRACE * this.peerKeepaliveMs) {
+      // The peer promised a ping at least every two intervals: it is gone, or the link went half-open.
+      this.server.stats.silentClosed++;
+      this.log.debug("closing a connection whose peer stopped its keep-alive pings", { peer: this.peer, silentMs: now - this.lastActivity });
+      this.close();
       return;
     }
     if (idleTimeoutMs > 0 && this.calls.size === 0 && this.partialSince === 0 && now - this.lastActivity > idleTimeoutMs) {
@@ -397,6 +412,7 @@ export class ServerConnection {
           this.respond(msgid, refusal, undefined);
           return;
         }
+        if (parsed.method === KEEPALIVE_METHOD) this.notePeerKeepalive(parsed.params[0]);
         // Declared first: a call answered at once replies before dispatch returns.
         let active: ActiveCall | undefined;
         active = this.server.options.dispatcher.dispatch(
@@ -507,6 +523,13 @@ export class ServerConnection {
     this.calls.clear();
   }
 }
+
+/** The method of ebb's keep-alive pings (src/rpc/channel.ts): every node answers it, draining or not. */
+export const KEEPALIVE_METHOD = "$ping";
+/** A peer that announced keep-alive pings and then sent nothing for this many intervals is closed. */
+export const KEEPALIVE_GRACE = 4;
+const MIN_PEER_KEEPALIVE_MS = 100;
+const HOUR_MS = 3_600_000;
 
 /** After our side of a connection ended, how long the peer gets to close its side before it is closed for it. */
 const ENDED_LINGER_MS = 1_000;

@@ -196,3 +196,33 @@ test("client: with no node at all the call fails with the no-node text, whenAvai
     client.close();
   }
 });
+
+test("client: with attemptTimeoutMs, an idempotent call with no answer in time goes to another node within its deadline; others wait the whole deadline", async () => {
+  await using c = await cluster(2, { attemptTimeoutMs: 50 });
+  const [stalled, good] = c.nodes as [FakeNode, FakeNode];
+  stalled.behave = () => new Promise(() => {}); // a node that takes calls and never answers (lossy, stalled)
+  const api = c.client.client(svc);
+  for (let i = 0; i < 10; i++) assert.equal(await api.who({}, { timeoutMs: 5_000 }), good.name);
+  const metrics = c.client.metrics();
+  assert.equal(metrics.retries["attempt timed out (idempotent)"] ?? 0, stalled.calls);
+  assert.ok(stalled.calls > 0, "the balancer sent some calls to the stalled node");
+  assert.deepEqual(metrics.errors, {});
+  // Not idempotent: the try keeps the whole deadline, and the caller sees it pass.
+  good.behave = () => new Promise(() => {});
+  const before = stalled.calls + good.calls;
+  const started = Date.now();
+  await assert.rejects(api.whoOnce({}, { timeoutMs: 300 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+  assert.ok(Date.now() - started >= 290, "one try had the whole deadline");
+  assert.equal(stalled.calls + good.calls, before + 1, "one try only");
+});
+
+test("client: when every node let an attempt time out, the caller sees DEADLINE_EXCEEDED at once, not a wait for another node", async () => {
+  await using c = await cluster(1, { attemptTimeoutMs: 50 });
+  const [node] = c.nodes as [FakeNode];
+  node.behave = () => new Promise(() => {});
+  const started = Date.now();
+  await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 5_000 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED" && /within 50 ms/.test(error.message));
+  assert.ok(Date.now() - started < 1_000, "failed after the attempt, not after the candidate wait or the deadline");
+  assert.equal(node.calls, 1);
+  assert.deepEqual(c.client.metrics().retries, { "attempt timed out (idempotent)": 1 });
+});

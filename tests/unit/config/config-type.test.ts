@@ -31,6 +31,7 @@ interface ConfigShape {
   insecure: boolean;
   metricsAddr: string | undefined;
   advertise: string | undefined;
+  keepaliveMs: number;
   tls: TlsSettings | undefined;
   swim: Pick<SwimConfig, "probeIntervalMs" | "probeTimeoutMs" | "indirectChecks" | "gossipIntervalMs" | "gossipNodes" | "suspicionMult" | "pushPullIntervalMs" | "maxMembers">;
 }

@@ -46,6 +46,7 @@ test("loadConfig reads every variable", () => {
     EBB_CLUSTER_ID: "prod",
     EBB_INSECURE: "1",
     EBB_METRICS_ADDR: "127.0.0.1:9400",
+    EBB_KEEPALIVE_MS: "2500",
   });
   const { seeds, advertise, swim, ...rest } = config;
   assert.deepEqual(seeds, []);
@@ -77,6 +78,7 @@ test("loadConfig reads every variable", () => {
     clusterId: "prod",
     insecure: true,
     metricsAddr: "127.0.0.1:9400",
+    keepaliveMs: 2500,
     tls: undefined,
     logLevel: "info",
     logFormat: "auto",

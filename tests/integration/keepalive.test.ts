@@ -1,0 +1,123 @@
+// Keep-alive pings and the connect timeout of a channel, over real loopback TCP.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { encode } from "@msgpack/msgpack";
+import { Channel } from "../../src/rpc/channel.ts";
+import { KEEPALIVE_GRACE } from "../../src/rpc/server.ts";
+import type { Runtime, Socket } from "../../src/runtime/types.ts";
+import { connectChannel, connectRaw, messagesOf, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
+import { probe, probeHandlers } from "../helpers/services.ts";
+
+/** A TCP server that reads everything and answers nothing: to a client, a stalled server or a link that went half-open. */
+async function startSilentServer() {
+  const sockets: Socket[] = [];
+  let closedByPeer = 0;
+  const listener = await runtime.listen({
+    host: "127.0.0.1",
+    port: 0,
+    accept: (socket) => {
+      sockets.push(socket);
+      return { data: () => {}, end: () => socket.end(), close: () => closedByPeer++ };
+    },
+  });
+  return {
+    port: listener.port,
+    get closedByPeer() {
+      return closedByPeer;
+    },
+    async stop() {
+      for (const socket of sockets) socket.close();
+      await listener.stop();
+    },
+  };
+}
+
+test("a connection whose server stops answering is closed by the keep-alive ping, and its calls fail UNAVAILABLE naming it", async () => {
+  const silent = await startSilentServer();
+  try {
+    const keepaliveMs = 100;
+    const channel = await connectChannel(silent.port, { keepaliveMs });
+    const started = Date.now();
+    const call = rejectsWith(channel.call("probe.echo", 1, { timeoutMs: 30_000 }), "UNAVAILABLE");
+    const error = await call;
+    const tookMs = Date.now() - started;
+    assert.match(error.rawMessage, /outcome unknown: no answer to a keep-alive ping within 100 ms/);
+    assert.equal(channel.closed, true);
+    // Silence for one interval, then a ping with one interval to answer: found after two to three.
+    assert.ok(tookMs >= 2 * keepaliveMs - 10, `closed after ${tookMs} ms, not before two intervals`);
+    assert.ok(tookMs < 30_000, "long before the call's own deadline");
+  } finally {
+    await silent.stop();
+  }
+});
+
+test("a call that runs longer than the keep-alive interval keeps its connection: the server answers the pings", async () => {
+  const { port, close } = await startTestNode((node) => node.register(probe, probeHandlers));
+  try {
+    const channel = await connectChannel(port, { keepaliveMs: 50 });
+    assert.equal(await channel.call("probe.wait", { ms: 600, tag: "keepalive-long" }), "keepalive-long");
+    assert.equal(channel.closed, false);
+    // Idle through six intervals, it keeps pinging and stays open too (nothing to wait for: time passing is the test).
+    await new Promise<void>((resolve) => setTimeout(resolve, 300));
+    assert.equal(channel.closed, false);
+    assert.equal(await channel.call("probe.add", { a: 1, b: 2 }), 3);
+    channel.close();
+    await channel.whenClosed();
+  } finally {
+    await close();
+  }
+});
+
+test("a connection that does not open within connectTimeoutMs fails UNAVAILABLE, processed false; if it opens later it is closed at once", async () => {
+  const silent = await startSilentServer();
+  try {
+    // A runtime whose connect is held back, as a SYN to a vanished host is: the real socket opens only when released.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let opened: Promise<Socket> | undefined;
+    const slow: Runtime = {
+      ...runtime,
+      connect: (options) => {
+        opened = held.then(() => runtime.connect(options));
+        return opened;
+      },
+    };
+    const started = Date.now();
+    const error = await rejectsWith(Channel.connect(slow, { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 100 }), "UNAVAILABLE");
+    assert.equal(error.processed, false);
+    assert.match(error.rawMessage, /^Cannot connect to 127\.0\.0\.1:\d+: no answer within 100 ms$/);
+    assert.ok(Date.now() - started >= 90);
+    release();
+    await opened;
+    // The late connection is closed by the client: the server sees its close.
+    await until(() => silent.closedByPeer > 0, "the connection that opened late is closed");
+  } finally {
+    await silent.stop();
+  }
+});
+
+test("a peer that announced keep-alive pings and fell silent is closed by the server after KEEPALIVE_GRACE intervals; a silent peer that announced none is left to the idle timeout", async () => {
+  const { node, port, close } = await startTestNode((n) => n.register(probe, probeHandlers), { httpPort: 0 });
+  try {
+    const announcing = await connectRaw(port);
+    const quiet = await connectRaw(port);
+    let quietClosed = false;
+    void quiet.closed.then(() => (quietClosed = true));
+    announcing.socket.write(encode([0, 1, "$ping", [{ keepaliveMs: 100 }]]));
+    quiet.socket.write(encode([0, 1, "$ping", []]));
+    await Promise.all([announcing.waitForBytes(1), quiet.waitForBytes(1)]);
+    const pinged = Date.now();
+    // Both fall silent without closing: to the server, peers behind a link that went half-open.
+    await announcing.closed;
+    const silentMs = Date.now() - pinged;
+    assert.ok(silentMs >= KEEPALIVE_GRACE * 100 - 10, `closed after ${silentMs} ms of silence, not before ${KEEPALIVE_GRACE} intervals`);
+    const metrics = await (await fetch(`http://127.0.0.1:${node.httpAddress!.port}/metrics`)).text();
+    assert.match(metrics, /^ebb_connections_timed_out_total\{kind="silent"\} 1$/m);
+    assert.equal(quietClosed, false);
+    quiet.socket.write(encode([0, 2, "$ping", []]));
+    await until(() => messagesOf(quiet).length === 2, "the quiet peer is still answered");
+    quiet.socket.close();
+  } finally {
+    await close();
+  }
+});
