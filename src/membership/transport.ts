@@ -156,14 +156,14 @@ export class RpcSwimTransport implements SwimTransport {
       return Promise.resolve(undefined);
     }
     const [host, port] = splitAddress(address);
-    const options: ChannelOptions & { connectTimeoutMs?: number } = {
+    const options: ChannelOptions = {
       host,
       port,
       maxMessageBytes: this.maxMessageBytes,
       // Members keep talking to a draining member until it has left.
       ignoreGoaway: true,
       clusterKey: this.clusterKey,
-      // Honoured by Channel.connect where it supports it; the race below bounds the wait either way.
+      // Bounds the TCP connect; the race below bounds the cluster-key handshake too.
       connectTimeoutMs,
       onClose,
     };
