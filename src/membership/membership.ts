@@ -62,6 +62,8 @@ interface MemberState {
   since: number;
   suspicion?: Suspicion;
   suspicionTimer?: TimerHandle;
+  /** This suspicion was sent to the suspect itself on hearing from it (see tellSuspect). */
+  toldSuspect?: boolean;
 }
 
 /**
@@ -223,6 +225,7 @@ export class Membership {
       if (message.t === "ping" || message.t === "ping-req") nack();
       return;
     }
+    this.tellSuspect(message.from);
     switch (message.t) {
       case "ping":
         if (message.u) this.merge(message.u, false, message.from);
@@ -467,6 +470,19 @@ export class Membership {
     this.self.inc = Math.min(Math.max(this.self.inc, inc), MAX_OWN_INCARNATION);
   }
 
+  /**
+   * Buddy system, on any contact: a member we suspect that talks to us hears of it at once, so it
+   * can refute. After a partition heals, the cut-off member's suspicions of the others outlive it
+   * (its gossip about them was spent while nothing got through, and its own probes are stretched
+   * by its health score), and only the suspect can end them. Once per suspicion.
+   */
+  private tellSuspect(from: string): void {
+    const member = this.members.get(from);
+    if (!this.config.lifeguard || member?.status !== "suspect" || member.toldSuspect) return;
+    member.toldSuspect = true;
+    this.transport.send(member.addr, { t: "gossip", from: this.id, u: [{ ...this.toUpdate(member), by: this.id }] });
+  }
+
   private aboutSelf(update: Update): void {
     if (this.leaving) return;
     const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
@@ -576,6 +592,7 @@ export class Membership {
     this.clearSuspicion(local);
     local.inc = inc;
     local.status = "suspect";
+    local.toldSuspect = false;
     local.since = now;
     local.suspicion = new Suspicion(now, k, minMs, maxMs, by);
     this.armSuspicion(local);

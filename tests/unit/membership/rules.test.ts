@@ -260,3 +260,19 @@ test("a helper asked to probe gives up and nacks within 80% of the probe timeout
   assert.deepEqual(answers, ["nack"]);
   h.m.stop();
 });
+
+test("a member we suspect that talks to us hears of the suspicion at once, once, so it can refute", () => {
+  const h = harness({}, { acks: true });
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"), alive("c", 10, "127.0.0.1:7009"));
+  h.said("c", { ...alive("b1", 10), status: "suspect", by: "c" });
+  const toB1 = () => h.sent.filter((s) => s.to === "127.0.0.1:7001" && s.message.t === "gossip" && s.message.u.some((u) => u.id === "b1" && u.status === "suspect"));
+  const before = toB1().length;
+  h.said("b1", alive("c", 10, "127.0.0.1:7009"));
+  h.said("b1", alive("c", 10, "127.0.0.1:7009"));
+  assert.equal(toB1().length, before + 1);
+  // Its refutation ends the suspicion.
+  h.said("b1", alive("b1", 11, "127.0.0.1:7001"));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  h.m.stop();
+});
