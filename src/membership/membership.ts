@@ -21,6 +21,9 @@ import {
 /** A timer this late means the member itself stalled: its silence-based judgments are suspect. */
 const LATE_TIMER_MS = 50;
 
+/** A helper asked to probe indirectly gives up (and nacks) after this share of the probe timeout (Lifeguard's 80%). */
+const HELPER_TIMEOUT_SHARE = 0.8;
+
 /** Options of a `Membership`. */
 export interface MembershipOptions {
   id: string;
@@ -59,6 +62,8 @@ interface MemberState {
   since: number;
   suspicion?: Suspicion;
   suspicionTimer?: TimerHandle;
+  /** This suspicion was sent to the suspect itself on hearing from it (see tellSuspect). */
+  toldSuspect?: boolean;
 }
 
 /**
@@ -220,6 +225,7 @@ export class Membership {
       if (message.t === "ping" || message.t === "ping-req") nack();
       return;
     }
+    this.tellSuspect(message.from);
     switch (message.t) {
       case "ping":
         if (message.u) this.merge(message.u, false, message.from);
@@ -235,7 +241,11 @@ export class Membership {
           nack();
           return;
         }
-        this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, this.awareness.scale(this.config.probeTimeoutMs), (answer) => {
+        // Lifeguard: a helper nacks within 80% of the probe timeout, so the nack reaches the asker
+        // before it gives up; a nack that arrived too late would count as missed and raise the
+        // asker's health score, as if it were the slow one, whenever a third member is lossy.
+        const helperTimeoutMs = Math.floor(this.config.probeTimeoutMs * HELPER_TIMEOUT_SHARE);
+        this.transport.request(target.addr, { t: "ping", from: this.id, target: target.id, u: this.piggyback() }, helperTimeoutMs, (answer) => {
           if (answer?.t === "ack") {
             this.guard("ping-req reply", () => answer.u && this.merge(answer.u, false, answer.from));
             reply({ t: "ack", from: this.id });
@@ -369,7 +379,7 @@ export class Membership {
     let pending = helpers.length;
     let nacks = 0;
     let settled = false;
-    const waitMs = Math.max(this.config.probeTimeoutMs, interval - (this.clock.now() - started));
+    const waitMs = Math.max(this.awareness.scale(this.config.probeTimeoutMs), interval - (this.clock.now() - started));
     for (const helper of helpers) {
       this.transport.request(helper.addr, { t: "ping-req", from: this.id, target: target.id, addr: target.addr, u: this.piggyback() }, waitMs, (answer) => {
         if (settled) return;
@@ -460,6 +470,19 @@ export class Membership {
     this.self.inc = Math.min(Math.max(this.self.inc, inc), MAX_OWN_INCARNATION);
   }
 
+  /**
+   * Buddy system, on any contact: a member we suspect that talks to us hears of it at once, so it
+   * can refute. After a partition heals, the cut-off member's suspicions of the others outlive it
+   * (its gossip about them was spent while nothing got through, and its own probes are stretched
+   * by its health score), and only the suspect can end them. Once per suspicion.
+   */
+  private tellSuspect(from: string): void {
+    const member = this.members.get(from);
+    if (!this.config.lifeguard || member?.status !== "suspect" || member.toldSuspect) return;
+    member.toldSuspect = true;
+    this.transport.send(member.addr, { t: "gossip", from: this.id, u: [{ ...this.toUpdate(member), by: this.id }] });
+  }
+
   private aboutSelf(update: Update): void {
     if (this.leaving) return;
     const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
@@ -528,13 +551,14 @@ export class Membership {
         if (local.status === "dead" || local.status === "left") return;
         if (update.status === "dead" || from !== update.id) {
           // A dead verdict, or a `left` not said by the member itself, may be stale, a partition's
-          // or a forgery: it is never taken outright. The member is suspected (a suspect one keeps
-          // its suspicion, shortened) and has its chance to refute; one that is really gone answers
-          // no probe and is declared dead by our own timer. Someone's suspicion already ran out,
-          // so ours runs the shortest timeout, not the longest.
-          const by = update.by ?? (viaSync ? "sync" : "gossip");
-          if (local.status === "suspect" && update.inc === local.inc) this.shortenSuspicion(local);
-          else this.suspect(local, update.inc, by, now, true);
+          // or a forgery: it is never taken outright. The member is suspected and has its chance
+          // to refute; one that is really gone answers no probe and is declared dead by our own
+          // timer. Someone's suspicion already ran out, so a new one runs the shortest timeout,
+          // not the longest; a running one counts the verdict as one more confirmation (Lifeguard),
+          // which can never bring it under the shortest timeout from its start: a burst of stale
+          // news (suspect, then dead, a millisecond apart) cannot cut a fresh suspicion to nothing.
+          const by = update.by ?? from ?? (viaSync ? "sync" : "gossip");
+          this.suspect(local, update.inc, by, now, true);
           return;
         }
         this.clearSuspicion(local);
@@ -542,6 +566,7 @@ export class Membership {
         local.status = update.status;
         local.since = now;
         this.removeLive(local);
+        this.closeConnection(local);
         this.queueUpdate(local);
         this.emit(update.status, local);
         return;
@@ -567,19 +592,12 @@ export class Membership {
     this.clearSuspicion(local);
     local.inc = inc;
     local.status = "suspect";
+    local.toldSuspect = false;
     local.since = now;
     local.suspicion = new Suspicion(now, k, minMs, maxMs, by);
     this.armSuspicion(local);
     this.queueUpdate(local, by);
     this.emit("suspect", local);
-  }
-
-  /** Cuts a running suspicion to the shortest timeout from when it began (a dead verdict from elsewhere). */
-  private shortenSuspicion(member: MemberState): void {
-    if (!member.suspicion) return;
-    const minMs = baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs);
-    const leftMs = Math.max(0, member.since + minMs - this.clock.now());
-    if (leftMs < member.suspicion.remainingMs(this.clock.now())) this.armSuspicion(member, leftMs);
   }
 
   private armSuspicion(member: MemberState, delayMs?: number): void {
@@ -611,8 +629,19 @@ export class Membership {
     member.since = this.clock.now();
     this.removeLive(member);
     this.recentlyDead.push(member);
+    this.closeConnection(member);
     this.queueUpdate(member);
     this.emit("dead", member);
+  }
+
+  /**
+   * Closes the pooled connection to a member declared dead or gone: it may be stuck in TCP
+   * retransmission back-off, and what we send it from now on (gossip to the dead, partition
+   * healing) should go on a fresh one. Kept when a live member has the same address.
+   */
+  private closeConnection(member: MemberState): void {
+    for (const other of this.live) if (other.addr === member.addr) return;
+    this.transport.forget?.(member.addr);
   }
 
   private clearSuspicion(member: MemberState): void {

@@ -58,7 +58,7 @@ export interface SwimTransport {
   request(to: string, message: SwimMessage, timeoutMs: number, onReply: (reply: SwimMessage | undefined) => void): void;
   /** Sends a one-way message. */
   send(to: string, message: SwimMessage): void;
-  /** Drops any pooled connection to `to`: the member there was reaped. */
+  /** Drops any pooled connection to `to`: the member there was declared dead, left or was reaped. */
   forget?(to: string): void;
 }
 

@@ -95,3 +95,88 @@ test("a member restarted with the same id is alive again at once with a higher i
   assert.ok(cluster.member("m1").membership.get("m6")!.incarnation > oldInc);
   assert.equal(cluster.member("m1").membership.list().filter((m) => m.id === "m6").length, 1);
 });
+
+/** What a partition of one member, then its heal, did to the views: the figures issue 13 asks for. */
+interface HealOutcome {
+  /** Dead events about a member never cut off, seen by a member never cut off. */
+  healthyDeaths: string[];
+  /** Dead events (by anyone, about anyone) for a suspicion that began after the heal. */
+  deathsAfterHeal: string[];
+  /** Suspect events about a member never cut off, seen by a member never cut off. */
+  healthySuspicions: number;
+  /** From the heal until every member sees every other alive. */
+  backMs: number;
+  /** Dead events about the healed member once it was back in every view. */
+  deadAgain: string[];
+}
+
+/** Boots `n` members over pooled TCP-like connections, cuts the last one off for `partitionMs`, heals, and watches 60 s. */
+function partitionAndHeal(seed: number, n: number, partitionMs: number, freshAfterTimeout = true): HealOutcome {
+  const cluster = new SimCluster({ seed, network: LAN, connections: { freshAfterTimeout } });
+  const ids = bootCluster(cluster, n);
+  runUntil(cluster, () => converged(cluster), 20_000);
+  cluster.run(5_000);
+  const cut = ids[n - 1]!;
+  const outcome: HealOutcome = { healthyDeaths: [], deathsAfterHeal: [], healthySuspicions: 0, backMs: -1, deadAgain: [] };
+  let healedAt = Infinity;
+  let backAt = Infinity;
+  const suspectedAt = new Map<string, number>();
+  cluster.onEvent((observer, event) => {
+    const about = event.member.id;
+    const line = `${observer} declared ${about} dead at ${Math.round(cluster.now - healedAt)} ms after the heal`;
+    if (event.type === "suspect") {
+      suspectedAt.set(`${observer}>${about}`, cluster.now);
+      if (observer !== cut && about !== cut) outcome.healthySuspicions++;
+    }
+    if (event.type !== "dead") return;
+    if (observer !== cut && about !== cut) outcome.healthyDeaths.push(line);
+    if ((suspectedAt.get(`${observer}>${about}`) ?? -Infinity) >= healedAt) outcome.deathsAfterHeal.push(line);
+    if (about === cut && cluster.now >= backAt) outcome.deadAgain.push(line);
+  });
+  cluster.partition([ids.slice(0, n - 1), [cut]]);
+  cluster.run(partitionMs);
+  cluster.heal();
+  healedAt = cluster.now;
+  outcome.backMs = runUntil(cluster, () => converged(cluster), 60_000, 10);
+  backAt = cluster.now;
+  cluster.run(60_000);
+  return outcome;
+}
+
+test("a member cut off for 20 s over connections stuck through the partition heals with no false death, back in every view within 10 s", () => {
+  // Established connections live through the partition with their messages stuck in
+  // retransmission back-off; at the heal the backlog of the cut-off member's stale view
+  // (suspect, then dead, a millisecond apart) arrives all at once, as on a real network.
+  // Both with the transport's rule (a request without an answer retires its connection) and
+  // without it: closing the connections of members declared dead is enough on its own here.
+  for (const freshAfterTimeout of [true, false]) {
+    for (const n of [3, 5]) {
+      for (let seed = 1; seed <= 10; seed++) {
+        const outcome = partitionAndHeal(seed * 101 + n, n, 20_000, freshAfterTimeout);
+        const where = `seed ${seed * 101 + n}, ${n} members, fresh after timeout: ${freshAfterTimeout}`;
+        assert.deepEqual(outcome.healthyDeaths, [], `${where}: a member never cut off was declared dead`);
+        assert.deepEqual(outcome.deathsAfterHeal, [], `${where}: a suspicion begun after the heal ended in a death`);
+        assert.ok(outcome.backMs <= 10_000, `${where}: back in every view ${outcome.backMs} ms after the heal`);
+        assert.deepEqual(outcome.deadAgain, [], `${where}: the healed member was declared dead again`);
+      }
+    }
+  }
+});
+
+test("healthy members keep a health score of 0 while a third is cut off: their helpers' nacks arrive before they stop waiting", () => {
+  for (const n of [3, 5]) {
+    const cluster = new SimCluster({ seed: 40 + n, network: LAN, connections: { freshAfterTimeout: true } });
+    const ids = bootCluster(cluster, n);
+    runUntil(cluster, () => converged(cluster), 20_000);
+    const cut = ids[n - 1]!;
+    const healthy = ids.slice(0, n - 1);
+    const scores = new Set<number>();
+    cluster.partition([healthy, [cut]]);
+    // Watch the scores through the suspicion until every healthy member holds the cut-off one dead.
+    runUntil(cluster, () => {
+      for (const id of healthy) scores.add(cluster.member(id).membership.healthScore);
+      return healthy.every((id) => statusAt(cluster, id, cut) === "dead");
+    }, 60_000, 10);
+    assert.deepEqual([...scores], [0], `${n} members: health scores seen ${[...scores].join(", ")}`);
+  }
+});

@@ -1,7 +1,8 @@
 /**
  * A virtual-time simulator: N members of the real membership state machine in
  * one process, over a simulated network with delay, TCP-like loss (retransmit
- * delay and the occasional reset), partitions, crashes and stalls.
+ * delay and the occasional reset), partitions, crashes and stalls; optionally over
+ * pooled TCP-like connections that stay stuck through a partition.
  */
 import { encode } from "@msgpack/msgpack";
 import { Membership } from "../../src/membership/membership.ts";
@@ -102,6 +103,71 @@ export interface NetworkOptions {
 
 export const LAN: NetworkOptions = { minDelayMs: 0.2, maxDelayMs: 2, loss: 0, rtoMs: 200, resetShare: 0.02 };
 
+/** Linux's ceiling on the TCP retransmission timeout (TCP_RTO_MAX). */
+const MAX_RTO_MS = 120_000;
+
+/**
+ * One direction of a simulated TCP connection: bytes arrive in order, and bytes
+ * sent while the path is cut wait in the send queue, retransmitted with
+ * exponential back-off, so they (and everything queued behind them) arrive only
+ * at the first retransmission after the path heals — seconds late, all at once.
+ */
+class Direction {
+  private readonly queue: (() => void)[] = [];
+  private rtoMs: number;
+  private retransmitting = false;
+  /** When the last message on this direction arrives (in-order delivery). */
+  private lastArrival = 0;
+
+  constructor(
+    private readonly net: { scheduler: Scheduler; reachable(): boolean; delay(): number | undefined },
+    private readonly baseRtoMs: number,
+  ) {
+    this.rtoMs = baseRtoMs;
+  }
+
+  /** Sends one message; `arrive` runs when (and if) it reaches the other end. */
+  send(arrive: () => void): void {
+    if (this.queue.length > 0 || !this.net.reachable()) {
+      this.queue.push(arrive);
+      this.armRetransmit();
+      return;
+    }
+    this.transmit(arrive);
+  }
+
+  private transmit(arrive: () => void): void {
+    const delay = this.net.delay();
+    if (delay === undefined) return;
+    const scheduler = this.net.scheduler;
+    this.lastArrival = Math.max(scheduler.now + delay, this.lastArrival);
+    scheduler.at(this.lastArrival, arrive);
+  }
+
+  private armRetransmit(): void {
+    if (this.retransmitting) return;
+    this.retransmitting = true;
+    const scheduler = this.net.scheduler;
+    const attempt = () => {
+      if (!this.net.reachable()) {
+        this.rtoMs = Math.min(this.rtoMs * 2, MAX_RTO_MS);
+        scheduler.at(scheduler.now + this.rtoMs, attempt);
+        return;
+      }
+      this.retransmitting = false;
+      this.rtoMs = this.baseRtoMs;
+      for (const arrive of this.queue.splice(0)) this.transmit(arrive);
+    };
+    scheduler.at(scheduler.now + this.rtoMs, attempt);
+  }
+}
+
+/** A simulated TCP connection between two members: requests one way, replies the other. */
+interface SimConnection {
+  out: Direction;
+  back: Direction;
+}
+
 /** One simulated member. */
 export class SimMember {
   membership!: Membership;
@@ -125,7 +191,20 @@ export class SimCluster {
   private eventListeners: ((observer: string, event: MemberEvent) => void)[] = [];
 
   constructor(
-    readonly options: { seed: number; network: NetworkOptions; config?: Partial<SwimConfig> },
+    readonly options: {
+      seed: number;
+      network: NetworkOptions;
+      config?: Partial<SwimConfig>;
+      /**
+       * Model TCP connections, pooled one per peer as RpcSwimTransport does: a connection
+       * established before a partition stays open through it, its messages stuck in
+       * retransmission back-off (see Direction). Off: a partition simply drops messages.
+       */
+      connections?: {
+        /** Mirror of RpcSwimTransport: a request that got no answer retires its pooled connection, so the next message opens a fresh one. */
+        freshAfterTimeout: boolean;
+      };
+    },
   ) {
     this.random = seededRandom(options.seed);
   }
@@ -256,6 +335,7 @@ export class SimCluster {
   }
 
   private transportFor(member: SimMember): SwimTransport {
+    if (this.options.connections) return this.pooledTransportFor(member, this.options.connections.freshAfterTimeout);
     const scheduler = this.scheduler;
     return {
       request: (to, message, timeoutMs, onReply) => {
@@ -298,6 +378,63 @@ export class SimCluster {
         if (there === undefined) return;
         scheduler.at(scheduler.now + there, () => this.deliver(to, (target) => target.membership.handle(message, () => {})));
       },
+    };
+  }
+
+  /**
+   * A transport over simulated TCP connections, one pooled per peer. A new connection needs
+   * the path open (a connect into a partition fails within the transport's connect timeout,
+   * dropping what was sent on it); an open one carries messages in order and holds them
+   * through a partition. A retired connection is never used again, but what it already
+   * holds still arrives: a closed socket's unsent bytes are retransmitted all the same.
+   */
+  private pooledTransportFor(member: SimMember, freshAfterTimeout: boolean): SwimTransport {
+    const scheduler = this.scheduler;
+    const pool = new Map<string, SimConnection | undefined>();
+    const connection = (to: string): SimConnection | undefined => {
+      if (pool.has(to)) return pool.get(to);
+      if (!this.reachable(member.addr, to)) return undefined;
+      const net = (from: string, dest: string) => ({ scheduler, reachable: () => this.reachable(from, dest), delay: () => this.delay() });
+      const opened: SimConnection = { out: new Direction(net(member.addr, to), this.options.network.rtoMs), back: new Direction(net(to, member.addr), this.options.network.rtoMs) };
+      pool.set(to, opened);
+      return opened;
+    };
+    return {
+      request: (to, message, timeoutMs, onReply) => {
+        let settled = false;
+        const conn = connection(to);
+        const timeout = scheduler.at(scheduler.now + timeoutMs, () => {
+          if (settled || member.down) return;
+          settled = true;
+          // No answer: the connection may be stuck in back-off; the transport opens a fresh one next time.
+          if (freshAfterTimeout && pool.get(to) === conn) pool.delete(to);
+          if (member.stalledUntil > scheduler.now) scheduler.at(member.stalledUntil, () => onReply(undefined));
+          else onReply(undefined);
+        });
+        this.account(member, message);
+        if (!conn) return;
+        conn.out.send(() =>
+          this.deliver(to, (target) =>
+            target.membership.handle(message, (answer) => {
+              this.account(target, answer);
+              conn.back.send(() => {
+                if (settled || member.down) return;
+                this.deliver(member.addr, () => {
+                  if (settled) return;
+                  settled = true;
+                  timeout.cancelled = true;
+                  onReply(answer);
+                });
+              });
+            }),
+          ),
+        );
+      },
+      send: (to, message) => {
+        this.account(member, message);
+        connection(to)?.out.send(() => this.deliver(to, (target) => target.membership.handle(message, () => {})));
+      },
+      forget: (to) => void pool.delete(to),
     };
   }
 }

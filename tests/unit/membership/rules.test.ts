@@ -7,7 +7,7 @@ import type { Clock, SwimMessage, SwimTransport, TimerHandle, Update } from "../
 const meta = { state: "ready", services: ["demo"], version: "0.1.0", http: null };
 
 /** A virtual clock and a transport that records what is sent, for one membership. */
-function harness(config: Record<string, number> = {}) {
+function harness(config: Record<string, number> = {}, options: { acks?: boolean } = {}) {
   let now = 1_000_000;
   const timers: { at: number; fn: () => void; live: boolean }[] = [];
   const clock: Clock = {
@@ -19,14 +19,17 @@ function harness(config: Record<string, number> = {}) {
     },
   };
   const sent: { to: string; message: SwimMessage }[] = [];
-  const requests: { to: string; message: SwimMessage }[] = [];
+  const requests: { to: string; message: SwimMessage; timeoutMs: number }[] = [];
+  const forgotten: string[] = [];
   const transport: SwimTransport = {
-    // Nobody answers: every request times out.
+    // Nobody answers: every request times out; with `acks`, every ping is acked a millisecond later.
     request: (to, message, timeoutMs, onReply) => {
-      requests.push({ to, message });
-      clock.setTimer(timeoutMs, () => onReply(undefined));
+      requests.push({ to, message, timeoutMs });
+      if (options.acks && message.t === "ping") clock.setTimer(1, () => onReply({ t: "ack", from: message.target }));
+      else clock.setTimer(timeoutMs, () => onReply(undefined));
     },
     send: (to, message) => sent.push({ to, message }),
+    forget: (to) => forgotten.push(to),
   };
   const errors: string[] = [];
   const events: string[] = [];
@@ -59,7 +62,7 @@ function harness(config: Record<string, number> = {}) {
   const gossip = (...u: Update[]) => m.handle({ t: "gossip", from: "x", u }, () => {});
   /** A message from the member `from` itself. */
   const said = (from: string, ...u: Update[]) => m.handle({ t: "gossip", from, u }, () => {});
-  return { m, sent, requests, errors, events, advance, gossip, said, throwOnEvent: () => (throwOnEvent = true) };
+  return { m, sent, requests, forgotten, errors, events, advance, gossip, said, throwOnEvent: () => (throwOnEvent = true) };
 }
 
 const alive = (id: string, inc = 10, addr = `127.0.0.1:${7000 + Number(id.slice(1) || 1)}`): Update => ({ id, addr, inc, status: "alive", meta });
@@ -199,5 +202,77 @@ test("a live member is not evicted by a third party's word that it left, or by a
   // b1 saying it left is taken at once.
   h.said("b1", { ...alive("b1", 12), status: "left" });
   assert.equal(h.m.get("b1")?.status, "left");
+  h.m.stop();
+});
+
+test("a dead verdict about a suspect counts as one more confirmation: it never cuts the suspicion short of the shortest timeout", () => {
+  // Five members: Lifeguard's suspicion starts at 6 x 4 s and shrinks with confirmations (k = 2).
+  const h = harness({}, { acks: true });
+  h.m.start();
+  for (let i = 1; i <= 4; i++) h.gossip(alive(`b${i}`, 10));
+  h.said("c", { ...alive("b1", 10), status: "suspect", by: "c" });
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  // Five seconds on, the isolated c's stale verdict arrives: b1 has seconds left to refute, not zero.
+  h.advance(5_000);
+  h.said("c2", { ...alive("b1", 10), status: "dead" });
+  h.advance(1_000);
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  h.gossip(alive("b1", 11));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  assert.ok(!h.events.includes("dead b1"), h.events.join(", "));
+  h.m.stop();
+});
+
+test("stale news a millisecond apart, suspect then dead, leaves a fresh suspicion its whole timeout", () => {
+  const h = harness({}, { acks: true });
+  h.m.start();
+  h.gossip(alive("b1", 10));
+  h.said("c", { ...alive("b1", 10), status: "suspect", by: "c" });
+  h.advance(1);
+  h.said("c", { ...alive("b1", 10), status: "dead" });
+  // Three members or fewer: the shortest timeout, 4 x 1 s probe interval.
+  h.advance(3_900);
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  h.gossip(alive("b1", 11));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  h.m.stop();
+});
+
+test("a member declared dead has its pooled connection closed, which may be stuck in retransmission back-off", () => {
+  const h = harness({ probeIntervalMs: 100, probeTimeoutMs: 50, gossipIntervalMs: 50, suspicionMult: 1, indirectChecks: 0 });
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  h.advance(5_000);
+  assert.equal(h.m.get("b1")?.status, "dead");
+  assert.deepEqual(h.forgotten, ["127.0.0.1:7001"]);
+  h.m.stop();
+});
+
+test("a helper asked to probe gives up and nacks within 80% of the probe timeout, before the asker stops waiting", () => {
+  const h = harness({ probeTimeoutMs: 500 });
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  const answers: string[] = [];
+  h.m.handle({ t: "ping-req", from: "x", target: "b1", addr: "127.0.0.1:7001" }, (a) => answers.push(a.t));
+  const ping = h.requests.find((r) => r.message.t === "ping" && (r.message as { target: string }).target === "b1");
+  assert.equal(ping?.timeoutMs, 400);
+  h.advance(400);
+  assert.deepEqual(answers, ["nack"]);
+  h.m.stop();
+});
+
+test("a member we suspect that talks to us hears of the suspicion at once, once, so it can refute", () => {
+  const h = harness({}, { acks: true });
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"), alive("c", 10, "127.0.0.1:7009"));
+  h.said("c", { ...alive("b1", 10), status: "suspect", by: "c" });
+  const toB1 = () => h.sent.filter((s) => s.to === "127.0.0.1:7001" && s.message.t === "gossip" && s.message.u.some((u) => u.id === "b1" && u.status === "suspect"));
+  const before = toB1().length;
+  h.said("b1", alive("c", 10, "127.0.0.1:7009"));
+  h.said("b1", alive("c", 10, "127.0.0.1:7009"));
+  assert.equal(toB1().length, before + 1);
+  // Its refutation ends the suspicion.
+  h.said("b1", alive("b1", 11, "127.0.0.1:7001"));
+  assert.equal(h.m.get("b1")?.status, "alive");
   h.m.stop();
 });
