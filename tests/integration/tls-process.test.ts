@@ -1,11 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { makeCertificates } from "../../scripts/certs.ts";
 import { httpsGet } from "../helpers/https.ts";
+import { until } from "../helpers/net.ts";
 import { FAST_SWIM_ENV, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, runCli, sendSignal, spawnCommand, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ebb-tls-process-"));
@@ -177,3 +179,33 @@ test("the README's TLS commands work as shown: make certificates, serve with the
     await stopProcess(node);
   }
 });
+
+// A peer that opens TCP to a TLS node and never finishes the handshake holds a descriptor until the idle timeout
+// and the 1 s linger give it up. Deno's TlsConn waits for the handshake before it closes (denoland/deno#14547),
+// so a Deno node keeps such descriptors until the peer goes: README "Limits and hostile input" says so.
+for (const runner of ["bun", "binary"] as const) {
+  test(`${runner}: 50 connections that never finish the TLS handshake are closed after the idle timeout and the linger, their descriptors released`, async () => {
+    const sockets: Socket[] = [];
+    let proc: NodeProcess | undefined;
+    try {
+      proc = await startNodeProcess(runner, { ...tlsEnv(runner), EBB_IDLE_TIMEOUT_MS: "300" });
+      const descriptors = () => readdirSync(`/proc/${proc!.child.pid}/fd`).length;
+      const before = descriptors();
+      let closed = 0;
+      for (let i = 0; i < 50; i++) {
+        const socket = connect(proc.port, "127.0.0.1");
+        socket.on("error", () => {});
+        socket.on("close", () => closed++);
+        sockets.push(socket);
+      }
+      await until(() => descriptors() >= before + 50, "the node holds the 50 connections");
+      const held = Date.now();
+      await until(() => closed === 50, "the node closed all 50", 10_000);
+      await until(() => descriptors() <= before, "the node released their descriptors", 5_000);
+      console.log(`${runner}: 50 unfinished TLS handshakes released ${Date.now() - held} ms after they were held (EBB_IDLE_TIMEOUT_MS=300, linger 1 s)`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await stopProcess(proc);
+    }
+  });
+}
