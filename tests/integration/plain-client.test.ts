@@ -91,7 +91,7 @@ test(
     const run = await runClient(["call", "--port", String(node.port), "--key", KEY]);
     assert.equal(run.code, 0, `${run.stderr}\n${JSON.stringify(run.events)}`);
     const { events } = run;
-    assert.deepEqual(eventOf(events, "echo").result, { hello: "ebb", n: 3, bytes: "00ff" });
+    assert.equal(eventOf(events, "echo").same, true, "every msgpack type the client encodes came back as sent");
     assert.deepEqual(eventOf(events, "pipelined").results, [2, 1, 0]);
     const info = eventOf(events, "info");
     assert.deepEqual([info.node, info.state, info.methods], ["plain-a", "ready", { "demo.echo": true, "demo.sleep": true }]);
@@ -107,7 +107,7 @@ test(
   },
 );
 
-test(`${HOST_RUNNER}: a plain client with a key the node does not hold is answered UNAUTHENTICATED (wrong-key), then the node closes the connection`, {
+test(`${HOST_RUNNER}: a plain client with a key the node does not hold or of another cluster id is answered UNAUTHENTICATED (wrong-key, wrong-cluster), then the node closes the connection`, {
   skip: PYTHON_MISSING,
 }, async () => {
   const node = await keyedNode();
@@ -119,6 +119,9 @@ test(`${HOST_RUNNER}: a plain client with a key the node does not hold is answer
   );
   assert.deepEqual(eventOf(run.events, "refused"), { event: "refused", code: "UNAUTHENTICATED", processed: null, data: { reason: "wrong-key" } });
   await node.waitForLine((line) => /proved an unknown key/.test(String(line.msg)));
+  const otherCluster = await runClient(["wrong-key", "--port", String(node.port), "--key", KEY, "--cluster", "staging"]);
+  assert.equal(otherCluster.code, 0, otherCluster.stderr);
+  assert.deepEqual(eventOf(otherCluster.events, "refused").data, { reason: "wrong-cluster" }, "the right key with another cluster id");
 });
 
 /** The drain on this test's runtime, and on the binary when it is built (`npm test` builds it). */
