@@ -16,9 +16,31 @@ const targets = only.length > 0 ? only : ["tests/"];
 // A hung suite must not hang CI: each runner gets a bound (deno test has no per-test timeout).
 const RUNNER_LIMIT_MS = Number(process.env.EBB_TEST_RUNNER_LIMIT_S ?? 900) * 1000;
 
-function run(label, command, commandArgs) {
+/** Output of the buffered runs still going, for the progress line. */
+const live = new Map();
+
+/** Waits for runs that go side by side, printing every 30 s how many tests each has passed and failed so far. */
+async function alongside(...runs) {
+  const count = (output, pattern) => (output.match(pattern) ?? []).length;
+  const ticker = setInterval(() => {
+    const parts = [...live].map(([label, output]) => `${label}: ${count(output, /^\(pass\) | \.\.\. ok \(/gm)} passed, ${count(output, /^\(fail\) | \.\.\. FAILED \(/gm)} failed`);
+    if (parts.length > 0) console.log(`.. ${parts.join("; ")}`);
+  }, 30_000);
+  try {
+    return await Promise.all(runs);
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+/**
+ * Runs a command; its output goes through as it comes, or, when `buffered` (it runs beside
+ * another), is printed whole once it ends, so two runs never interleave their lines.
+ */
+function run(label, command, commandArgs, buffered = false) {
   return new Promise((resolve) => {
-    console.log(`\n== ${label}: ${[command.replace(root + "/", ""), ...commandArgs].join(" ")}`);
+    const header = `\n== ${label}: ${[command.replace(root + "/", ""), ...commandArgs].join(" ")}`;
+    if (!buffered) console.log(header);
     const child = spawn(command, commandArgs, {
       cwd: root,
       env: { ...process.env, NO_COLOR: "1" },
@@ -28,7 +50,8 @@ function run(label, command, commandArgs) {
     const tee = (stream, sink) =>
       stream.on("data", (chunk) => {
         output += chunk;
-        sink.write(chunk);
+        if (buffered) live.set(label, output);
+        else sink.write(chunk);
       });
     tee(child.stdout, process.stdout);
     tee(child.stderr, process.stderr);
@@ -38,6 +61,10 @@ function run(label, command, commandArgs) {
     }, RUNNER_LIMIT_MS);
     child.on("close", (code, signal) => {
       clearTimeout(limit);
+      if (buffered) {
+        live.delete(label);
+        process.stdout.write(`${header}\n${output}`);
+      }
       resolve({ code: code ?? (signal ? 128 : 1), output });
     });
   });
@@ -72,25 +99,33 @@ function denoFailures(output) {
 const results = [];
 let failed = false;
 
-const tsc = await run("types (tsc, Bun)", bin("tsc"), ["-p", "."]);
-const denoCheck = await run("types (deno check)", bin("deno"), ["check", "src/", "tests/", "scripts/"]);
+// The two type checks and the build (the integration tests run the compiled binary) side by side:
+// the build is the same command as `npm run build`, read from package.json so the two never differ.
+const [, ...buildArgs] = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts.build.split(" ");
+const [tsc, denoCheck, build] = await Promise.all([
+  run("types (tsc, Bun)", bin("tsc"), ["-p", "."], true),
+  run("types (deno check)", bin("deno"), ["check", "src/", "tests/", "scripts/"], true),
+  checkOnly ? { code: 0 } : run("build (npm run build)", bin("bun"), buildArgs, true),
+]);
 if (tsc.code !== 0 || denoCheck.code !== 0) {
   console.log("\ntype check failed");
   failed = true;
 }
+if (build.code !== 0) failed = true;
 
 if (!checkOnly) {
-  // The integration tests run the compiled binary too: build it first.
-  // The same command as `npm run build`, read from package.json so the two never differ.
-  const [, ...buildArgs] = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts.build.split(" ");
-  const build = await run("build (npm run build)", bin("bun"), buildArgs);
-  if (build.code !== 0) failed = true;
-  const bun = await run("bun test", bin("bun"), ["test", "--timeout", "60000", ...targets]);
+  // Bun's and Deno's runs side by side (their tests mostly wait on sockets, processes and timers),
+  // each printed whole when it ends; EBB_TEST_SERIAL=1 runs them one after the other, streaming.
+  const serial = process.env.EBB_TEST_SERIAL === "1";
+  const bunArgs = ["test", "--timeout", "60000", ...targets];
+  const denoArgs = ["test", "--allow-all", ...targets];
+  const [bun, deno] = serial
+    ? [await run("bun test", bin("bun"), bunArgs), await run("deno test", bin("deno"), denoArgs)]
+    : await alongside(run("bun test", bin("bun"), bunArgs, true), run("deno test", bin("deno"), denoArgs, true));
   const bunPass = Number(/^\s*(\d+) pass\s*$/m.exec(bun.output)?.[1] ?? 0);
   const bunFail = Number(/^\s*(\d+) fail\s*$/m.exec(bun.output)?.[1] ?? (bun.code === 0 ? 0 : 1));
   results.push(["bun", bunPass, bunFail, bun.code]);
 
-  const deno = await run("deno test", bin("deno"), ["test", "--allow-all", ...targets]);
   // Tests are flat test() calls (no describe), so Deno's top-level count is the test count.
   const m = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(deno.output);
   const denoPass = Number(m?.[1] ?? 0);
