@@ -211,7 +211,8 @@ for (const runner of RUNNER_NAMES) {
         assert.equal(summary.stoppedBy, code);
         assert.equal(summary.ok, 0);
         assert.ok(summary.durationMs < 1_000, `${code}: stopped after ${summary.durationMs} ms`);
-        assert.ok(summary.calls < 200, `${code}: ${summary.calls} failing calls sent`);
+        // Less than a second's worth at --rate 1000: what was sent before the first answer came back.
+        assert.ok(summary.calls < 1_000, `${code}: ${summary.calls} failing calls sent`);
         assert.ok(run.ms < 10_000, `${code}: ran ${run.ms} ms of a 1 h bench`);
       }
       assert.equal(noService.code, 1, noService.stderr);
