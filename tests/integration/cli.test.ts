@@ -8,7 +8,8 @@ import { DEMO_SWITCHES } from "../../src/demo/switches.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
-import { type CliResult, DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCli, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { formatCount } from "../../src/cli/table.ts";
+import { type CliResult, DENO_TASK, HOST_RUNNER, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCli, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Two cluster keys (from "ebb keygen"): the node's, and one it does not hold.
 const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
@@ -274,6 +275,82 @@ for (const runner of RUNNER_NAMES) {
     }
   });
 }
+
+/** The README's code blocks in order: each one's info string and text. */
+function readmeBlocks(): { info: string; text: string }[] {
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  return [...readme.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ info: m[1]!, text: m[2]! }));
+}
+
+/** The README block that runs `command`, and the block after it (what it prints). */
+function readmeSample(command: string): { run: string; output: string } {
+  const blocks = readmeBlocks();
+  const at = blocks.findIndex((b) => b.info === "sh" && b.text.trimEnd() === command);
+  assert.ok(at >= 0, `the README runs ${command} in a block of its own`);
+  return { run: blocks[at]!.text.trimEnd(), output: blocks[at + 1]!.text };
+}
+
+/** `--name value` from a command line with shell quotes. */
+function flagOf(command: string, name: string): string {
+  const match = new RegExp(`--${name} ('[^']*'|\\S+)`).exec(command);
+  assert.ok(match, `${command} has --${name}`);
+  return match[1]!.replace(/^'(.*)'$/, "$1");
+}
+
+test("the README's command-line samples are what the commands print: members, call, bench and usage mistakes", async () => {
+  const runner = HOST_RUNNER;
+  const [a, b] = await startPair(runner);
+  try {
+    const members = readmeSample("npm run -s ebb -- members --seeds 127.0.0.1:7400");
+    const call = readmeSample(`npm run -s ebb -- call demo.echo '{"hello":"cli"}' --seeds 127.0.0.1:7400`);
+    const benchCommand = readmeBlocks().find((block) => block.info === "sh" && block.text.startsWith("npm run -s ebb -- bench "))!.text.trimEnd();
+    const benchSample = readmeBlocks().find((block) => block.text.startsWith("ebb bench: "))!.text;
+    const seeds = `127.0.0.1:${a.port}`;
+    const method = flagOf(benchCommand, "method");
+    const rate = Number(flagOf(benchCommand, "rate"));
+    const [realMembers, realCall, realBench] = await Promise.all([
+      runCli(runner, ["members", "--seeds", seeds]),
+      runCli(runner, ["call", "demo.echo", '{"hello":"cli"}', "--seeds", seeds]),
+      // The README's bench, shorter: the same method, input and rate.
+      runCli(runner, ["bench", "--seeds", seeds, "--method", method, "--input", flagOf(benchCommand, "input"), "--rate", String(rate), "--duration", "1s"]),
+    ]);
+    // members: the same header, rows of the same columns, the same closing line.
+    assert.equal(realMembers.code, 0, realMembers.stderr);
+    const [shown, real] = [members.output, realMembers.stdout].map((text) => text.trimEnd().split("\n"));
+    const words = (line: string) => line.trim().split(/\s+/).join(" ");
+    assert.equal(words(shown![0]!), words(real![0]!), "header");
+    for (const row of shown!.slice(1, -2)) assert.match(row, /^\w+ +127\.0\.0\.1:\d+ +alive +ready +demo +\d+ +\d+(ms|s|m\d\ds)$/);
+    assert.equal(shown![shown!.length - 2], "");
+    assert.match(shown!.at(-1)!, /^\d members as seen by a \(127\.0\.0\.1:7400\)$/);
+    assert.match(real!.at(-1)!, /^\d members as seen by a \(127\.0\.0\.1:\d+\)$/);
+    // call: exactly what it prints.
+    assert.equal(realCall.code, 0, realCall.stderr);
+    assert.equal(call.output, realCall.stdout);
+    // bench: the header names the command's method, rate, duration and seeds; the rest has the real layout.
+    assert.equal(realBench.code, 0, realBench.stderr);
+    const durationS = Number.parseFloat(flagOf(benchCommand, "duration"));
+    const sampleLines = benchSample.trimEnd().split("\n");
+    assert.equal(sampleLines[0], `ebb bench: ${method}, rate ${formatCount(rate)}/s, ${durationS.toFixed(1)} s, seeds ${flagOf(benchCommand, "seeds")}`);
+    const realLines = realBench.stdout.trimEnd().split("\n");
+    assert.match(realLines[0]!, new RegExp(`^ebb bench: ${method.replace(".", "\\.")}, rate ${formatCount(rate)}/s, 1\\.\\d s, seeds ${seeds}$`));
+    const columns = (line: string) => line.trim().split(/\s{2,}/).length;
+    assert.equal(words(sampleLines[2]!), words(realLines[2]!), "the totals header");
+    assert.equal(columns(sampleLines[3]!), columns(realLines[3]!), "the totals row");
+    assert.deepEqual(sampleLines.slice(5).map((l) => l.split(/\s+/)[0]), realLines.slice(5).map((l) => l.split(/\s+/)[0]), "errors, retries, nodes");
+    assert.equal(Number(sampleLines[3]!.split(/\s+/)[0]!.replaceAll(",", "")), rate * durationS, "an open model starts rate x duration calls");
+  } finally {
+    await Promise.all([stopProcess(a), stopProcess(b)]);
+  }
+  // The usage mistakes the Command line section shows, exactly.
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  const transcript = /^\$ ebb bench --concurency 8\n[\s\S]*?(?=^```)/m.exec(readme)?.[0];
+  assert.ok(transcript, "the README shows usage mistakes");
+  for (const [, args, printed] of transcript.matchAll(/^\$ ebb (.*)\n((?:[^$].*\n)*)/gm)) {
+    const result = await runCli(runner, args!.split(" "));
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, printed, `ebb ${args}`);
+  }
+});
 
 test("deno task serve runs the node with only --allow-net and --allow-env, serves, and drains on SIGTERM", async () => {
   const task = (JSON.parse(readFileSync(`${ROOT}deno.json`, "utf8")) as { tasks: Record<string, string> }).tasks.serve!;
