@@ -54,7 +54,10 @@ export const MAIN_VARIABLES = {
   }),
   host: variable({
     name: "EBB_HOST",
-    schema: z.string().refine(isBindHost, { error: "must be an IP address (such as 127.0.0.1, 0.0.0.0 or ::) or a host name of this machine" }),
+    schema: z.string().refine(isBindHost, {
+      // Bun cannot bind "[::1]": brackets belong in host:port, not in a host alone.
+      error: (issue) => (String(issue.input).startsWith("[") ? "must be an IPv6 address without brackets, such as ::1" : "must be an IP address (such as 127.0.0.1, 0.0.0.0 or ::) or a host name of this machine"),
+    }),
     default: "127.0.0.1",
     description: "address both listeners bind",
   }),

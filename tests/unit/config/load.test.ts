@@ -115,6 +115,7 @@ test("EBB_HOST takes an IP address or a host name, and names anything else", () 
       host,
     );
   }
+  assert.throws(() => loadConfig({ EBB_HOST: "[::1]" }), /EBB_HOST="\[::1\]" must be an IPv6 address without brackets, such as ::1/);
 });
 
 test("loadConfig names every bad variable in one message", () => {
