@@ -52,6 +52,11 @@ async function main(): Promise<void> {
     return;
   }
   const named = first !== undefined && !first.startsWith("-");
+  const meant = !named && first !== undefined ? closestName(first.replace(/^-+/, ""), ["help", "version"]) : undefined;
+  if (meant) {
+    runtime.write("stderr", `ebb: unknown option "${first}" (did you mean --${meant}?)\nRun "ebb --help" for usage.\n`);
+    return runtime.exit(EXIT_CODES.badConfig);
+  }
   const command = named ? COMMANDS.find((c) => c.name === first) : serveCommand;
   if (!command) {
     const names = COMMANDS.map((c) => c.name);

@@ -60,7 +60,9 @@ export function parseCommand<Flags>(command: Command<Flags>, argv: string[]): { 
   // A first, lenient pass finds unknown options, to name the one meant; the strict pass reports the rest.
   const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
   for (const token of tokens) {
-    if (token.kind === "option" && !(token.name in command.options)) throw new UsageError(unknownOption(token.rawName, Object.keys(command.options)));
+    if (token.kind !== "option" || token.name in command.options) continue;
+    const names = Object.keys(command.options);
+    throw new UsageError(names.length > 0 ? unknownOption(token.rawName, names) : `Unknown option ${JSON.stringify(token.rawName)}: ebb ${command.name} takes no options`);
   }
   let parsed;
   try {

@@ -35,7 +35,7 @@ async function startPair(runner: RunnerName): Promise<[NodeProcess, NodeProcess]
 
 for (const runner of RUNNER_NAMES) {
   test(`${runner}: ebb --help, <command> --help and --version; usage mistakes exit 2 with the reason`, async () => {
-    const [help, callHelp, membersHelp, benchHelp, serveHelp, version, unknown, noMethod, badFlag, badRate, both, misspelt, negative, stray, strayKeygen, badDuration] = await Promise.all([
+    const [help, callHelp, membersHelp, benchHelp, serveHelp, version, unknown, noMethod, badFlag, badRate, both, misspelt, negative, stray, strayKeygen, badDuration, versoin, servePort] = await Promise.all([
       runCli(runner, ["--help"]),
       runCli(runner, ["call", "--help"]),
       runCli(runner, ["members", "--help"]),
@@ -52,6 +52,8 @@ for (const runner of RUNNER_NAMES) {
       runCli(runner, ["members", "extra", "--addr", "127.0.0.1:1"]),
       runCli(runner, ["keygen", "extra"]),
       runCli(runner, ["bench", "--duration", "2d"]),
+      runCli(runner, ["--verison"]),
+      runCli(runner, ["serve", "--port", "7500"]),
     ]);
     assert.equal(help.code, 0);
     for (const name of ["serve", "call", "members", "bench", "keygen"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
@@ -80,6 +82,10 @@ for (const runner of RUNNER_NAMES) {
     assert.equal(strayKeygen.code, 2);
     assert.equal(strayKeygen.stdout, "", "no key printed");
     assert.match(strayKeygen.stderr, /^ebb keygen: Unexpected argument "extra"/);
+    assert.equal(versoin.code, 2);
+    assert.match(versoin.stderr, /^ebb: unknown option "--verison" \(did you mean --version\?\)$/m);
+    assert.equal(servePort.code, 2, "no node started on 7400");
+    assert.match(servePort.stderr, /^ebb serve: Unknown option "--port": ebb serve takes no options$/m);
     assert.equal(badDuration.code, 2);
     assert.match(badDuration.stderr, /--duration must be a duration such as 500ms, 10s, 2m or 1h/);
     assert.equal(both.code, 2);
