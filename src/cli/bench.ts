@@ -70,8 +70,9 @@ export const benchCommand = defineCommand({
 every second otherwise. The summary goes to standard output. SIGINT ends the run early
 and still prints the summary (a second SIGINT quits at once, exit 130). Exits 0 when every
 call succeeded, 1 when any failed. Calls that no retry can fix (METHOD_NOT_FOUND,
-INVALID_PARAMS, UNAUTHENTICATED) end the run at the first, with the error; so does a
-cluster that cannot be reached within --duration.`,
+INVALID_PARAMS, UNAUTHENTICATED) end the run at the first, with the error; so do a
+node's HTTP port given for its RPC port, a cluster where no node offers the method's
+service (within a second), and one where no node answers within --duration.`,
   async run(runtime, flags) {
     if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("Give --rate or --concurrency, not both");
     const env = runtime.env();
