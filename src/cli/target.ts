@@ -109,7 +109,8 @@ export function answersHttp(runtime: Runtime, address: string, timeoutMs = 1_000
           };
         },
       })
-      .then((opened) => opened.write(PING_REQUEST), done);
+      // A connection that opens after the timeout is closed unused.
+      .then((opened) => (finished ? opened.close() : opened.write(PING_REQUEST)), done);
   });
 }
 
