@@ -10,7 +10,7 @@
  */
 import { benchCommand } from "./cli/bench.ts";
 import { callCommand } from "./cli/call.ts";
-import { type Command, commandHelp, parseCommand, UsageError } from "./cli/command.ts";
+import { closestName, type Command, commandHelp, parseCommand, UsageError } from "./cli/command.ts";
 import { keygenCommand } from "./cli/keygen.ts";
 import { tokenCommand } from "./cli/token.ts";
 import { membersCommand } from "./cli/members.ts";
@@ -52,9 +52,16 @@ async function main(): Promise<void> {
     return;
   }
   const named = first !== undefined && !first.startsWith("-");
+  const meant = !named && first !== undefined ? closestName(first.replace(/^-+/, ""), ["help", "version"]) : undefined;
+  if (meant) {
+    runtime.write("stderr", `ebb: unknown option "${first}" (did you mean --${meant}?)\nRun "ebb --help" for usage.\n`);
+    return runtime.exit(EXIT_CODES.badConfig);
+  }
   const command = named ? COMMANDS.find((c) => c.name === first) : serveCommand;
   if (!command) {
-    runtime.write("stderr", `ebb: unknown command "${first}"; the commands are ${COMMANDS.map((c) => c.name).join(", ")}\nRun "ebb --help" for usage.\n`);
+    const names = COMMANDS.map((c) => c.name);
+    const closest = closestName(first ?? "", names);
+    runtime.write("stderr", `ebb: unknown command "${first}"${closest ? ` (did you mean ${closest}?)` : ""}; the commands are ${names.join(", ")}\nRun "ebb --help" for usage.\n`);
     return runtime.exit(EXIT_CODES.badConfig);
   }
   const rest = named ? args.slice(1) : args;

@@ -22,7 +22,7 @@ export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership
 export type { ShutdownSummary, NodeStats } from "./node.ts";
 export type { LifecycleState } from "./lifecycle/state.ts";
 export { StartupError, type StartupContext, type StartupHook } from "./lifecycle/startup.ts";
-export { runNode, type RunContext } from "./run.ts";
+export { runNode, type RunContext, type RunOptions } from "./run.ts";
 export { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
 
 /** Options of `createNode`: without a runtime, the one this process runs on. */

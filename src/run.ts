@@ -1,10 +1,11 @@
 import { type Config, ConfigError, loadConfig } from "./config/load.ts";
-import { readTogether } from "./config/table.ts";
+import { closestName, readTogether, variablesHelp } from "./config/table.ts";
+import { CONFIG_VARIABLES } from "./config/variables.ts";
 import { readBenchSwitches } from "./demo/switches.ts";
 import { EXIT_CODES, exitOnSignals } from "./lifecycle/signals.ts";
 import { StartupError } from "./lifecycle/startup.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createNode, type EbbNode } from "./node.ts";
+import { createNode, type EbbNode, VERSION } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { errorText } from "./error-text.ts";
@@ -16,18 +17,35 @@ export interface RunContext {
   runtime: Runtime;
 }
 
+/** How `runNode` runs. */
+export interface RunOptions {
+  /** The runtime; default the one this process runs on. */
+  runtime?: Runtime;
+  /** The program's name and version, for `--help` and `--version`. */
+  name?: string;
+  version?: string;
+  /** The command-line arguments; default the process's. A node takes only `--help` and `--version`: EBB_* variables configure it. */
+  args?: readonly string[];
+}
+
+/** The exit codes of a node process, for `--help`. */
+export const NODE_EXIT_CODES = `Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
+2 bad configuration, 3 startup failed (a hook, or a port in use), 130/143 forced by a second SIGINT/SIGTERM.`;
+
 /**
  * The whole life of a node process, as `ebb serve` lives it: configuration from
  * EBB_* variables (every bad one named, exit 2), logs (JSON lines, or readable
  * on a terminal), `setup` registering services and startup hooks, signals (the
  * first SIGTERM or SIGINT drains and exits with the drain's code, a second
  * exits at once), then start (a failed start exits 3). Resolves once the node is
- * ready; the process then ends through its signals.
+ * ready; the process then ends through its signals. `--help` lists the EBB_*
+ * variables and `--version` prints the version; any other argument exits 2.
  *
  *   await runNode((node) => node.register(greeter, { hello: ({ name }) => `Hello, ${name}` }));
  */
-export async function runNode(setup: (node: EbbNode, context: RunContext) => void, options: { runtime?: Runtime } = {}): Promise<EbbNode> {
+export async function runNode(setup: (node: EbbNode, context: RunContext) => void, options: RunOptions = {}): Promise<EbbNode> {
   const runtime = options.runtime ?? (await detectRuntime());
+  answerArguments(runtime, options);
   let config: Config;
   let bench: ReturnType<typeof readBenchSwitches>;
   try {
@@ -61,6 +79,28 @@ export async function runNode(setup: (node: EbbNode, context: RunContext) => voi
     return runtime.exit(EXIT_CODES.startupFailed);
   }
   return node;
+}
+
+/** `--help` and `--version` print and exit 0; anything else is a mistake (exit 2) rather than a node started as if it were not there. */
+function answerArguments(runtime: Runtime, options: RunOptions): void {
+  const args = options.args ?? runtime.args();
+  if (args.length === 0) return;
+  const versions = `ebb ${VERSION}, ${runtime.name} ${runtime.version}`;
+  const arg = args[0]!;
+  if (arg === "--version" || arg === "-v") {
+    const line = options.name || options.version ? `${[options.name, options.version].filter(Boolean).join(" ")} (${versions})` : `ebb ${VERSION} (${runtime.name} ${runtime.version})`;
+    runtime.write("stdout", `${line}\n`);
+    return runtime.exit(EXIT_CODES.ok);
+  }
+  if (arg === "--help" || arg === "-h") {
+    const title = options.name ? `${options.name}${options.version ? ` ${options.version}` : ""}: an ebb node (${versions})` : `An ebb node (${versions})`;
+    const usage = "Runs the node until SIGTERM or SIGINT, which drain it; takes no arguments but --help and --version.";
+    runtime.write("stdout", `${title}\n\n${usage}\n\nConfigured by the environment only:\n${variablesHelp(CONFIG_VARIABLES)}\n\n${NODE_EXIT_CODES}\n`);
+    return runtime.exit(EXIT_CODES.ok);
+  }
+  const meant = arg.startsWith("-") ? closestName(arg.replace(/^-+/, ""), ["help", "version"]) : undefined;
+  runtime.write("stderr", `${options.name ?? "ebb node"}: unknown argument ${JSON.stringify(arg)}${meant ? ` (did you mean --${meant}?)` : ""}; a node takes its settings from EBB_* variables, listed by --help\n`);
+  return runtime.exit(EXIT_CODES.badConfig);
 }
 
 /** SIGHUP reads EBB_TLS_* (the files) again: new connections use the new certificate and CA, open ones carry on; a bad file keeps the old ones. */

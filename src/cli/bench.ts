@@ -1,15 +1,20 @@
 import { z } from "zod";
-import { createClusterClient, serviceOf } from "../cluster/client.ts";
+import { type ClusterClient, createClusterClient, serviceOf } from "../cluster/client.ts";
 import { RpcError } from "../rpc/errors.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, duration, jsonText, UsageError, wholeNumber } from "./command.ts";
 import { Histogram } from "./histogram.ts";
 import { formatCount, renderTable } from "./table.ts";
-import { clientRuntime, clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { errorLines } from "./call.ts";
+import { clientRuntime, clusterOptions, httpPortHint, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
 /** In `--rate` mode, calls due while this many are in flight are skipped and counted, not queued without end. */
 const MAX_INFLIGHT = 10_000;
 const DEFAULT_CONCURRENCY = 16;
+/** Codes every further call would get too: the bench stops at the first, rather than send failing calls for the whole run. */
+const HOPELESS_CODES: ReadonlySet<string> = new Set(["METHOD_NOT_FOUND", "INVALID_PARAMS", "UNAUTHENTICATED"]);
+/** How long a cluster that answers gets to show a node offering the method's service. */
+const SERVICE_WAIT_MS = 1_000;
 
 /** What `ebb bench` measured; also its `--json` output. */
 export interface BenchSummary {
@@ -32,6 +37,8 @@ export interface BenchSummary {
   nodes: Record<string, number>;
   /** True when SIGINT ended the run before `--duration`. */
   interrupted: boolean;
+  /** The code that ended the run early because no retry could fix it (METHOD_NOT_FOUND, INVALID_PARAMS, UNAUTHENTICATED), or a node's HTTP port given as its RPC port. */
+  stoppedBy?: string;
 }
 
 /** `ebb bench`: constant-rate or fixed-concurrency load through the cluster client. */
@@ -45,7 +52,7 @@ export const benchCommand = defineCommand({
     input: { type: "string", value: "json", description: 'input of every call (default {"hello":"ebb"})' },
     rate: { type: "string", value: "calls/s", description: "open model: start this many calls per second, whatever their latency" },
     concurrency: { type: "string", value: "n", description: `closed model: keep n calls in flight (default ${DEFAULT_CONCURRENCY})` },
-    duration: { type: "string", value: "time", description: "how long to send: 500ms, 10s, 2m (default 10s)" },
+    duration: { type: "string", value: "time", description: "how long to send: 500ms, 10s, 2m, 1h (default 10s)" },
     timeout: { type: "string", value: "ms", description: "deadline of each call (default 10000)" },
     json: { type: "boolean", description: "print the summary as JSON instead of a table" },
   },
@@ -62,22 +69,37 @@ export const benchCommand = defineCommand({
   details: `Progress goes to standard error: one line rewritten in place on a terminal, a plain line
 every second otherwise. The summary goes to standard output. SIGINT ends the run early
 and still prints the summary (a second SIGINT quits at once, exit 130). Exits 0 when every
-call succeeded, 1 when any failed.`,
+call succeeded, 1 when any failed. Calls that no retry can fix (METHOD_NOT_FOUND,
+INVALID_PARAMS, UNAUTHENTICATED) end the run at the first, with the error; so do a
+node's HTTP port given for its RPC port, a cluster where no node offers the method's
+service (within a second), and one where no node answers within --duration.`,
   async run(runtime, flags) {
     if (flags.rate !== undefined && flags.concurrency !== undefined) throw new UsageError("Give --rate or --concurrency, not both");
     const env = runtime.env();
     const target = resolveTarget(flags, env);
-    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: clientRuntime(runtime, env), timeoutMs: flags.timeout });
-    try {
-      await cluster.whenAvailable(serviceOf(flags.method), 1, 10_000);
-    } catch (thrown) {
+    const client = clientRuntime(runtime, env);
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: client, timeoutMs: flags.timeout });
+    const unreachable = await reach(cluster, serviceOf(flags.method), flags.duration);
+    if (unreachable) {
       cluster.close();
-      const error = RpcError.from(thrown);
-      runtime.write("stderr", `${error.code}: ${error.rawMessage} (${target.label})\n`);
+      const hint = unreachable.code === "UNAVAILABLE" ? await httpPortHint(client, target) : undefined;
+      runtime.write("stderr", `${unreachable.code}: ${unreachable.rawMessage} (${target.label})\n${hint ? `${hint}\n` : ""}`);
       return 1;
     }
     const input = flags.input === undefined ? { hello: "ebb" } : flags.input;
-    const load = new Load(runtime, () => cluster.call(flags.method, input), !runtime.isTerminal("stderr"));
+    let hint: string | undefined;
+    let probed = false;
+    const load: Load = new Load(runtime, () => cluster.call(flags.method, input), !runtime.isTerminal("stderr"), (error) => {
+      if (HOPELESS_CODES.has(error.code)) return load.stop(error);
+      // Nothing answered yet: it may be a node's HTTP port, where every call would fail alike.
+      if (error.code !== "UNAVAILABLE" || load.ok > 0 || probed) return;
+      probed = true;
+      void httpPortHint(client, target).then((found) => {
+        if (!found || load.ok > 0) return;
+        hint = found;
+        load.stop(error);
+      });
+    });
     // The first SIGINT ends the run with a summary; a second one (calls stuck until their deadline) quits now.
     let sigints = 0;
     const stopEarly = runtime.onSignal("SIGINT", () => {
@@ -115,11 +137,44 @@ call succeeded, 1 when any failed.`,
       retries: metrics.retries,
       nodes: metrics.sentByNode,
       interrupted: load.interrupted,
+      ...(load.stoppedBy ? { stoppedBy: load.stoppedBy.code } : {}),
     };
     runtime.write("stdout", flags.json ? `${JSON.stringify(summary, null, 2)}\n` : `${summaryTable(summary)}\n`);
+    if (load.stoppedBy) {
+      const why = hint ?? `stopped at the first ${load.stoppedBy.code}: every further call would fail the same way`;
+      runtime.write("stderr", `${[...errorLines(load.stoppedBy), why].join("\n")}\n`);
+    }
     return summary.calls - summary.ok > 0 || summary.skipped > 0 ? 1 : 0;
   },
 });
+
+/**
+ * Waits for some node, within the run's duration, then for one offering `service`:
+ * a cluster that answers but lacks the service is told within a second. Resolves
+ * with the reason when either wait fails.
+ */
+async function reach(cluster: ClusterClient, service: string | undefined, durationMs: number): Promise<RpcError | undefined> {
+  const until = performance.now() + durationMs;
+  try {
+    await cluster.whenAvailable(undefined, 1, durationMs);
+  } catch (thrown) {
+    const error = RpcError.from(thrown);
+    // Waiting changes nothing for a key the seeds refuse: that error says so itself.
+    return error.code === "UNAVAILABLE" ? new RpcError(`No node answered within ${formatDuration(durationMs)}`, "UNAVAILABLE", { processed: false }) : error;
+  }
+  try {
+    await cluster.whenAvailable(service, 1, Math.max(0, Math.min(SERVICE_WAIT_MS, until - performance.now())));
+  } catch {
+    const nodes = cluster.candidates().length;
+    return new RpcError(`No node offers the service "${service}"; ${nodes} node${nodes === 1 ? "" : "s"} found`, "UNAVAILABLE", { processed: false });
+  }
+  return undefined;
+}
+
+/** `2 s`, `500 ms`, `1.5 min`. */
+function formatDuration(ms: number): string {
+  return ms < 1_000 ? `${ms} ms` : ms < 60_000 ? `${ms / 1_000} s` : `${ms / 60_000} min`;
+}
 
 /** Runs calls, counts what they did, and shows progress on standard error. */
 class Load {
@@ -131,6 +186,8 @@ class Load {
   readonly errors: Record<string, number> = {};
   elapsedMs = 0;
   interrupted = false;
+  /** The error that ended the run early, when one did. */
+  stoppedBy: RpcError | undefined;
   private started = 0;
   private end = 0;
   private wake: () => void = () => {};
@@ -140,12 +197,15 @@ class Load {
     private readonly call: () => Promise<unknown>,
     /** Plain lines (not a terminal): one per second, never rewritten. */
     private readonly plain: boolean,
+    /** Told of every failed call; may stop the run. */
+    private readonly failed: (error: RpcError) => void = () => {},
   ) {}
 
-  /** Ends the run now: nothing new is sent; calls in flight finish. */
-  stop(): void {
+  /** Ends the run now: nothing new is sent; calls in flight finish. Without an error it was SIGINT. */
+  stop(error?: RpcError): void {
     if (performance.now() >= this.end) return;
-    this.interrupted = true;
+    if (error) this.stoppedBy = error;
+    else this.interrupted = true;
     this.end = performance.now();
     this.wake();
   }
@@ -223,9 +283,10 @@ class Load {
     try {
       await this.call();
       this.ok++;
-    } catch (error) {
-      const code = RpcError.from(error).code;
-      this.errors[code] = (this.errors[code] ?? 0) + 1;
+    } catch (thrown) {
+      const error = RpcError.from(thrown);
+      this.errors[error.code] = (this.errors[error.code] ?? 0) + 1;
+      this.failed(error);
     } finally {
       this.inflight--;
       const ms = performance.now() - started;
@@ -238,7 +299,8 @@ class Load {
 /** The human summary: one table row of totals, then errors, retries and the share of each node. */
 export function summaryTable(s: BenchSummary): string {
   const load = s.mode === "rate" ? `rate ${formatCount(s.rate!)}/s` : `concurrency ${s.concurrency}`;
-  const head = `ebb bench: ${s.method}, ${load}, ${(s.durationMs / 1_000).toFixed(1)} s${s.interrupted ? " (interrupted)" : ""}, ${s.target}`;
+  const early = s.interrupted ? " (interrupted)" : s.stoppedBy ? ` (stopped: ${s.stoppedBy})` : "";
+  const head = `ebb bench: ${s.method}, ${load}, ${(s.durationMs / 1_000).toFixed(1)} s${early}, ${s.target}`;
   const totals = renderTable(
     ["calls", "ok", "errors", "calls/s", "p50", "p90", "p99", "max"],
     [[formatCount(s.calls), formatCount(s.ok), formatCount(s.calls - s.ok), formatCount(s.callsPerSecond), ...[s.latencyMs.p50, s.latencyMs.p90, s.latencyMs.p99, s.latencyMs.max].map(formatMs)]],

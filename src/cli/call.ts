@@ -2,7 +2,7 @@ import { z } from "zod";
 import { createClusterClient } from "../cluster/client.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { defineCommand, jsonText, UsageError, wholeNumber } from "./command.ts";
-import { clientRuntime, clusterOptions, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clientRuntime, clusterOptions, httpPortHint, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
 /** `ebb call <method> [json]`: one call through the cluster client, the result as JSON. */
 export const callCommand = defineCommand({
@@ -14,6 +14,8 @@ export const callCommand = defineCommand({
     timeout: { type: "string", value: "ms", description: "deadline of the call (default 10000)" },
   },
   flags: z.object({ ...targetFlags, timeout: wholeNumber(1).default(10_000) }),
+  // Checked in run, which can say to quote the JSON.
+  maxPositionals: Number.POSITIVE_INFINITY,
   details: `The input is one JSON value (omit it for methods without input). The result is printed
 as JSON on standard output. A failed call prints its code and message on standard error
 and exits 1; a usage mistake exits 2. Examples:
@@ -32,23 +34,30 @@ and exits 1; a usage mistake exits 2. Examples:
     }
     const env = runtime.env();
     const target = resolveTarget(flags, env);
-    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: clientRuntime(runtime, env), timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
+    const client = clientRuntime(runtime, env);
+    const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: client, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
     try {
       const result = await cluster.call(method, params);
       runtime.write("stdout", `${toJson(result ?? null)}\n`);
       return 0;
     } catch (thrown) {
       const error = RpcError.from(thrown);
-      const lines = [`${error.code}: ${error.rawMessage}`];
-      if (error.processed === false) lines.push("(not processed: no handler ran)");
-      if (error.data !== undefined) lines.push(`data: ${toJson(error.data)}`);
-      runtime.write("stderr", `${lines.join("\n")}\n`);
+      const hint = error.code === "UNAVAILABLE" ? await httpPortHint(client, target) : undefined;
+      runtime.write("stderr", `${[...errorLines(error), ...(hint ? [hint] : [])].join("\n")}\n`);
       return 1;
     } finally {
       cluster.close();
     }
   },
 });
+
+/** A failed call as `ebb call` prints it: `CODE: message`, whether a handler ran, and the error's data. */
+export function errorLines(error: RpcError): string[] {
+  const lines = [`${error.code}: ${error.rawMessage}`];
+  if (error.processed === false) lines.push("(not processed: no handler ran)");
+  if (error.data !== undefined) lines.push(`data: ${toJson(error.data)}`);
+  return lines;
+}
 
 /** JSON for what msgpack may carry: bigints as strings, bytes as arrays of numbers. */
 export function toJson(value: unknown): string {

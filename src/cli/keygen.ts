@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { KEYGEN_BYTES, newClusterKey } from "../config/cluster-key.ts";
-import { defineCommand, UsageError } from "./command.ts";
+import { defineCommand } from "./command.ts";
 
 /** `ebb keygen`: a fresh EBB_CLUSTER_KEY on stdout. */
 export const keygenCommand = defineCommand({
@@ -14,8 +14,7 @@ client of a cluster the same key, e.g. EBB_CLUSTER_KEY=$(ebb keygen) once, then
 keep it in your secret store. Keys that are not random enough are refused at startup.
 To rotate, list the new key beside the old one (EBB_CLUSTER_KEY=old,new, then new,old,
 then new; README "Rotating the cluster key"); "ebb token" prints the HTTP token of a key.`,
-  run(runtime, _flags, positionals) {
-    if (positionals.length > 0) throw new UsageError(`keygen takes no arguments, got "${positionals[0]}"`);
+  run(runtime) {
     runtime.write("stdout", `${newClusterKey()}\n`);
     return Promise.resolve(0);
   },

@@ -5,7 +5,7 @@ import { Channel } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { defineCommand } from "./command.ts";
 import { formatAge, renderTable } from "./table.ts";
-import { clientRuntime, clusterKeyFrom, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
+import { clientRuntime, clusterKeyFrom, httpPortHint, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 import { toJson } from "./call.ts";
 import { errorText } from "../error-text.ts";
 
@@ -51,7 +51,8 @@ status change, by the answering node's clock). Exits 1 when no node answers.`,
         channel?.close();
       }
     }
-    runtime.write("stderr", `UNAVAILABLE: no node answered\n${failures.map((f) => `  ${f}`).join("\n")}\n`);
+    const hint = await httpPortHint(clientRuntime(runtime, env), target);
+    runtime.write("stderr", `UNAVAILABLE: no node answered\n${failures.map((f) => `  ${f}`).join("\n")}\n${hint ? `${hint}\n` : ""}`);
     return 1;
   },
 });

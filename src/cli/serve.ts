@@ -5,7 +5,7 @@ import { CONFIG_VARIABLES } from "../config/variables.ts";
 import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
 import { DEMO_SWITCHES, readBenchSwitches, readDemoSwitches } from "../demo/switches.ts";
 import { EXIT_CODES } from "../lifecycle/signals.ts";
-import { runNode } from "../run.ts";
+import { NODE_EXIT_CODES, runNode } from "../run.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { defineCommand, UsageError } from "./command.ts";
 
@@ -17,8 +17,7 @@ export function environmentHelp(): string {
 }
 
 /** The exit codes of `ebb serve`, for `--help`. */
-export const SERVE_EXIT_CODES = `Exit codes: 0 drained cleanly, 1 drain timed out and work was cancelled,
-2 bad configuration, 3 startup failed (a hook, or a port in use), 130/143 forced by a second SIGINT/SIGTERM.`;
+export const SERVE_EXIT_CODES = NODE_EXIT_CODES;
 
 /** `ebb serve`: a node hosting the demo service, configured by EBB_* variables. */
 export const serveCommand = defineCommand({
@@ -27,6 +26,8 @@ export const serveCommand = defineCommand({
   usage: ["serve                  (or just ebb)"],
   options: {},
   flags: z.object({}),
+  // Checked in run, which can say how a node is configured instead.
+  maxPositionals: Number.POSITIVE_INFINITY,
   details: `Configured by the environment only:\n${environmentHelp()}\n\n${SERVE_EXIT_CODES}`,
   async run(runtime, _flags, positionals) {
     if (positionals.length > 0) throw new UsageError(`Serve takes no arguments (got ${positionals.join(" ")}); configure it with EBB_* variables`);
@@ -55,6 +56,7 @@ async function serve(runtime: Runtime): Promise<void> {
       if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
       if (switches.warmupMs > 0) node.onStartup("demo-warmup", demoWarmup(switches.warmupMs));
     },
-    { runtime },
+    // The arguments were ebb's, read by main.ts: the node has none of its own.
+    { runtime, args: [] },
   );
 }

@@ -2,7 +2,8 @@ import type { ClusterClientOptions } from "../cluster/client.ts";
 import { ConfigError, defaultValue, readVariables } from "../config/table.ts";
 import type { Keyring } from "../rpc/auth.ts";
 import { MAIN_VARIABLES, TLS_VARIABLES } from "../config/variables.ts";
-import type { Runtime } from "../runtime/types.ts";
+import { splitAddress } from "../runtime/address.ts";
+import type { Runtime, Socket } from "../runtime/types.ts";
 import { clientTlsSettings, withTls } from "../security/tls.ts";
 import { addressList, type OptionSpec, UsageError } from "./command.ts";
 
@@ -68,4 +69,54 @@ export function clientRuntime(runtime: Runtime, env: Record<string, string | und
     if (error instanceof ConfigError) throw new UsageError(error.problems.join("; "));
     throw error;
   }
+}
+
+/** `[0, 0, "$ping", []]` in msgpack: what the probe sends; an ebb node answers it, an HTTP server answers 400. */
+const PING_REQUEST = new Uint8Array([0x94, 0x00, 0x00, 0xa5, ...new TextEncoder().encode("$ping"), 0x90]);
+
+/**
+ * Whether `address` answers a msgpack-rpc request in HTTP: someone gave a node's
+ * HTTP port where its RPC port belongs. Asked only after a call there failed, so a
+ * working node never sees the probe.
+ */
+export function answersHttp(runtime: Runtime, address: string, timeoutMs = 1_000): Promise<boolean> {
+  const [host, port] = splitAddress(address);
+  return new Promise((resolve) => {
+    let head = "";
+    let socket: Socket | undefined;
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      resolve(head.startsWith("HTTP/"));
+      socket?.close();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    const decoder = new TextDecoder();
+    runtime
+      .connect({
+        host,
+        port,
+        open: (opened) => {
+          socket = opened;
+          return {
+            data(chunk) {
+              head += decoder.decode(chunk, { stream: true });
+              if (head.length >= 5) done();
+            },
+            close: done,
+          };
+        },
+      })
+      // A connection that opens after the timeout is closed unused.
+      .then((opened) => (finished ? opened.close() : opened.write(PING_REQUEST)), done);
+  });
+}
+
+/** A hint for the addresses of `target` that answer in HTTP, or undefined when none does. */
+export async function httpPortHint(runtime: Runtime, target: Target): Promise<string | undefined> {
+  const http = (await Promise.all(target.addresses.map(async (addr) => ((await answersHttp(runtime, addr)) ? addr : undefined)))).filter((a) => a !== undefined);
+  if (http.length === 0) return undefined;
+  return `hint: ${http.join(", ")} answer${http.length === 1 ? "s" : ""} in HTTP: that is a node's EBB_HTTP_PORT; ebb's client commands speak msgpack-rpc to its EBB_RPC_PORT (${defaultValue(MAIN_VARIABLES.rpcPort)} by default)`;
 }

@@ -15,8 +15,7 @@ of a keyed node: base64url(HMAC-SHA256(key, "ebb-http-token/1/" + length of id +
 from the first (primary) key of EBB_CLUSTER_KEY and from EBB_CLUSTER_ID (default "ebb"). The key
 itself never crosses the wire; nodes accept the token of any key of their ring.
   EBB_CLUSTER_KEY=... ebb token`,
-  run(runtime, _flags, positionals) {
-    if (positionals.length > 0) throw new UsageError(`token takes no arguments, got "${positionals[0]}"`);
+  run(runtime) {
     const ring = clusterKeyFrom(runtime.env());
     if (!ring) throw new UsageError('EBB_CLUSTER_KEY is not set: "ebb token" derives the token from it (make a key with "ebb keygen")');
     runtime.write("stdout", `${httpToken(ring.keys[0]!, ring.clusterId)}\n`);

@@ -146,6 +146,19 @@ export function unknownVariables(env: Env, known: readonly string[]): string[] {
     });
 }
 
+/** The name in `known` nearest to `given` (a typo: at most half of it wrong, or a prefix of one), if any. */
+export function closestName(given: string, known: readonly string[]): string | undefined {
+  const prefixed = known.filter((k) => given.length >= 2 && k.startsWith(given));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.ceil(given.length / 2));
+  for (const k of known) {
+    const d = distance(given, k);
+    if (d <= bestDistance && (best === undefined || d < bestDistance)) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
 /** Levenshtein distance, for "did you mean". */
 function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);

@@ -19,6 +19,20 @@ import { integer, milliseconds, type Variable, variable } from "./table.ts";
  * message size) are that part's own constants, so they cannot drift apart.
  */
 
+/** True for an address that means "every interface": 0.0.0.0 and :: (bracketed or not, any spelling). */
+export function isUnspecified(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return /^0+(\.0+){3}$/.test(bare) || (bare.includes(":") && /^[0:]+$/.test(bare));
+}
+
+/** An address EBB_HOST can bind: an IPv4 literal (each part up to 255), an IPv6 literal, or a host name (letters, digits, "-", "_", dots). */
+export function isBindHost(host: string): boolean {
+  if (/^[\d.]+$/.test(host)) return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) && host.split(".").every((part) => Number(part) <= 255);
+  // IPv6 has two colons at least ("::"); one is a host:port given by mistake.
+  if (host.includes(":")) return host.split(":").length > 2 && /^[0-9A-Fa-f:.]+(%[\w.-]+)?$/.test(host);
+  return host.length <= 253 && /^\w([\w-]*\w)?(\.\w([\w-]*\w)?)*\.?$/.test(host);
+}
+
 /** `host:port[,host:port...]`, split. */
 export const addressList = z
   .string()
@@ -40,7 +54,10 @@ export const MAIN_VARIABLES = {
   }),
   host: variable({
     name: "EBB_HOST",
-    schema: z.string().min(1, { error: "must not be empty" }),
+    schema: z.string().refine(isBindHost, {
+      // Bun cannot bind "[::1]": brackets belong in host:port, not in a host alone.
+      error: (issue) => (String(issue.input).startsWith("[") ? "must be an IPv6 address without brackets, such as ::1" : "must be an IP address (such as 127.0.0.1, 0.0.0.0 or ::) or a host name of this machine"),
+    }),
     default: "127.0.0.1",
     description: "address both listeners bind",
   }),
@@ -170,6 +187,11 @@ export const MAIN_VARIABLES = {
     name: "EBB_ADVERTISE",
     schema: z
       .string()
+      // Told to every member as where to call this one: "every interface" reaches nobody else.
+      .refine((addr) => !isUnspecified(addr.slice(0, addr.lastIndexOf(":"))), {
+        error: "is not an address others can reach: 0.0.0.0 and :: mean every interface of this machine; give the one others call (e.g. the pod's IP)",
+        abort: true,
+      })
       .regex(ADDRESS_PATTERN, { error: "must be host:port" })
       // Peers refuse any other address for a member (src/membership/schema.ts): say so at startup.
       .refine(isMemberAddress, { error: "must be host:port with a port 1-65535, at most 262 characters" }),

@@ -8,7 +8,19 @@ import { DEMO_SWITCHES } from "../../src/demo/switches.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { connectChannel } from "../helpers/net.ts";
-import { DENO_TASK, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCli, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { formatCount } from "../../src/cli/table.ts";
+import { type CliResult, DENO_TASK, HOST_RUNNER, type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, runCli, sendSignal, startCli, startCommand, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+// Two cluster keys (from "ebb keygen"): the node's, and one it does not hold.
+const KEY = "q9Hn2V0d8mXbR4tLcW7yPz1sKfA6uJeG3oNvIhTgBkE=";
+const OTHER_KEY = "Zx4Tb8Lq2Wn6Yc0Vh3Jm7Rd1Ks5Pf9Ga2Ue6Io0Ny4M=";
+
+/** A command's result and how long it ran, wall clock. */
+async function timed(run: Promise<CliResult>): Promise<CliResult & { ms: number }> {
+  const started = performance.now();
+  const result = await run;
+  return { ...result, ms: Math.round(performance.now() - started) };
+}
 
 const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
 
@@ -23,7 +35,7 @@ async function startPair(runner: RunnerName): Promise<[NodeProcess, NodeProcess]
 
 for (const runner of RUNNER_NAMES) {
   test(`${runner}: ebb --help, <command> --help and --version; usage mistakes exit 2 with the reason`, async () => {
-    const [help, callHelp, membersHelp, benchHelp, serveHelp, version, unknown, noMethod, badFlag, badRate, both] = await Promise.all([
+    const [help, callHelp, membersHelp, benchHelp, serveHelp, version, unknown, noMethod, badFlag, badRate, both, misspelt, negative, stray, strayKeygen, badDuration, versoin, servePort] = await Promise.all([
       runCli(runner, ["--help"]),
       runCli(runner, ["call", "--help"]),
       runCli(runner, ["members", "--help"]),
@@ -35,6 +47,13 @@ for (const runner of RUNNER_NAMES) {
       runCli(runner, ["call", "demo.echo", "--adr", "127.0.0.1:1"]),
       runCli(runner, ["bench", "--rate", "fast"]),
       runCli(runner, ["bench", "--rate", "5", "--concurrency", "2"]),
+      runCli(runner, ["memebrs"]),
+      runCli(runner, ["bench", "--rate", "-5"]),
+      runCli(runner, ["members", "extra", "--addr", "127.0.0.1:1"]),
+      runCli(runner, ["keygen", "extra"]),
+      runCli(runner, ["bench", "--duration", "2d"]),
+      runCli(runner, ["--verison"]),
+      runCli(runner, ["serve", "--port", "7500"]),
     ]);
     assert.equal(help.code, 0);
     for (const name of ["serve", "call", "members", "bench", "keygen"]) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
@@ -48,12 +67,27 @@ for (const runner of RUNNER_NAMES) {
     assert.match(version.stdout, new RegExp(`^ebb \\d+\\.\\d+\\.\\d+ \\((bun|deno) `));
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command "frobnicate"; the commands are serve, call, members, bench/);
+    assert.equal(misspelt.code, 2);
+    assert.match(misspelt.stderr, /^ebb: unknown command "memebrs" \(did you mean members\?\); the commands are /);
     assert.equal(noMethod.code, 2);
     assert.match(noMethod.stderr, /^ebb call: Name the method to call/);
     assert.equal(badFlag.code, 2);
-    assert.match(badFlag.stderr, /^ebb call: Unknown option '--adr'/);
+    assert.match(badFlag.stderr, /^ebb call: Unknown option "--adr"; did you mean --addr\?\nRun "ebb call --help" for usage\.\n$/);
     assert.equal(badRate.code, 2);
-    assert.match(badRate.stderr, /--rate must be a whole number/);
+    assert.match(badRate.stderr, /^ebb bench: --rate must be a positive whole number \(got "fast"\)$/m);
+    assert.equal(negative.code, 2);
+    assert.match(negative.stderr, /^ebb bench: --rate must be a positive whole number \(got "-5"\)$/m);
+    assert.equal(stray.code, 2, "a stray argument is not ignored");
+    assert.match(stray.stderr, /^ebb members: Unexpected argument "extra": ebb members takes no arguments, only options$/m);
+    assert.equal(strayKeygen.code, 2);
+    assert.equal(strayKeygen.stdout, "", "no key printed");
+    assert.match(strayKeygen.stderr, /^ebb keygen: Unexpected argument "extra"/);
+    assert.equal(versoin.code, 2);
+    assert.match(versoin.stderr, /^ebb: unknown option "--verison" \(did you mean --version\?\)$/m);
+    assert.equal(servePort.code, 2, "no node started on 7400");
+    assert.match(servePort.stderr, /^ebb serve: Unknown option "--port": ebb serve takes no options$/m);
+    assert.equal(badDuration.code, 2);
+    assert.match(badDuration.stderr, /--duration must be a duration such as 500ms, 10s, 2m or 1h/);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /Give --rate or --concurrency, not both/);
   });
@@ -157,6 +191,72 @@ for (const runner of RUNNER_NAMES) {
     }
   });
 
+  test(`${runner}: ebb bench stops within a second, exit 1 and the error, when no retry can fix the calls (METHOD_NOT_FOUND, INVALID_PARAMS, UNAUTHENTICATED); unreachable seeds end within --duration`, async () => {
+    const node = await startNodeProcess(runner, { EBB_NODE_ID: "hopeless", EBB_CLUSTER_KEY: KEY });
+    try {
+      const addr = `127.0.0.1:${node.port}`;
+      const keyed = { EBB_CLUSTER_KEY: KEY };
+      // An hour-long run ("1h" is a duration too) that must end at the first hopeless answer.
+      const bench = (args: string[], env: Record<string, string>) => timed(runCli(runner, ["bench", "--duration", "1h", "--json", ...args], env));
+      const [missing, invalid, wrongKey, noService, unreachable] = await Promise.all([
+        bench(["--addr", addr, "--method", "kv.nope"], keyed),
+        bench(["--addr", addr, "--method", "demo.sleep", "--input", '{"ms":"soon"}', "--rate", "1000"], keyed),
+        bench(["--addr", addr], { EBB_CLUSTER_KEY: OTHER_KEY }),
+        // Through seeds, a cluster that answers but offers no "kv" is told so within a second.
+        bench(["--seeds", addr, "--method", "kv.nope"], keyed),
+        timed(runCli(runner, ["bench", "--seeds", "127.0.0.1:1", "--duration", "2s"])),
+      ]);
+      for (const [run, code, message] of [
+        [missing, "METHOD_NOT_FOUND", /^METHOD_NOT_FOUND: Unknown method "kv\.nope"$/m],
+        [invalid, "INVALID_PARAMS", /^INVALID_PARAMS: Invalid input for "demo\.sleep": ms: .*\ndata: \[/m],
+        [wrongKey, "UNAUTHENTICATED", /^UNAUTHENTICATED: 127\.0\.0\.1:\d+ does not hold any of our cluster keys$/m],
+      ] as const) {
+        assert.equal(run.code, 1, `${code}: ${run.stderr}`);
+        assert.match(run.stderr, message);
+        assert.match(run.stderr, new RegExp(`^stopped at the first ${code}: every further call would fail the same way$`, "m"));
+        const summary = JSON.parse(run.stdout) as BenchSummary;
+        assert.equal(summary.stoppedBy, code);
+        assert.equal(summary.ok, 0);
+        assert.ok(summary.durationMs < 1_000, `${code}: stopped after ${summary.durationMs} ms`);
+        // Less than a second's worth at --rate 1000: what was sent before the first answer came back.
+        assert.ok(summary.calls < 1_000, `${code}: ${summary.calls} failing calls sent`);
+        assert.ok(run.ms < 10_000, `${code}: ran ${run.ms} ms of a 1 h bench`);
+      }
+      assert.equal(noService.code, 1, noService.stderr);
+      assert.match(noService.stderr, /^UNAVAILABLE: No node offers the service "kv"; 1 node found \(seeds 127\.0\.0\.1:\d+\)$/m);
+      assert.ok(noService.ms < 10_000, `ran ${noService.ms} ms`);
+      assert.equal(unreachable.code, 1, unreachable.stderr);
+      assert.match(unreachable.stderr, /^UNAVAILABLE: No node answered within 2 s \(seeds 127\.0\.0\.1:1\)$/m);
+      // 2 s of waiting, plus the process's own start (Deno's included).
+      assert.ok(unreachable.ms < 2_000 + 2_500, `gave up after ${unreachable.ms} ms`);
+    } finally {
+      await stopProcess(node);
+    }
+  });
+
+  test(`${runner}: ebb call, members and bench pointed at a node's HTTP port say so`, async () => {
+    const node = await startNodeProcess(runner, { EBB_NODE_ID: "http-port" });
+    try {
+      const http = `127.0.0.1:${node.httpPort}`;
+      const [call, members, bench] = await Promise.all([
+        runCli(runner, ["call", "demo.echo", "{}", "--addr", http]),
+        runCli(runner, ["members", "--addr", http]),
+        timed(runCli(runner, ["bench", "--addr", http, "--duration", "1h"])),
+      ]);
+      const hint = new RegExp(`^hint: ${http.replaceAll(".", "\\.")} answers in HTTP: that is a node's EBB_HTTP_PORT; ebb's client commands speak msgpack-rpc to its EBB_RPC_PORT \\(7400 by default\\)$`, "m");
+      for (const [name, run] of [["call", call], ["members", members], ["bench", bench]] as const) {
+        assert.equal(run.code, 1, `${name}: ${run.stderr}`);
+        assert.match(run.stderr, hint, name);
+      }
+      assert.ok(bench.ms < 10_000, `bench stopped after ${bench.ms} ms of 1 h`);
+      // The node's own RPC port gets no hint.
+      const right = await runCli(runner, ["call", "demo.echo", "{}", "--addr", `127.0.0.1:${node.port}`]);
+      assert.equal(right.code, 0, right.stderr);
+    } finally {
+      await stopProcess(node);
+    }
+  });
+
   test(`${runner}: SIGINT ends ebb bench early with a summary; a second SIGINT quits while calls still hang`, async () => {
     const node = await startNodeProcess(runner, { EBB_NODE_ID: "sigint" });
     try {
@@ -181,6 +281,82 @@ for (const runner of RUNNER_NAMES) {
     }
   });
 }
+
+/** The README's code blocks in order: each one's info string and text. */
+function readmeBlocks(): { info: string; text: string }[] {
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  return [...readme.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ info: m[1]!, text: m[2]! }));
+}
+
+/** The README block that runs `command`, and the block after it (what it prints). */
+function readmeSample(command: string): { run: string; output: string } {
+  const blocks = readmeBlocks();
+  const at = blocks.findIndex((b) => b.info === "sh" && b.text.trimEnd() === command);
+  assert.ok(at >= 0, `the README runs ${command} in a block of its own`);
+  return { run: blocks[at]!.text.trimEnd(), output: blocks[at + 1]!.text };
+}
+
+/** `--name value` from a command line with shell quotes. */
+function flagOf(command: string, name: string): string {
+  const match = new RegExp(`--${name} ('[^']*'|\\S+)`).exec(command);
+  assert.ok(match, `${command} has --${name}`);
+  return match[1]!.replace(/^'(.*)'$/, "$1");
+}
+
+test("the README's command-line samples are what the commands print: members, call, bench and usage mistakes", async () => {
+  const runner = HOST_RUNNER;
+  const [a, b] = await startPair(runner);
+  try {
+    const members = readmeSample("npm run -s ebb -- members --seeds 127.0.0.1:7400");
+    const call = readmeSample(`npm run -s ebb -- call demo.echo '{"hello":"cli"}' --seeds 127.0.0.1:7400`);
+    const benchCommand = readmeBlocks().find((block) => block.info === "sh" && block.text.startsWith("npm run -s ebb -- bench "))!.text.trimEnd();
+    const benchSample = readmeBlocks().find((block) => block.text.startsWith("ebb bench: "))!.text;
+    const seeds = `127.0.0.1:${a.port}`;
+    const method = flagOf(benchCommand, "method");
+    const rate = Number(flagOf(benchCommand, "rate"));
+    const [realMembers, realCall, realBench] = await Promise.all([
+      runCli(runner, ["members", "--seeds", seeds]),
+      runCli(runner, ["call", "demo.echo", '{"hello":"cli"}', "--seeds", seeds]),
+      // The README's bench, shorter: the same method, input and rate.
+      runCli(runner, ["bench", "--seeds", seeds, "--method", method, "--input", flagOf(benchCommand, "input"), "--rate", String(rate), "--duration", "1s"]),
+    ]);
+    // members: the same header, rows of the same columns, the same closing line.
+    assert.equal(realMembers.code, 0, realMembers.stderr);
+    const [shown, real] = [members.output, realMembers.stdout].map((text) => text.trimEnd().split("\n"));
+    const words = (line: string) => line.trim().split(/\s+/).join(" ");
+    assert.equal(words(shown![0]!), words(real![0]!), "header");
+    for (const row of shown!.slice(1, -2)) assert.match(row, /^\w+ +127\.0\.0\.1:\d+ +alive +ready +demo +\d+ +\d+(ms|s|m\d\ds)$/);
+    assert.equal(shown![shown!.length - 2], "");
+    assert.match(shown!.at(-1)!, /^\d members as seen by a \(127\.0\.0\.1:7400\)$/);
+    assert.match(real!.at(-1)!, /^\d members as seen by a \(127\.0\.0\.1:\d+\)$/);
+    // call: exactly what it prints.
+    assert.equal(realCall.code, 0, realCall.stderr);
+    assert.equal(call.output, realCall.stdout);
+    // bench: the header names the command's method, rate, duration and seeds; the rest has the real layout.
+    assert.equal(realBench.code, 0, realBench.stderr);
+    const durationS = Number.parseFloat(flagOf(benchCommand, "duration"));
+    const sampleLines = benchSample.trimEnd().split("\n");
+    assert.equal(sampleLines[0], `ebb bench: ${method}, rate ${formatCount(rate)}/s, ${durationS.toFixed(1)} s, seeds ${flagOf(benchCommand, "seeds")}`);
+    const realLines = realBench.stdout.trimEnd().split("\n");
+    assert.match(realLines[0]!, new RegExp(`^ebb bench: ${method.replace(".", "\\.")}, rate ${formatCount(rate)}/s, 1\\.\\d s, seeds ${seeds}$`));
+    const columns = (line: string) => line.trim().split(/\s{2,}/).length;
+    assert.equal(words(sampleLines[2]!), words(realLines[2]!), "the totals header");
+    assert.equal(columns(sampleLines[3]!), columns(realLines[3]!), "the totals row");
+    assert.deepEqual(sampleLines.slice(5).map((l) => l.split(/\s+/)[0]), realLines.slice(5).map((l) => l.split(/\s+/)[0]), "errors, retries, nodes");
+    assert.equal(Number(sampleLines[3]!.split(/\s+/)[0]!.replaceAll(",", "")), rate * durationS, "an open model starts rate x duration calls");
+  } finally {
+    await Promise.all([stopProcess(a), stopProcess(b)]);
+  }
+  // The usage mistakes the Command line section shows, exactly.
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  const transcript = /^\$ ebb bench --concurency 8\n[\s\S]*?(?=^```)/m.exec(readme)?.[0];
+  assert.ok(transcript, "the README shows usage mistakes");
+  for (const [, args, printed] of transcript.matchAll(/^\$ ebb (.*)\n((?:[^$].*\n)*)/gm)) {
+    const result = await runCli(runner, args!.split(" "));
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, printed, `ebb ${args}`);
+  }
+});
 
 test("deno task serve runs the node with only --allow-net and --allow-env, serves, and drains on SIGTERM", async () => {
   const task = (JSON.parse(readFileSync(`${ROOT}deno.json`, "utf8")) as { tasks: Record<string, string> }).tasks.serve!;

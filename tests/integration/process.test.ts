@@ -1,11 +1,14 @@
 import { test } from "node:test";
+import { spawn, spawnSync } from "node:child_process";
 import { type AddressInfo, createServer } from "node:net";
 import assert from "node:assert/strict";
 import { demo } from "../../src/demo/demo.ts";
 import { createClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { connectChannel, rejectsWith, runtime } from "../helpers/net.ts";
-import { RUNNER_NAMES, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { CONFIG_VARIABLES } from "../../src/config/variables.ts";
+import { VERSION } from "../../src/node.ts";
+import { type NodeProcess, ROOT, RUNNER_NAMES, RUNNERS, type RunnerName, sendSignal, spawnNode, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Each runtime's test run calls a node on each runtime: Bun -> Deno and Deno -> Bun included.
 for (const runner of RUNNER_NAMES) {
@@ -92,7 +95,8 @@ for (const runner of RUNNER_NAMES) {
         try {
           assert.equal(await proc.exited, 3);
           const error = proc.lines.find((l) => l.level === "error");
-          assert.match(String(error?.msg), new RegExp(`^Cannot listen for ${what} on 127\\.0\\.0\\.1:${port} \\(${variable}\\): `), JSON.stringify(proc.lines));
+          // The same words on every runtime (Bun and Deno word it differently themselves).
+          assert.equal(error?.msg, `Cannot listen for ${what} on 127.0.0.1:${port} (${variable}): address already in use: another process listens on port ${port}`, JSON.stringify(proc.lines));
           // The stop line reports the code the process exits with.
           const stopped = proc.lines.find((l) => String(l.msg).startsWith("stopped:"));
           assert.equal(stopped?.exitCode, 3, JSON.stringify(stopped));
@@ -103,5 +107,79 @@ for (const runner of RUNNER_NAMES) {
     } finally {
       taken.close();
     }
+  });
+
+  test(`the reference node on ${runner} blames EBB_HOST for a host it cannot bind (exit 3) or read (exit 2), and refuses to advertise 0.0.0.0 (exit 2)`, async () => {
+    const start = (env: Record<string, string>) => spawnNode(runner, { EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0", EBB_NODE_ID: "host", EBB_INSECURE: "1", ...env });
+    const procs = [
+      // A name that does not resolve, and an address (TEST-NET-1) that is not this machine's.
+      start({ EBB_HOST: "nope.invalid" }),
+      start({ EBB_HOST: "192.0.2.1" }),
+      start({ EBB_HOST: "256.1.1.1" }),
+      start({ EBB_ADVERTISE: "0.0.0.0:7400" }),
+      start({ EBB_HOST: "0.0.0.0", EBB_ADVERTISE: "[::]:7400" }),
+    ];
+    try {
+      const [unresolved, foreign, unreadable, everywhere, everywhere6] = procs;
+      const bindError = (proc: NodeProcess) => String(proc.lines.find((l) => l.level === "error")?.msg);
+      assert.equal(await unresolved!.exited, 3);
+      assert.equal(bindError(unresolved!), 'Cannot listen for RPC on nope.invalid:0 (EBB_HOST): "nope.invalid" does not resolve to an address of this machine');
+      assert.equal(await foreign!.exited, 3);
+      assert.match(bindError(foreign!), /^Cannot listen for RPC on 192\.0\.2\.1:0 \(EBB_HOST\): "192\.0\.2\.1" is not an address of this machine \(/);
+      assert.equal(await unreadable!.exited, 2);
+      assert.match(unreadable!.stderr(), /^Invalid configuration: EBB_HOST="256\.1\.1\.1" must be an IP address \(such as 127\.0\.0\.1, 0\.0\.0\.0 or ::\) or a host name of this machine\n$/);
+      for (const [proc, advertise] of [[everywhere!, "0.0.0.0:7400"], [everywhere6!, "[::]:7400"]] as const) {
+        assert.equal(await proc.exited, 2);
+        assert.equal(proc.stderr(), `Invalid configuration: EBB_ADVERTISE=${JSON.stringify(advertise)} is not an address others can reach: 0.0.0.0 and :: mean every interface of this machine; give the one others call (e.g. the pod's IP)\n`);
+      }
+    } finally {
+      await Promise.all(procs.map(stopProcess));
+    }
+  });
+}
+
+/** The "Your own service" fixture as a script on each runtime, and compiled (into its own file: other tests compile it too). */
+function greeterCommand(runner: RunnerName): { command: string; args: string[] } {
+  const entry = "tests/fixtures/greeter.ts";
+  if (runner === "bun") return { command: RUNNERS.bun.command, args: [entry] };
+  if (runner === "deno") return { command: RUNNERS.deno.command, args: ["run", "--allow-net", "--allow-env", entry] };
+  const built = spawnSync(RUNNERS.bun.command, ["build", "--compile", "--bytecode", "--format=esm", entry, "--outfile", "dist/greeter-args"], { cwd: ROOT, encoding: "utf8" });
+  assert.equal(built.status, 0, built.stderr);
+  return { command: `${ROOT}dist/greeter-args`, args: [] };
+}
+
+/** Runs a command to its end with no EBB_* variables of its own. */
+function runToEnd(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+for (const runner of RUNNER_NAMES) {
+  test(`a runNode service on ${runner} answers --help (its EBB_* variables) and --version, and exits 2 on an argument it does not know instead of starting`, async () => {
+    const { command, args } = greeterCommand(runner);
+    const [help, version, unknown, misspelt] = await Promise.all([
+      runToEnd(command, [...args, "--help"]),
+      runToEnd(command, [...args, "--version"]),
+      runToEnd(command, [...args, "--port", "7500"]),
+      runToEnd(command, [...args, "--verison"]),
+    ]);
+    const runtimeName = runner === "deno" ? "deno" : "bun";
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, new RegExp(`^An ebb node \\(ebb ${VERSION.replaceAll(".", "\\.")}, ${runtimeName} [^)]+\\)\n`));
+    for (const { name } of CONFIG_VARIABLES) assert.match(help.stdout, new RegExp(`^  ${name} `, "m"), `${name} in --help`);
+    assert.match(help.stdout, /^Exit codes: 0 drained cleanly/m);
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout, new RegExp(`^ebb ${VERSION.replaceAll(".", "\\.")} \\(${runtimeName} \\S+\\)\n$`));
+    assert.equal(unknown.code, 2);
+    assert.equal(unknown.stdout, "", "no node started: no log lines");
+    assert.equal(unknown.stderr, 'ebb node: unknown argument "--port"; a node takes its settings from EBB_* variables, listed by --help\n');
+    assert.equal(misspelt.code, 2);
+    assert.match(misspelt.stderr, /^ebb node: unknown argument "--verison" \(did you mean --version\?\)/);
   });
 }

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { summaryTable, type BenchSummary } from "../../../src/cli/bench.ts";
-import { addressList, defineCommand, duration, parseCommand, UsageError, wholeNumber } from "../../../src/cli/command.ts";
+import { addressList, closestName, defineCommand, duration, parseCommand, UsageError, wholeNumber } from "../../../src/cli/command.ts";
 import { Histogram } from "../../../src/cli/histogram.ts";
 import { membersTable } from "../../../src/cli/members.ts";
 import { formatAge, renderTable } from "../../../src/cli/table.ts";
@@ -36,11 +36,16 @@ test("flag schemas: durations, whole numbers and address lists, with the reason 
   assert.equal(duration.parse("10s"), 10_000);
   assert.equal(duration.parse("1.5"), 1_500);
   assert.equal(duration.parse("2m"), 120_000);
+  assert.equal(duration.parse("1h"), 3_600_000);
+  assert.equal(duration.parse("0.5h"), 1_800_000);
   assert.equal(duration.safeParse("0s").success, false);
-  assert.equal(duration.safeParse("soon").error?.issues[0]?.message, "must be a duration such as 500ms, 10s or 2m");
+  assert.equal(duration.safeParse("soon").error?.issues[0]?.message, "must be a duration such as 500ms, 10s, 2m or 1h");
+  assert.equal(duration.safeParse("1d").success, false);
   assert.equal(wholeNumber(1).parse("16"), 16);
-  assert.equal(wholeNumber(1).safeParse("0").error?.issues[0]?.message, "must be at least 1");
+  assert.equal(wholeNumber(1).safeParse("0").error?.issues[0]?.message, 'must be a positive whole number (got "0")');
+  assert.equal(wholeNumber(1).safeParse("-5").error?.issues[0]?.message, 'must be a positive whole number (got "-5")');
   assert.equal(wholeNumber(1).safeParse("1.5").success, false);
+  assert.equal(wholeNumber(10).safeParse("9").error?.issues[0]?.message, 'must be a whole number of at least 10 (got "9")');
   assert.deepEqual(addressList.parse("a:1,b.example:7400"), ["a:1", "b.example:7400"]);
   assert.equal(addressList.safeParse("a:1,").success, false);
   assert.equal(addressList.safeParse("nohost").success, false);
@@ -55,10 +60,29 @@ test("parseCommand reports unknown options and every invalid flag as a UsageErro
     flags: z.object({ rate: wholeNumber(1).optional(), json: z.boolean().default(false) }),
     run: async () => 0,
   });
-  assert.deepEqual(parseCommand(command, ["x", "--rate", "5", "y"]), { flags: { rate: 5, json: false }, positionals: ["x", "y"] });
-  assert.throws(() => parseCommand(command, ["--nope"]), (e: unknown) => e instanceof UsageError && /Unknown option '--nope'/.test(e.message));
-  assert.throws(() => parseCommand(command, ["--rate", "0"]), (e: unknown) => e instanceof UsageError && e.message === "--rate must be at least 1");
-  assert.throws(() => parseCommand(command, ["--rate"]), (e: unknown) => e instanceof UsageError && /--rate/.test(e.message));
+  const usage = (message: string | RegExp) => (e: unknown) => e instanceof UsageError && (typeof message === "string" ? e.message === message : message.test(e.message));
+  assert.deepEqual(parseCommand({ ...command, maxPositionals: 2 }, ["x", "--rate", "5", "y"]), { flags: { rate: 5, json: false }, positionals: ["x", "y"] });
+  assert.throws(() => parseCommand({ ...command, maxPositionals: 1 }, ["x", "y"]), usage('Unexpected argument "y": ebb t takes at most 1 arguments'));
+  assert.throws(() => parseCommand(command, ["stray", "--json"]), usage('Unexpected argument "stray": ebb t takes no arguments, only options'));
+  assert.throws(() => parseCommand(command, ["--nope"]), usage('Unknown option "--nope"'));
+  assert.throws(() => parseCommand(command, ["--rtae", "5"]), usage('Unknown option "--rtae"; did you mean --rate?'));
+  assert.throws(() => parseCommand(command, ["--jsn"]), usage('Unknown option "--jsn"; did you mean --json?'));
+  assert.throws(() => parseCommand(command, ["--rate", "0"]), usage('--rate must be a positive whole number (got "0")'));
+  // A negative number is the option's value (parseArgs alone would call it ambiguous), so the schema names the problem.
+  assert.throws(() => parseCommand(command, ["--rate", "-5"]), usage('--rate must be a positive whole number (got "-5")'));
+  assert.throws(() => parseCommand(command, ["--rate"]), usage(/--rate/));
+});
+
+test("did you mean: the nearest name for a typo or a prefix, none for something unrelated", () => {
+  const names = ["addr", "seeds", "method", "input", "rate", "concurrency", "duration", "timeout", "json", "help"];
+  assert.equal(closestName("adr", names), "addr");
+  assert.equal(closestName("seed", names), "seeds");
+  assert.equal(closestName("concurency", names), "concurrency");
+  assert.equal(closestName("durration", names), "duration");
+  assert.equal(closestName("time", names), "timeout");
+  assert.equal(closestName("port", names), undefined);
+  assert.equal(closestName("x", names), undefined);
+  assert.equal(closestName("memebrs", ["serve", "call", "members", "bench", "keygen", "token"]), "members");
 });
 
 test("the target: --addr, else --seeds, else EBB_SEEDS, else this machine's default port; never both flags", () => {

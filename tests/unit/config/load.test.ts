@@ -93,6 +93,31 @@ test("EBB_ADVERTISE must be an address peers accept for a member", () => {
   assert.throws(() => loadConfig({ EBB_ADVERTISE: `${"h".repeat(300)}:7400` }), /at most 262 characters/);
 });
 
+test("EBB_ADVERTISE is refused when it names every interface (0.0.0.0, ::), which no peer can call", () => {
+  for (const advertise of ["0.0.0.0:7400", "[::]:7400", ":::7400", "[0:0:0:0:0:0:0:0]:7400", "00.0.0.000:7400"]) {
+    assert.throws(() => loadConfig({ EBB_ADVERTISE: advertise }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.problems, [`EBB_ADVERTISE=${JSON.stringify(advertise)} is not an address others can reach: 0.0.0.0 and :: mean every interface of this machine; give the one others call (e.g. the pod's IP)`]);
+      return true;
+    });
+  }
+  assert.equal(loadConfig({ EBB_ADVERTISE: "10.0.0.0:7400" }).advertise, "10.0.0.0:7400");
+});
+
+test("EBB_HOST takes an IP address or a host name, and names anything else", () => {
+  for (const host of ["127.0.0.1", "0.0.0.0", "::", "::1", "fe80::1%eth0", "localhost", "node-1.example.com", "my_service"]) {
+    assert.equal(loadConfig({ EBB_HOST: host, EBB_INSECURE: "1" }).host, host);
+  }
+  for (const host of ["256.1.1.1", "10.0.0", "http://10.0.0.1", "10.0.0.1:7400", "a b", "-x"]) {
+    assert.throws(
+      () => loadConfig({ EBB_HOST: host, EBB_INSECURE: "1" }),
+      (error: unknown) => error instanceof ConfigError && error.problems[0]!.startsWith(`EBB_HOST=${JSON.stringify(host)} must be an IP address (such as 127.0.0.1, 0.0.0.0 or ::) or a host name`),
+      host,
+    );
+  }
+  assert.throws(() => loadConfig({ EBB_HOST: "[::1]" }), /EBB_HOST="\[::1\]" must be an IPv6 address without brackets, such as ::1/);
+});
+
 test("loadConfig names every bad variable in one message", () => {
   assert.throws(
     () => loadConfig({ EBB_RPC_PORT: "seventy", EBB_MAX_MESSAGE_BYTES: "10", EBB_NODE_ID: "has space" }),
