@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newClusterKey } from "../../src/config/cluster-key.ts";
@@ -10,7 +10,7 @@ import { CONFIG_VARIABLES } from "../../src/config/variables.ts";
 import { CONNECTION_LINGER_MS, HTTP_STOP_GRACE_MS } from "../../src/lifecycle/shutdown.ts";
 import { EXIT_CODES } from "../../src/lifecycle/signals.ts";
 import { DEFAULT_SWIM_CONFIG } from "../../src/membership/types.ts";
-import { ROOT } from "../helpers/process.ts";
+import { ROOT, RUNNERS, startCommand, stopProcess } from "../helpers/process.ts";
 
 // The deployment recipes under scripts/deploy/, as the README shows them: each
 // invariant that keeps a deploy loss-free is checked here against the files
@@ -564,4 +564,70 @@ test("kubernetes: Services and the PodDisruptionBudget select the pods; rollouts
   assert.deepEqual(at(deployment, "spec", "strategy", "rollingUpdate"), { maxUnavailable: 0, maxSurge: 1 });
   const ready = manifest("Service", "ebb");
   assert.equal((at(ready, "spec") as YamlMap).publishNotReadyAddresses, undefined, "clients of other languages reach ready pods only");
+});
+
+// ---------------------------------------------------------------------------
+// The pod, for real: the binary as the image and the pod run it.
+
+/**
+ * Runs the binary the way the image and the pod's securityContext do, as near as
+ * this machine can without a container engine: PID 1 of its own PID namespace,
+ * user 65532, on a read-only root that holds nothing but the binary and the
+ * glibc it links (distroless has a little more: CA certificates, /etc/passwd).
+ */
+const POD_SCRIPT = `set -eu
+root=$1; binary=$2; shift 2
+chmod 0755 "$root"
+mkdir -p "$root/proc" "$root/usr/local/bin"
+for file in "$@"; do mkdir -p "$root$(dirname "$file")"; touch "$root$file"; mount --bind -o ro "$file" "$root$file"; done
+touch "$root/usr/local/bin/ebb"; mount --bind -o ro "$binary" "$root/usr/local/bin/ebb"
+mount -t proc proc "$root/proc"
+mount --rbind "$root" "$root"; mount -o remount,bind,ro "$root"
+exec chroot --userspec="$USER_ID" "$root" /usr/local/bin/ebb serve`;
+
+function podProblem(): string | false {
+  if (process.platform !== "linux") return "needs Linux namespaces";
+  if (process.getuid?.() !== 0) return "needs root for namespaces, mounts and chroot";
+  if (!existsSync(RUNNERS.binary.command)) return `${RUNNERS.binary.command} is missing: run "npm run build" (npm test builds it)`;
+  for (const tool of ["unshare", "chroot", "ldd"]) if (spawnSync(tool, ["--version"]).status !== 0) return `${tool} is not on this machine`;
+  if (spawnSync("unshare", ["--pid", "--fork", "--mount", "true"]).status !== 0) return "this machine refuses new PID and mount namespaces";
+  return false;
+}
+const NO_POD = podProblem();
+if (NO_POD) console.warn(`deploy.test.ts: skipping the pod-like run of the binary: ${NO_POD}`);
+
+test("kubernetes: the binary as PID 1, user 65532, read-only root: ready, then on SIGTERM from outside /readyz 503 and /healthz 200 through the drain delay, exit 0 within the grace period", { skip: NO_POD }, async () => {
+  // The manifest's drain delay, shutdown timeout, cluster key and node id; on loopback, free ports, no seeds (no traffic leaves this machine).
+  const { EBB_HOST: _host, EBB_SEEDS: _seeds, EBB_ADVERTISE: _advertise, ...fromManifest } = containerEnvironment();
+  const config = loadConfig(containerEnvironment());
+  const libraries = [...spawnSync("ldd", [RUNNERS.binary.command], { encoding: "utf8" }).stdout.matchAll(/(\/\S+) \(0x/g)].map((match) => match[1]!);
+  assert.ok(libraries.some((path) => path.includes("libc.so")), `the binary links glibc: ${libraries}`);
+  const root = mkdtempSync(join(tmpdir(), "ebb-pod-"));
+  const args = ["--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", POD_SCRIPT, "sh", root, RUNNERS.binary.command, ...libraries];
+  const pod = await startCommand("pod", "unshare", args, { ...fromManifest, USER_ID: instruction("USER").at(-1)!, EBB_HOST: "127.0.0.1" });
+  let pid1: number | undefined;
+  try {
+    // unshare --fork waits for its one child, which exec'd chroot, then the binary.
+    pid1 = Number(readFileSync(`/proc/${pod.child.pid}/task/${pod.child.pid}/children`, "utf8").trim());
+    const status = readFileSync(`/proc/${pid1}/status`, "utf8");
+    assert.match(status, /^NSpid:\s+\d+\s+1$/m, "PID 1 in its namespace");
+    assert.match(status, /^Uid:\s+65532\s/m);
+    await pod.waitForLine((line) => line.state === "ready");
+    const get = async (path: string) => (await fetch(`http://127.0.0.1:${pod.httpPort}${path}`)).status;
+    assert.equal(await get("/readyz"), 200);
+    const signalled = Date.now();
+    process.kill(pid1, "SIGTERM"); // as the kubelet's runtime does, from outside the namespace
+    await pod.waitForLine((line) => line.msg === "draining");
+    assert.equal(await get("/readyz"), 503, "readiness fails at once, so the endpoints drop the pod");
+    assert.equal(await get("/healthz"), 200, "liveness holds through the drain");
+    assert.equal(await pod.exited, 0);
+    const elapsedMs = Date.now() - signalled;
+    assert.ok(elapsedMs >= config.drainDelayMs, `served through the drain delay: ${elapsedMs} ms`);
+    assert.ok(elapsedMs < Number(at(podSpec, "terminationGracePeriodSeconds")) * 1000, `exited within the grace period: ${elapsedMs} ms`);
+    assert.doesNotMatch(pod.stderr(), /read-only|EROFS|permission denied/i);
+  } finally {
+    if (pid1 !== undefined && existsSync(`/proc/${pid1}`)) process.kill(pid1, "SIGKILL");
+    await stopProcess(pod);
+    rmSync(root, { recursive: true, force: true });
+  }
 });
