@@ -272,9 +272,13 @@ export interface TcpConnection {
   unackedBytes: number;
   /** Retransmissions of the oldest unacknowledged segment (or SYN) so far. */
   retransmits: number;
-  /** When the retransmission timer fires next, in ms; undefined when it is not armed. */
-  retransmitInMs?: number;
+  /** The timer armed on it: `retransmit` (data or SYN unanswered), `keepalive`, `time-wait`, `window-probe`; undefined when none. */
+  timer?: "retransmit" | "keepalive" | "time-wait" | "window-probe";
+  /** When that timer fires, in ms from now. */
+  timerInMs?: number;
 }
+
+const TCP_TIMERS = { "01": "retransmit", "02": "keepalive", "03": "time-wait", "04": "window-probe" } as const;
 
 const TCP_STATES: Record<string, string> = {
   "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
@@ -305,13 +309,14 @@ export function connectionsOf(pid: number, remoteHost: string): TcpConnection[] 
     // sl local rem st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
     const fields = row.trim().split(/\s+/);
     if (fields.length < 10 || !inodes.has(fields[9]!) || fields[2]!.split(":")[0] !== remoteHex) continue;
-    const [timer, when] = fields[5]!.split(":");
+    const [timer, when] = fields[5]!.split(":") as [keyof typeof TCP_TIMERS | "00", string];
     found.push({
       state: TCP_STATES[fields[3]!] ?? fields[3]!,
       unackedBytes: parseInt(fields[4]!.split(":")[0]!, 16),
       retransmits: parseInt(fields[6]!, 16),
-      // Timer 1 is the retransmission timer; its time is in clock ticks (USER_HZ, 100 a second).
-      retransmitInMs: timer === "01" ? parseInt(when!, 16) * 10 : undefined,
+      timer: timer === "00" ? undefined : TCP_TIMERS[timer],
+      // In clock ticks (USER_HZ, 100 a second).
+      timerInMs: timer === "00" ? undefined : parseInt(when, 16) * 10,
     });
   }
   return found;
