@@ -99,7 +99,9 @@ export async function createNetwork(count: number): Promise<Network> {
     closed = true;
     for (const flapper of flappers) flapper.kill("SIGKILL");
     for (const node of nodes) await stopProcess(node);
-    // A namespace goes away with its last process; its veth pair with it.
+    // A namespace outlives its processes while their orphaned TCP sockets still retransmit
+    // (minutes, after a blackhole), and its veth with it: delete each link explicitly.
+    for (const host of hosts) await ip(["link", "del", host.port]).catch(() => {});
     for (const host of hosts) await ip(["netns", "del", host.netns]).catch(() => {});
     await ip(["link", "del", bridge]).catch(() => {});
   };
