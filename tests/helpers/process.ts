@@ -39,6 +39,8 @@ export interface NodeProcess {
   /** JSON log lines from standard output. */
   lines: Record<string, unknown>[];
   stderr(): string;
+  /** Calls `listener` with every log line from now on; returns the function that stops it. */
+  onLine(listener: (line: Record<string, unknown>) => void): () => void;
   /** Resolves with the first log line that matches, or rejects if the process exits first. */
   waitForLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   /** Resolves with the exit code (or 128 + signal number when killed). */
@@ -51,10 +53,21 @@ export interface NodeProcess {
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
+/** Where a node process runs: `netns` starts it inside that Linux network namespace (`ip netns exec`, root only; see tests/helpers/netns.ts). */
+export interface PlaceOptions {
+  netns?: string;
+}
+
+/** The `ip` command, for `ip netns exec`; undefined when iproute2 is missing. */
+export const IP_COMMAND: string | undefined = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((path) => existsSync(path));
+
 /** Spawns `src/main.ts` on a runtime with extra environment, and waits for its listening line. */
-export async function startNodeProcess(runner: RunnerName, env: Record<string, string> = {}, args: string[] = []): Promise<NodeProcess> {
+export async function startNodeProcess(runner: RunnerName, env: Record<string, string> = {}, args: string[] = [], place: PlaceOptions = {}): Promise<NodeProcess> {
   const { command, args: base } = RUNNERS[runner];
-  return startCommand(runner, command, [...base, ...args], env);
+  if (place.netns === undefined) return startCommand(runner, command, [...base, ...args], env);
+  if (!IP_COMMAND) throw new Error("ip (iproute2) is missing: cannot start a node in a network namespace");
+  // `ip netns exec` execs the command in place, so the child's pid is the node's own (signals and /proc reach it).
+  return startCommand(`${runner} in ${place.netns}`, IP_COMMAND, ["netns", "exec", place.netns, command, ...base, ...args], env);
 }
 
 /** `deno task serve`, as deno.json defines it (with its least permissions). */
@@ -91,6 +104,7 @@ export function spawnCommand(runner: string, command: string, args: string[], en
   const lines: Record<string, unknown>[] = [];
   let stderr = "";
   let waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
+  const listeners = new Set<(line: Record<string, unknown>) => void>();
   let buffered = "";
   child.stdout!.setEncoding("utf8");
   child.stdout!.on("data", (text: string) => {
@@ -106,6 +120,7 @@ export function spawnCommand(runner: string, command: string, args: string[], en
         line = { msg: raw, unparsed: true };
       }
       lines.push(line);
+      for (const listener of listeners) listener(line);
       waiters = waiters.filter((w) => (w.match(line) ? (w.resolve(line), false) : true));
     }
   });
@@ -130,6 +145,10 @@ export function spawnCommand(runner: string, command: string, args: string[], en
     stderr: () => stderr,
     exited,
     port: 0,
+    onLine(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     waitForLine(match) {
       const seen = lines.find(match);
       if (seen) return Promise.resolve(seen);
