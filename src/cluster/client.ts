@@ -167,7 +167,10 @@ export class ClusterClient implements Transport {
       if (!endpoint) return this.fail(timedOut ?? this.table.noCandidate(service, tried ?? new Set(), this.discovery.error));
       let channel: Channel;
       try {
-        channel = endpoint.channel && !endpoint.channel.closed ? endpoint.channel : await this.pool.connect(endpoint);
+        // Waiting for a connection sends nothing, so any call may give up on a slow one and go elsewhere:
+        // within its attempt timeout when it has one, and always within its deadline.
+        const waitMs = Math.min(this.attemptTimeoutMs ?? Infinity, deadline - this.clock.now());
+        channel = endpoint.channel && !endpoint.channel.closed ? endpoint.channel : await this.pool.connect(endpoint, waitMs);
       } catch (error) {
         // A key mismatch is the same on every node: say so rather than try them all.
         if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
@@ -177,7 +180,7 @@ export class ClusterClient implements Transport {
       }
       const left = deadline - this.clock.now();
       if (left <= 0) return this.fail(new RpcError(`Deadline of ${timeoutMs} ms passed before "${method}" could be sent`, "DEADLINE_EXCEEDED"));
-      const attemptMs = idempotent && this.attemptTimeoutMs !== undefined && this.attemptTimeoutMs < left ? this.attemptTimeoutMs : left;
+      const attemptMs = idempotent && this.idempotentRetries && this.attemptTimeoutMs !== undefined && this.attemptTimeoutMs < left ? this.attemptTimeoutMs : left;
       endpoint.inflight++;
       this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;
       try {

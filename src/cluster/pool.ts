@@ -5,7 +5,7 @@ import type { ClusterKey } from "../rpc/auth.ts";
 import { Channel, type ChannelOptions } from "../rpc/channel.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { splitAddress } from "../runtime/address.ts";
-import type { Clock } from "../runtime/clock.ts";
+import type { Clock, TimerHandle } from "../runtime/clock.ts";
 import { runtimeOf, type RuntimeSource } from "../runtime/source.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { Endpoint, EndpointTable } from "./endpoints.ts";
@@ -39,9 +39,25 @@ export class ConnectionPool {
     private readonly options: ConnectionPoolOptions,
   ) {}
 
-  /** The endpoint's open connection, or a new one (a single attempt however many callers ask). */
-  connect(endpoint: Endpoint<Channel>): Promise<Channel> {
+  /**
+   * The endpoint's open connection, or a new one (a single attempt however many callers ask).
+   * A caller waits at most `waitMs`; the attempt itself goes on for the others.
+   */
+  connect(endpoint: Endpoint<Channel>, waitMs = Infinity): Promise<Channel> {
     if (endpoint.channel && !endpoint.channel.closed) return Promise.resolve(endpoint.channel);
+    const attempt = this.attempt(endpoint);
+    if (waitMs === Infinity) return attempt;
+    let timer: TimerHandle | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = this.options.clock.setTimer(Math.max(0, waitMs), () =>
+        reject(new RpcError(`Cannot connect to ${endpoint.addr}: not connected within ${Math.max(0, Math.round(waitMs))} ms`, "UNAVAILABLE", { processed: false })),
+      );
+    });
+    return Promise.race([attempt, expired]).finally(() => timer?.cancel());
+  }
+
+  /** The endpoint's connection attempt: one at a time, its failure puts the endpoint in backoff. */
+  private attempt(endpoint: Endpoint<Channel>): Promise<Channel> {
     endpoint.connecting ??= (async () => {
       // Declared first: a connection that fails after its socket opened (a key mismatch) closes before `open` returns.
       let channel: Channel | undefined;

@@ -600,6 +600,11 @@ export class Membership {
     this.emit("suspect", local);
   }
 
+  /** Lifeguard's longest suspicion timeout in a cluster of this size. */
+  private longestSuspicionMs(): number {
+    return baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs) * this.config.suspicionMaxTimeoutMult;
+  }
+
   private armSuspicion(member: MemberState, delayMs?: number): void {
     member.suspicionTimer?.cancel();
     const suspicion = member.suspicion!;
@@ -616,6 +621,11 @@ export class Membership {
         // This timer ran late: we were the stalled one, and the refutation may be waiting
         // unread. Local health awareness: judge again once we have caught up.
         this.awareness.apply(1);
+        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+      } else if (this.awareness.score > 0 && this.clock.now() - member.since < this.longestSuspicionMs()) {
+        // On time, but our own health is poor (missed nacks, refutations, lag): we are likely the
+        // lossy one, whose refutations arrive late. Hold the verdict until we are healthy again,
+        // up to the longest suspicion; healthy members still judge a member that really died.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
       } else {
         // On time: still give the messages already waiting for us one turn to be read.

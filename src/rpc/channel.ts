@@ -65,6 +65,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const CLOSE_GRACE_MS = 5_000;
 /** Default of `ChannelOptions.connectTimeoutMs` (Envoy's `connect_timeout` default too). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Addresses whose connection attempt outlived its timeout and is still pending in the runtime
+ * (a SYN to a vanished host is retried by the kernel for about two minutes, and neither runtime
+ * can abort a connect): no second attempt to them until it ends, so a vanished peer costs each
+ * process one socket, however often it is dialled. Per runtime, since in-memory ones share addresses.
+ */
+const unanswered = new WeakMap<Runtime, Set<string>>();
+
 /** Default of `ChannelOptions.keepaliveMs`. */
 export const DEFAULT_KEEPALIVE_MS = 10_000;
 
@@ -121,6 +129,11 @@ export class Channel implements Transport {
     let channel: Channel | undefined;
     let timedOut = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const pending = unanswered.get(runtime) ?? new Set<string>();
+    unanswered.set(runtime, pending);
+    if (pending.has(address)) {
+      throw new RpcError(`Cannot connect to ${address}: an earlier attempt is still unanswered`, "UNAVAILABLE", { processed: false });
+    }
     try {
       const connecting = runtime.connect({
         host: options.host,
@@ -141,6 +154,8 @@ export class Channel implements Transport {
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           timedOut = true;
+          pending.add(address);
+          void connecting.then(() => {}, () => {}).finally(() => pending.delete(address));
           reject(new Error(`no answer within ${connectTimeoutMs} ms`));
         }, connectTimeoutMs);
       });
@@ -277,15 +292,9 @@ export class Channel implements Transport {
   private startKeepalive(): void {
     const keepaliveMs = this.options.plain ? 0 : (this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     if (keepaliveMs <= 0 || this.isClosed) return;
-    const check = () => {
-      if (this.isClosed) return;
-      if (this.heard && this.sent) {
-        this.heard = this.sent = false;
-        this.keepaliveTimer = setTimeout(check, keepaliveMs);
-        return;
-      }
+    const ping = () => {
       this.heard = this.sent = false;
-      this.request(KEEPALIVE_METHOD, [{ keepaliveMs }], { timeoutMs: keepaliveMs }).then(
+      return this.request(KEEPALIVE_METHOD, [{ keepaliveMs }], { timeoutMs: keepaliveMs }).then(
         () => undefined,
         (error: RpcError) => {
           // Any answer, an error included, proves the server lives; only silence condemns the link.
@@ -294,11 +303,25 @@ export class Channel implements Transport {
           this.closeReason = new Error(`no answer to a keep-alive ping within ${keepaliveMs} ms`);
           this.socket.close();
         },
-      ).finally(() => {
-        if (!this.isClosed) this.keepaliveTimer = setTimeout(check, keepaliveMs);
-      });
+      );
     };
-    this.keepaliveTimer = setTimeout(check, keepaliveMs);
+    const next = () => {
+      if (!this.isClosed) this.keepaliveTimer = setTimeout(check, keepaliveMs);
+    };
+    // The first check pings whatever the traffic: a busy connection may never be silent enough to
+    // ping, and the server learns the interval only from a ping. (Not at connect: a connection
+    // refused by the server's key must fail the caller's own first call with the reason.)
+    let announced = false;
+    const check = () => {
+      if (this.isClosed) return;
+      if (!announced || !this.heard || !this.sent) {
+        announced = true;
+        return void ping().finally(next);
+      }
+      this.heard = this.sent = false;
+      next();
+    };
+    next();
   }
 
   private allocateMsgid(): number {

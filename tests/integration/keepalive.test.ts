@@ -68,7 +68,7 @@ test("a call that runs longer than the keep-alive interval keeps its connection:
   }
 });
 
-test("a connection that does not open within connectTimeoutMs fails UNAVAILABLE, processed false; if it opens later it is closed at once", async () => {
+test("a connection that does not open within connectTimeoutMs fails UNAVAILABLE, processed false; no second attempt is made while it is pending; if it opens later it is closed at once", async () => {
   const silent = await startSilentServer();
   try {
     // A runtime whose connect is held back, as a SYN to a vanished host is: the real socket opens only when released.
@@ -87,10 +87,16 @@ test("a connection that does not open within connectTimeoutMs fails UNAVAILABLE,
     assert.equal(error.processed, false);
     assert.match(error.rawMessage, /^Cannot connect to 127\.0\.0\.1:\d+: no answer within 100 ms$/);
     assert.ok(Date.now() - started >= 90);
+    // While that attempt is still pending in the runtime, no second one is made: a vanished host costs one socket.
+    const again = await rejectsWith(Channel.connect(slow, { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 100 }), "UNAVAILABLE");
+    assert.match(again.rawMessage, /an earlier attempt is still unanswered$/);
     release();
     await opened;
     // The late connection is closed by the client: the server sees its close.
     await until(() => silent.closedByPeer > 0, "the connection that opened late is closed");
+    // Once it has ended, the address may be dialled again.
+    const channel = await Channel.connect(slow, { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 1_000 });
+    channel.close();
   } finally {
     await silent.stop();
   }
