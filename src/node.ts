@@ -51,7 +51,7 @@ export interface EbbNode {
   onStateChange(listener: StateListener): () => void;
   /** The cluster as this node sees it (itself included); empty before `start`. */
   members(): Member[];
-  /** Subscribes to membership events: join, update, suspect, dead, left. */
+  /** Subscribes to membership events: join, update, suspect, dead, left (this node's own state changes come as update). */
   onMemberEvent(listener: (event: MemberEvent) => void): () => void;
   /** A typed client of a service anywhere in the cluster, found through this node's membership. */
   client<C extends ServiceContract>(contract: C, options?: Omit<ClusterClientOptions, "membership" | "seeds" | "addresses" | "runtime">): ServiceClient<C>;

@@ -85,9 +85,16 @@ export class NodeMembership {
     return () => this.listeners.delete(listener);
   }
 
-  /** Pushes this node's new meta (state, services) to every member at once. */
+  /**
+   * Pushes this node's new meta (state, services) to every member at once, and tells this node's
+   * own listeners: the list includes this node, so its clients (`node.client()`) may call it too.
+   */
   updateMeta(meta: MemberMeta): void {
-    this.membership?.updateMeta(meta);
+    const membership = this.membership;
+    if (!membership) return;
+    membership.updateMeta(meta);
+    const self = membership.list().find((member) => member.id === this.options.id);
+    if (self) this.tell({ type: "update", member: self });
   }
 
   /** Answers a `$swim.*` request. */
@@ -131,11 +138,17 @@ export class NodeMembership {
     const { id, status, incarnation, meta } = event.member;
     const { log } = this.options;
     log.info(`member ${id} ${event.type}`, { member: id, event: event.type, status, incarnation, memberState: meta.state });
+    this.tell(event);
+  }
+
+  /** Hands `event` to every listener; one that throws is logged and the others still hear it. */
+  private tell(event: MemberEvent): void {
+    const { log } = this.options;
     for (const listener of this.listeners) {
       try {
         listener(event);
       } catch (error) {
-        log.error("a member event listener failed", { event: event.type, member: id, error: errorText(error) });
+        log.error("a member event listener failed", { event: event.type, member: event.member.id, error: errorText(error) });
       }
     }
   }

@@ -21,8 +21,13 @@ class WheelEntry implements DeadlineHandle {
   }
 }
 
-/** The longest delay `setTimeout` takes: above it, runtimes fire at once (and warn). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * The longest the wheel's one timer sleeps before it looks again. Its deadlines may have been
+ * cancelled meanwhile: a timer armed for nothing would keep a process alive (a script whose last
+ * call settled would exit 30 s later), so an emptied wheel lets go within this. Also well under
+ * the 2^31 - 1 ms a `setTimeout` takes (above it, runtimes fire at once).
+ */
+const MAX_SLEEP_MS = 1_000;
 
 /**
  * Deadlines for many calls on one timer. Every call carries a deadline, and a
@@ -58,7 +63,7 @@ export class DeadlineWheel {
     return entry;
   }
 
-  /** @internal An emptied bucket leaves the wheel; its timer, if armed, finds nothing and re-arms. */
+  /** @internal An emptied bucket leaves the wheel; its timer, if armed, finds nothing and re-arms if other buckets are left. */
   dropBucket(key: number): void {
     this.buckets.delete(key);
   }
@@ -66,8 +71,9 @@ export class DeadlineWheel {
   private arm(key: number): void {
     this.timer?.cancel();
     this.armedKey = key;
-    // Timers take at most 2^31 - 1 ms (about 24.8 days): a later deadline wakes then and re-arms.
-    this.timer = this.clock.setTimer(Math.min(MAX_TIMER_MS, Math.max(0, key * this.resolutionMs - this.clock.now())), () => this.tick());
+    // A later deadline wakes after MAX_SLEEP_MS and re-arms; cancelling the timer whenever the wheel
+    // empties instead would cost a timer per call to a caller making one call at a time.
+    this.timer = this.clock.setTimer(Math.min(MAX_SLEEP_MS, Math.max(0, key * this.resolutionMs - this.clock.now())), () => this.tick());
   }
 
   private tick(): void {

@@ -17,3 +17,17 @@ test("the README's in-memory test of a service of your own: a node and a client 
     await node.shutdown();
   }
 });
+
+test("node.client() made before start reaches a service on the node itself once it is ready", async () => {
+  const runtime = createMemoryRuntime();
+  const node = createNode({ config: loadConfig({ EBB_RPC_PORT: "0", EBB_HTTP_PORT: "0" }), runtime });
+  // A node's own state changes are no gossip from others: its clients hear of them all the same.
+  const greet = node.client(greeter);
+  node.register(greeter, { hello: ({ name }) => `Hello, ${name}!` });
+  await node.start();
+  try {
+    assert.equal(await greet.hello({ name: "self" }, { timeoutMs: 2_000 }), "Hello, self!");
+  } finally {
+    await node.shutdown();
+  }
+});

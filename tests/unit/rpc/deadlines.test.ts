@@ -83,3 +83,22 @@ test("by default the wheel runs on the real clock", async () => {
   const elapsed = await new Promise<number>((resolve) => wheel.schedule(20, () => resolve(Date.now() - started)));
   assert.ok(elapsed >= 19, `fired after ${elapsed} ms, asked 20`);
 });
+
+test("a wheel whose deadlines were all cancelled lets its timer go within a second: it keeps no process alive", () => {
+  const clock = new ManualClock();
+  const wheel = new DeadlineWheel(25, 10, clock);
+  const handles = [30_000, 30_000, 45_000].map((ms) => wheel.schedule(ms, () => assert.fail("cancelled, yet fired")));
+  for (const handle of handles) handle.cancel();
+  clock.tick(1_000);
+  assert.equal(clock.pending, 0);
+  assert.ok(clock.delays.every((ms) => ms <= 1_000), `delays ${clock.delays.join(", ")}`);
+});
+
+test("a long deadline fires on time though the wheel's timer wakes every second", () => {
+  const clock = new ManualClock();
+  const wheel = new DeadlineWheel(25, 10, clock);
+  const far = fired(wheel, clock, 60_000);
+  clock.tick(60_100);
+  const elapsed = far.elapsed();
+  assert.ok(elapsed !== undefined && elapsed >= 60_000 && elapsed <= 60_025, `fired after ${elapsed} ms, asked 60,000`);
+});
