@@ -3,12 +3,8 @@
 // bursty loss, a partition and its heal, a rolling restart across 100 ms of
 // delay, and a half-open link. Each scenario prints its figures on one line.
 //
-// Time: each runner (bun test, deno test) runs every scenario once, in about
-// 95 s all told while half-open connections are held (that test waits out its
-// bound), some 80 s once they are released: loss and half-open on a cluster of this runner's runtime,
-// partition and the delayed rolling restart on a mixed Bun, Deno and binary
-// cluster (rotated per runner, so the cut node differs). EBB_NET_FULL=1 runs
-// every scenario on Bun, Deno and mixed clusters (about 5 minutes a runner).
+// Time: in `npm test` each runner takes half the scenarios, on mixed clusters (see SHARE
+// below), about 45 s each; EBB_NET_FULL=1 runs all of them on Bun, Deno and mixed clusters.
 //
 // Nodes bind their namespace's address (off loopback), so they run with a
 // random EBB_CLUSTER_KEY, which the client proves too: the secure default, not
@@ -503,21 +499,29 @@ async function halfOpen(runners: RunnerName[]): Promise<void> {
 }
 
 const skip = NETNS_SKIP;
-const MIXED: RunnerName[] = HOST_RUNNER === "bun" ? ["bun", "deno", "binary"] : ["deno", "binary", "bun"];
-const HOST: RunnerName[] = [HOST_RUNNER, HOST_RUNNER, HOST_RUNNER];
+/**
+ * In `npm test` each runner takes half the scenarios (about 45 s each), every cluster mixed (Bun,
+ * Deno and the binary, the faulted member last): loss and half-open under `bun test`, partition
+ * and the delayed rolling restart under `deno test`. EBB_NET_FULL=1 runs every scenario on Bun,
+ * Deno and mixed clusters under either runner (about 5 minutes).
+ */
+const SHARE: Record<string, RunnerName[]> =
+  HOST_RUNNER === "bun"
+    ? { loss: ["bun", "binary", "deno"], halfOpen: ["deno", "binary", "bun"] }
+    : { partition: ["bun", "deno", "binary"], restart: ["binary", "bun", "deno"] };
 const FULL = process.env.EBB_NET_FULL === "1";
-const ALL: RunnerName[][] = [["bun", "bun", "bun"], ["deno", "deno", "deno"], MIXED];
-const clustersFor = (fast: RunnerName[]) => (FULL ? ALL : [fast]);
+const ALL: RunnerName[][] = [["bun", "bun", "bun"], ["deno", "deno", "deno"], ["bun", "deno", "binary"]];
+const clustersFor = (scenario: string): RunnerName[][] => (FULL ? ALL : SHARE[scenario] ? [SHARE[scenario]] : []);
 
-for (const runners of clustersFor(HOST)) {
+for (const runners of clustersFor("loss")) {
   test(`20% bursty loss on one of 3 members for 30 s [${label(runners)}]: no healthy member declared dead, no idempotent call failed`, { skip }, () => burstyLoss(runners));
 }
-for (const runners of clustersFor(MIXED)) {
+for (const runners of clustersFor("partition")) {
   test(`a 20 s partition of one member, then heal [${label(runners)}]: no healthy member declared dead, the healed one back everywhere within 10 s and not declared dead again, no idempotent call failed`, { skip }, () => partitionAndHeal(runners));
 }
-for (const runners of clustersFor(MIXED)) {
+for (const runners of clustersFor("restart")) {
   test(`rolling restart with 100 ms delay between hosts [${label(runners)}]: zero failed calls, each ran once`, { skip }, () => rollingRestartWithDelay(runners));
 }
-for (const runners of clustersFor(HOST)) {
+for (const runners of clustersFor("halfOpen")) {
   test(`half-open link [${label(runners)}]: both sides release the connections within ${HALF_OPEN_BOUND_MS} ms`, { skip }, () => halfOpen(runners));
 }
