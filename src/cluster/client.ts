@@ -217,8 +217,13 @@ export class ClusterClient implements Transport {
   /** A node to call now, by weighted power of two choices; undefined when none is eligible. */
   private pick(service: string | undefined, tried: Set<Endpoint<Channel>> | undefined): Endpoint<Channel> | undefined {
     const now = this.clock.now();
-    const candidates = this.table.eligible(service, tried, now);
+    let candidates = this.table.eligible(service, tried, now);
     if (candidates.length <= 1) return candidates[0];
+    // A node still connecting (perhaps to a host that never answers) only when none is connected.
+    if (candidates.some((e) => e.connecting !== undefined) && candidates.some((e) => e.channel !== undefined && !e.channel.closed)) {
+      candidates = candidates.filter((e) => e.connecting === undefined);
+      if (candidates.length <= 1) return candidates[0];
+    }
     return pickTwoChoices(candidates, (e) => this.table.weight(e, now));
   }
 

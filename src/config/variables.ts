@@ -3,7 +3,7 @@ import { DEFAULT_WARMUP_MS } from "../cluster/balancer.ts";
 import { DEFAULT_SWIM_CONFIG, type SwimConfig } from "../membership/types.ts";
 import { isMemberAddress } from "../membership/schema.ts";
 import { DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_MESSAGE_BYTES } from "../rpc/channel.ts";
-import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS as LIMITS } from "../rpc/server.ts";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS as LIMITS, MIN_KEEPALIVE_MS } from "../rpc/server.ts";
 import { ADDRESS_LIST_PATTERN, ADDRESS_PATTERN } from "../runtime/address.ts";
 import { DEFAULT_CLUSTER_ID, MAX_CLUSTER_KEYS } from "../rpc/auth.ts";
 import { readFileSync } from "node:fs";
@@ -201,7 +201,7 @@ export const MAIN_VARIABLES = {
   /** Keep-alive pings on the node's own connections (to members, and `node.client()`). */
   keepaliveMs: variable({
     name: "EBB_KEEPALIVE_MS",
-    schema: milliseconds(HOUR_MS),
+    schema: milliseconds(HOUR_MS).refine((ms) => ms === 0 || ms >= MIN_KEEPALIVE_MS, { error: `must be 0 (off) or between ${MIN_KEEPALIVE_MS} and ${HOUR_MS} ms` }),
     default: DEFAULT_KEEPALIVE_MS,
     description:
       "the node's own connections (to members, and node.client()) send $ping after this much silence and are closed when it is not answered within the same time, so a half-open link is found within about three times this; 0: off",

@@ -31,11 +31,14 @@ export interface Drainable {
  */
 export const DUPLICATE_SIGNAL_MS = 500;
 
+/** The window is measured on a monotonic clock: a wall clock stepped back must not swallow every later Ctrl-C. */
+const MONOTONIC: Clock = { now: () => performance.now(), setTimer: realClock.setTimer };
+
 /**
  * The first SIGTERM or SIGINT drains the node and exits with the drain's code;
  * a second one, DUPLICATE_SIGNAL_MS or more later, exits at once with 130 (SIGINT) or 143 (SIGTERM).
  */
-export function exitOnSignals(runtime: Runtime, node: Drainable, log: Logger, clock: Clock = realClock): () => void {
+export function exitOnSignals(runtime: Runtime, node: Drainable, log: Logger, clock: Clock = MONOTONIC): () => void {
   let firstAt: number | undefined;
   const on = (signal: SignalName) => () => {
     const now = clock.now();

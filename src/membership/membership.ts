@@ -97,6 +97,8 @@ export class Membership {
   private probeTimer: TimerHandle | undefined;
   private running = false;
   private leaving = false;
+  /** When another member last suspected us (we refuted): a sign that we, not they, are the lossy one. */
+  private accusedAt: number | undefined;
   private readonly sync: StateSync;
 
   constructor(options: MembershipOptions) {
@@ -488,7 +490,10 @@ export class Membership {
     const stale = update.status === "alive" ? update.inc > this.self.inc : update.inc >= this.self.inc;
     if (!stale || this.jumps(this.self, update.inc)) return;
     // Someone holds an older life of ours, or suspects us: refute with a higher incarnation.
-    if (update.status !== "alive" && this.config.lifeguard) this.awareness.apply(1);
+    if (update.status !== "alive" && this.config.lifeguard) {
+      this.awareness.apply(1);
+      this.accusedAt = this.clock.now();
+    }
     this.bumpSelf(update.inc + 1);
     // Refutations race suspicion timers all over the cluster: push them to every member at once.
     this.announce(this.toUpdate(this.self));
@@ -600,6 +605,11 @@ export class Membership {
     this.emit("suspect", local);
   }
 
+  /** Our own health is poor: a health score above zero, or another member suspected us within the longest suspicion. */
+  private unhealthy(): boolean {
+    return this.awareness.score > 0 || (this.accusedAt !== undefined && this.clock.now() - this.accusedAt < this.longestSuspicionMs());
+  }
+
   /** Lifeguard's longest suspicion timeout in a cluster of this size. */
   private longestSuspicionMs(): number {
     return baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs) * this.config.suspicionMaxTimeoutMult;
@@ -622,10 +632,10 @@ export class Membership {
         // unread. Local health awareness: judge again once we have caught up.
         this.awareness.apply(1);
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
-      } else if (this.awareness.score > 0 && this.clock.now() - member.since < this.longestSuspicionMs()) {
-        // On time, but our own health is poor (missed nacks, refutations, lag): we are likely the
-        // lossy one, whose refutations arrive late. Hold the verdict until we are healthy again,
-        // up to the longest suspicion; healthy members still judge a member that really died.
+      } else if (this.unhealthy() && this.clock.now() - member.since < this.longestSuspicionMs()) {
+        // On time, but our own health is poor (missed nacks, lag, or others suspected us lately):
+        // we are likely the lossy one, whose refutations arrive late. Hold the verdict until we are
+        // healthy again, up to the longest suspicion; healthy members still judge a member that really died.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
       } else {
         // On time: still give the messages already waiting for us one turn to be read.

@@ -6,7 +6,7 @@ import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/m
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
-import { DEFAULT_CONNECTION_LIMITS, KEEPALIVE_METHOD } from "./server.ts";
+import { DEFAULT_CONNECTION_LIMITS, KEEPALIVE_METHOD, MIN_KEEPALIVE_MS } from "./server.ts";
 import { errorText } from "../error-text.ts";
 
 /** Per-call options. */
@@ -47,7 +47,7 @@ export interface ChannelOptions {
   /**
    * Keep-alive: after this long without a byte from the server, send `$ping`; no answer within the
    * same time closes the connection (its calls fail UNAVAILABLE, outcome unknown), so a half-open
-   * link is found within about three times this. Default 10 s (EBB_KEEPALIVE_MS); 0: off (plain mode: off).
+   * link is found within about three times this. Default 10 s (EBB_KEEPALIVE_MS), at least 100 ms; 0: off (plain mode: off).
    */
   keepaliveMs?: number;
   /** Called for each notification from the server (after ebb's own `$goaway` handling). */
@@ -66,12 +66,14 @@ const CLOSE_GRACE_MS = 5_000;
 /** Default of `ChannelOptions.connectTimeoutMs` (Envoy's `connect_timeout` default too). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /**
- * Addresses whose connection attempt outlived its timeout and is still pending in the runtime
- * (a SYN to a vanished host is retried by the kernel for about two minutes, and neither runtime
- * can abort a connect): no second attempt to them until it ends, so a vanished peer costs each
- * process one socket, however often it is dialled. Per runtime, since in-memory ones share addresses.
+ * Connection attempts per address that outlived their timeout and are still pending in the runtime
+ * (a SYN to a vanished host is retried by the kernel for about two minutes, and the runtime seam
+ * has no way to abort a connect): at most MAX_UNANSWERED_CONNECTS at once, so a vanished peer costs
+ * each process a few sockets however often it is dialled, while a healed one can be dialled afresh
+ * at once. Per runtime, since in-memory ones share addresses.
  */
-const unanswered = new WeakMap<Runtime, Set<string>>();
+const unanswered = new WeakMap<Runtime, Map<string, number>>();
+const MAX_UNANSWERED_CONNECTS = 3;
 
 /** Default of `ChannelOptions.keepaliveMs`. */
 export const DEFAULT_KEEPALIVE_MS = 10_000;
@@ -129,10 +131,10 @@ export class Channel implements Transport {
     let channel: Channel | undefined;
     let timedOut = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const pending = unanswered.get(runtime) ?? new Set<string>();
+    const pending = unanswered.get(runtime) ?? new Map<string, number>();
     unanswered.set(runtime, pending);
-    if (pending.has(address)) {
-      throw new RpcError(`Cannot connect to ${address}: an earlier attempt is still unanswered`, "UNAVAILABLE", { processed: false });
+    if ((pending.get(address) ?? 0) >= MAX_UNANSWERED_CONNECTS) {
+      throw new RpcError(`Cannot connect to ${address}: ${MAX_UNANSWERED_CONNECTS} earlier attempts are still unanswered`, "UNAVAILABLE", { processed: false });
     }
     try {
       const connecting = runtime.connect({
@@ -154,8 +156,12 @@ export class Channel implements Transport {
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           timedOut = true;
-          pending.add(address);
-          void connecting.then(() => {}, () => {}).finally(() => pending.delete(address));
+          pending.set(address, (pending.get(address) ?? 0) + 1);
+          void connecting.then(() => {}, () => {}).finally(() => {
+            const left = (pending.get(address) ?? 1) - 1;
+            if (left > 0) pending.set(address, left);
+            else pending.delete(address);
+          });
           reject(new Error(`no answer within ${connectTimeoutMs} ms`));
         }, connectTimeoutMs);
       });
@@ -290,18 +296,27 @@ export class Channel implements Transport {
    * the connection in turn once we fall silent (src/rpc/server.ts, KEEPALIVE_GRACE).
    */
   private startKeepalive(): void {
-    const keepaliveMs = this.options.plain ? 0 : (this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
-    if (keepaliveMs <= 0 || this.isClosed) return;
+    const asked = this.options.plain ? 0 : (this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
+    if (asked <= 0 || this.isClosed) return;
+    const keepaliveMs = Math.max(MIN_KEEPALIVE_MS, asked);
     const ping = () => {
       this.heard = this.sent = false;
+      const sentAt = performance.now();
       return this.request(KEEPALIVE_METHOD, [{ keepaliveMs }], { timeoutMs: keepaliveMs }).then(
         () => undefined,
         (error: RpcError) => {
           // Any answer, an error included, proves the server lives; only silence condemns the link.
           if (error.code !== "DEADLINE_EXCEEDED" || this.isClosed) return;
-          this.log.warn(`closing connection to ${this.address}: no answer to a keep-alive ping within ${keepaliveMs} ms (a half-open link, or a stalled server)`);
-          this.closeReason = new Error(`no answer to a keep-alive ping within ${keepaliveMs} ms`);
-          this.socket.close();
+          // A deadline that ran late means we stalled (a pause, a busy loop), and the answer may be
+          // waiting unread: Deno runs due timers before reads. Judge again at the next check.
+          if (performance.now() - sentAt > keepaliveMs * 1.5) return;
+          // Give reads already waiting a turn, and spare a connection that has been heard meanwhile.
+          return new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => {
+            if (this.heard || this.isClosed) return;
+            this.log.warn(`closing connection to ${this.address}: no answer to a keep-alive ping within ${keepaliveMs} ms (a half-open link, or a stalled server)`);
+            this.closeReason = new Error(`no answer to a keep-alive ping within ${keepaliveMs} ms`);
+            this.socket.close();
+          });
         },
       );
     };

@@ -298,12 +298,13 @@ export class ServerConnection {
     this.endWhenIdle();
   }
 
-  /** A notification to a method (`[2, "kv.put", …]`): ebb answers requests only, so it is counted and, once per connection, logged. */
   /** An ebb client's `$ping` names its keep-alive interval: held to 100 ms..1 h, so a peer cannot make the check absurd. */
   private notePeerKeepalive(params: unknown): void {
     const announced = (params as { keepaliveMs?: unknown } | undefined)?.keepaliveMs;
-    if (typeof announced === "number" && Number.isFinite(announced)) this.peerKeepaliveMs = Math.min(HOUR_MS, Math.max(MIN_PEER_KEEPALIVE_MS, announced));
+    if (typeof announced === "number" && Number.isFinite(announced)) this.peerKeepaliveMs = Math.min(HOUR_MS, Math.max(MIN_KEEPALIVE_MS, announced));
   }
+
+  /** A notification to a method (`[2, "kv.put", …]`): ebb answers requests only, so it is counted and, once per connection, logged. */
 
   private droppedNotification(method: string): void {
     this.server.stats.droppedNotifications++;
@@ -528,7 +529,8 @@ export class ServerConnection {
 export const KEEPALIVE_METHOD = "$ping";
 /** A peer that announced keep-alive pings and then sent nothing for this many intervals is closed. */
 export const KEEPALIVE_GRACE = 4;
-const MIN_PEER_KEEPALIVE_MS = 100;
+/** The shortest keep-alive interval: what EBB_KEEPALIVE_MS accepts, and what a peer's announcement is held to. */
+export const MIN_KEEPALIVE_MS = 100;
 const HOUR_MS = 3_600_000;
 
 /** After our side of a connection ended, how long the peer gets to close its side before it is closed for it. */

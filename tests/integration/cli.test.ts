@@ -217,7 +217,8 @@ for (const runner of RUNNER_NAMES) {
         const summary = JSON.parse(run.stdout) as BenchSummary;
         assert.equal(summary.stoppedBy, code);
         assert.equal(summary.ok, 0);
-        assert.ok(summary.durationMs < 1_000, `${code}: stopped after ${summary.durationMs} ms`);
+        // Within a second (measured 0.1-0.3 s), with room for a loaded 2-core machine running both suites.
+        assert.ok(summary.durationMs < 2_000, `${code}: stopped after ${summary.durationMs} ms`);
         // Less than a second's worth at --rate 1000: what was sent before the first answer came back.
         assert.ok(summary.calls < 1_000, `${code}: ${summary.calls} failing calls sent`);
         assert.ok(run.ms < 10_000, `${code}: ran ${run.ms} ms of a 1 h bench`);
@@ -228,7 +229,7 @@ for (const runner of RUNNER_NAMES) {
       assert.equal(unreachable.code, 1, unreachable.stderr);
       assert.match(unreachable.stderr, /^UNAVAILABLE: No node answered within 2 s \(seeds 127\.0\.0\.1:1\)$/m);
       // 2 s of waiting, plus the process's own start (Deno's included).
-      assert.ok(unreachable.ms < 2_000 + 2_500, `gave up after ${unreachable.ms} ms`);
+      assert.ok(unreachable.ms < 2_000 + 5_000, `gave up after ${unreachable.ms} ms`);
     } finally {
       await stopProcess(node);
     }

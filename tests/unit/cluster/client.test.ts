@@ -198,7 +198,7 @@ test("client: with no node at all the call fails with the no-node text, whenAvai
 });
 
 test("client: with attemptTimeoutMs, an idempotent call with no answer in time goes to another node within its deadline; others wait the whole deadline", async () => {
-  await using c = await cluster(2, { attemptTimeoutMs: 50 });
+  await using c = await cluster(2, { attemptTimeoutMs: 300 });
   const [stalled, good] = c.nodes as [FakeNode, FakeNode];
   stalled.behave = () => new Promise(() => {}); // a node that takes calls and never answers (lossy, stalled)
   const api = c.client.client(svc);
@@ -217,12 +217,12 @@ test("client: with attemptTimeoutMs, an idempotent call with no answer in time g
 });
 
 test("client: when every node let an attempt time out, the caller sees DEADLINE_EXCEEDED at once, not a wait for another node", async () => {
-  await using c = await cluster(1, { attemptTimeoutMs: 50 });
+  await using c = await cluster(1, { attemptTimeoutMs: 300 });
   const [node] = c.nodes as [FakeNode];
   node.behave = () => new Promise(() => {});
   const started = Date.now();
   await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 5_000 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED"); // the client's timer or the node's deadline, whichever fires first
-  assert.ok(Date.now() - started < 1_000, "failed after the attempt, not after the candidate wait or the deadline");
+  assert.ok(Date.now() - started < 2_500, "failed after the attempt, not after the candidate wait or the 5 s deadline");
   assert.equal(node.calls, 1);
   assert.deepEqual(c.client.metrics().retries, { "attempt timed out (idempotent)": 1 });
 });

@@ -162,6 +162,12 @@ test("EBB_LOG_LEVEL and EBB_LOG_FORMAT take their documented values", () => {
   assert.throws(() => loadConfig({ EBB_LOG_LEVEL: "loud", EBB_LOG_FORMAT: "xml" }), /EBB_LOG_LEVEL="loud" must be debug, info, warn or error; EBB_LOG_FORMAT="xml" must be json, pretty or auto/);
 });
 
+test("EBB_KEEPALIVE_MS is 0 (off) or at least 100 ms, the shortest interval a server holds a peer to", () => {
+  assert.equal(loadConfig({ EBB_KEEPALIVE_MS: "0" }).keepaliveMs, 0);
+  assert.equal(loadConfig({ EBB_KEEPALIVE_MS: "100" }).keepaliveMs, 100);
+  assert.throws(() => loadConfig({ EBB_KEEPALIVE_MS: "50" }), /EBB_KEEPALIVE_MS="50" must be 0 \(off\) or between 100 and 3600000 ms/);
+});
+
 test("loadConfig treats an empty variable as unset", () => {
   assert.equal(loadConfig({ EBB_RPC_PORT: "" }).rpcPort, 7400);
 });

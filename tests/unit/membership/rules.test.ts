@@ -276,3 +276,24 @@ test("a member we suspect that talks to us hears of the suspicion at once, once,
   assert.equal(h.m.get("b1")?.status, "alive");
   h.m.stop();
 });
+
+test("a member suspected by others lately holds its own verdicts: it is likely the lossy one, and a refutation may still be on its way", () => {
+  const h = harness({}, { acks: true });
+  h.m.start();
+  h.gossip(alive("b1", 10));
+  h.gossip(alive("c1", 10, "127.0.0.1:7003"));
+  // c1 suspects us (we refute), and we suspect b1: on a healthy node b1 would be dead 4 s later.
+  h.said("c1", { ...alive("a", h.m.get("a")!.incarnation), status: "suspect", by: "c1" });
+  h.said("c1", { ...alive("b1", 10), status: "suspect", by: "c1" });
+  h.advance(4_500);
+  assert.equal(h.m.get("b1")?.status, "suspect", "held while we were accused lately");
+  // b1's refutation arrives late, through our loss: it is alive, never declared dead.
+  h.gossip(alive("b1", 11));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  assert.ok(!h.events.includes("dead b1"));
+  // A member that really died is still judged, once the longest suspicion has passed.
+  h.said("c1", { ...alive("b1", 11), status: "suspect", by: "c1" });
+  h.advance(60_000);
+  assert.equal(h.m.get("b1")?.status, "dead");
+  h.m.stop();
+});
