@@ -34,7 +34,10 @@ export function listenFailure(error: unknown, host: string, port: number): { bla
   if (code === "EADDRINUSE" && port !== 0) return { blame: "port", reason: `address already in use: another process listens on port ${port}` };
   if (code === "EACCES") return { blame: "port", reason: `permission denied: port ${port} needs privileges (ports below 1024 do)` };
   if (code === "EADDRNOTAVAIL") return { blame: "host", reason: `${JSON.stringify(host)} is not an address of this machine (${text})` };
-  if (/lookup|resolve|getaddrinfo|ENOTFOUND|EAI_/i.test(`${String(code)} ${text}`) || !isIpAddress(host)) {
+  // Besides lookup errors, only Bun's ways of saying it (no code, or EADDRINUSE on port 0) are put down to a name
+  // that does not resolve: any other error (EMFILE, say) is shown as the runtime gave it.
+  const bunLookup = code === undefined || (code === "EADDRINUSE" && port === 0);
+  if (/lookup|resolve|getaddrinfo|ENOTFOUND|EAI_/i.test(`${String(code)} ${text}`) || (bunLookup && !isIpAddress(host))) {
     return { blame: "host", reason: `${JSON.stringify(host)} does not resolve to an address of this machine` };
   }
   return { blame: "both", reason: text };

@@ -20,6 +20,8 @@ test("a listener that cannot open is explained the same on Bun and Deno, blaming
     assert.deepEqual(listenFailure(error, "nope.invalid", 0), { blame: "host", reason: '"nope.invalid" does not resolve to an address of this machine' });
   }
   assert.equal(listenFailure(failure("something else"), "127.0.0.1", 7400).blame, "both");
+  // Any other error is the runtime's own words, not put down to the name: out of descriptors on a named host.
+  assert.deepEqual(listenFailure(failure("Too many open files (os error 24)", "EMFILE"), "localhost", 7400), { blame: "both", reason: "Too many open files (os error 24)" });
 });
 
 test("bound names the listener, the address and the variable to change", async () => {
