@@ -27,6 +27,12 @@ export interface DiscoveryOptions {
 
 /** Most addresses of members discovery remembers, to ask when every seed is gone. */
 const MAX_LEARNED = 64;
+/**
+ * Member lists in a row that shared no member with the table before one is believed: a seed's
+ * address may now belong to a node of another cluster (a port or an IP reused), whose list would
+ * replace ours; but a cluster replaced whole while this client looked away must be taken at last.
+ */
+const MAX_STRANGER_LISTS = 5;
 
 /**
  * Keeps an endpoint table filled: from a membership view (on every member
@@ -45,6 +51,8 @@ export class Discovery {
    * an address that fails to answer, or that a list says is dead or left, is dropped.
    */
   private learned: string[] = [];
+  /** Member lists in a row that shared no member with the table (see MAX_STRANGER_LISTS). */
+  private strangerLists = 0;
 
   constructor(
     private readonly table: EndpointTable,
@@ -82,6 +90,11 @@ export class Discovery {
     for (const addr of ask) {
       try {
         const members = await this.options.membersFrom(addr);
+        if (!this.related(members) && ++this.strangerLists < MAX_STRANGER_LISTS) {
+          this.error = new RpcError(`The member list from ${addr} shares no member with this client's view: a node of another cluster?`, "UNAVAILABLE");
+          continue;
+        }
+        this.strangerLists = 0;
         this.error = undefined;
         this.learn(members);
         this.apply(members);
@@ -100,6 +113,13 @@ export class Discovery {
     this.stopped = true;
     this.timer?.cancel();
     this.unsubscribe?.();
+  }
+
+  /** The list names a member the table knows, or the table knows none. */
+  private related(members: Member[]): boolean {
+    const known = new Set<string>();
+    for (const e of this.table.values()) if (!e.gone) known.add(e.id);
+    return known.size === 0 || members.some((m) => known.has(m.id));
   }
 
   private learn(members: Member[]): void {

@@ -632,10 +632,11 @@ export class Membership {
         // unread. Local health awareness: judge again once we have caught up.
         this.awareness.apply(1);
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
-      } else if (this.unhealthy() && this.clock.now() - member.since < this.longestSuspicionMs()) {
-        // On time, but our own health is poor (missed nacks, lag, or others suspected us lately):
-        // we are likely the lossy one, whose refutations arrive late. Hold the verdict until we are
-        // healthy again, up to the longest suspicion; healthy members still judge a member that really died.
+      } else if ((this.unhealthy() || member.toldSuspect) && this.clock.now() - member.since < this.longestSuspicionMs()) {
+        // On time, but the suspect has talked to us since we suspected it (it lives: its refutation
+        // is on its way), or our own health is poor (missed nacks, lag, or others suspected us lately:
+        // we are likely the lossy one, whose refutations arrive late). Hold the verdict, up to the
+        // longest suspicion; healthy members still judge a member that really died.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
       } else {
         // On time: still give the messages already waiting for us one turn to be read.

@@ -299,17 +299,25 @@ export class Channel implements Transport {
     const asked = this.options.plain ? 0 : (this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     if (asked <= 0 || this.isClosed) return;
     const keepaliveMs = Math.max(MIN_KEEPALIVE_MS, asked);
+    // A late deadline was forgiven once already (see below).
+    let spared = false;
     const ping = () => {
       this.heard = this.sent = false;
       const sentAt = performance.now();
       return this.request(KEEPALIVE_METHOD, [{ keepaliveMs }], { timeoutMs: keepaliveMs }).then(
-        () => undefined,
+        () => {
+          spared = false;
+        },
         (error: RpcError) => {
           // Any answer, an error included, proves the server lives; only silence condemns the link.
           if (error.code !== "DEADLINE_EXCEEDED" || this.isClosed) return;
           // A deadline that ran late means we stalled (a pause, a busy loop), and the answer may be
-          // waiting unread: Deno runs due timers before reads. Judge again at the next check.
-          if (performance.now() - sentAt > keepaliveMs * 1.5) return;
+          // waiting unread: Deno runs due timers before reads. Judge again at the next check, once:
+          // a process late every time (a starved machine) must still find a dead link.
+          if (performance.now() - sentAt > keepaliveMs * 1.5 && !spared) {
+            spared = true;
+            return;
+          }
           // Give reads already waiting a turn, and spare a connection that has been heard meanwhile.
           return new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => {
             if (this.heard || this.isClosed) return;

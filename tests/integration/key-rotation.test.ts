@@ -62,7 +62,7 @@ test("a rolling key rotation (install B, make it primary, remove A) across a Bun
     if (client !== early && client !== late && client.inflight === 0) client.cluster.close();
   };
   try {
-    for (const [i, runner] of runners.entries()) slots.push({ runner, id: `k${i}`, proc: await startSlot(runner, `k${i}`, [A], seedsOf()) });
+    for (const [i, runner] of runners.entries()) slots.push({ runner, id: `k${i}-${process.pid}`, proc: await startSlot(runner, `k${i}-${process.pid}`, [A], seedsOf()) });
     early = clientWith([A]);
     late = early;
     await early.cluster.whenAvailable("demo", slots.length);

@@ -31,9 +31,9 @@ const KEEPALIVE_MS = 1_000;
 /**
  * How long a half-open connection may be held: the bound the README documents, 3 keep-alive
  * intervals on the side that pings, 4 on the side that hears nothing more (KEEPALIVE_GRACE),
- * plus the server's 1 s timeout sweep and a second of slack for a loaded machine.
+ * plus the server's 1 s timeout sweep, one late check forgiven, and slack for a loaded machine.
  */
-const HALF_OPEN_BOUND_MS = Number(process.env.EBB_NET_HALF_OPEN_BOUND_MS ?? 4 * KEEPALIVE_MS + 3_000);
+const HALF_OPEN_BOUND_MS = Number(process.env.EBB_NET_HALF_OPEN_BOUND_MS ?? 4 * KEEPALIVE_MS + 4_000);
 /** The client's per-attempt timeout for idempotent calls: above the 500 ms calls and a 200 ms round trip, well inside the 5 s deadline. */
 const ATTEMPT_TIMEOUT_MS = 1_500;
 

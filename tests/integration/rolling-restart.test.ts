@@ -53,7 +53,9 @@ async function rollingRestart(runners: RunnerName[], env: Record<string, string>
   const client = { close() {} } as { close(): void };
   try {
     for (let i = 0; i < runners.length; i++) {
-      slots.push({ runner: runners[i]!, id: `r${i}`, proc: await startSlot(runners[i]!, `r${i}`, slots.map((s) => `127.0.0.1:${s.proc.port}`), env) });
+      // Ids unique to this process: Bun's and Deno's suites run side by side, and a port one cluster freed may be
+      // taken by a node of the other, whose member list must not pass for ours (discovery also checks that).
+      slots.push({ runner: runners[i]!, id: `r${i}-${process.pid}`, proc: await startSlot(runners[i]!, `r${i}-${process.pid}`, slots.map((s) => `127.0.0.1:${s.proc.port}`), env) });
     }
     const cluster = createClusterClient({ seeds: slots.map((s) => `127.0.0.1:${s.proc.port}`), runtime: clientRuntime(runtime, env), warmupMs: 2_000, idempotentRetries: false, refreshMs: 200 });
     client.close = () => cluster.close();

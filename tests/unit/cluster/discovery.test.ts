@@ -179,3 +179,38 @@ test("discovery: addresses are learned across lists, so a list that leaves live 
   assert.deepEqual(asked, ["s:1", "h:1", "h:2", "h:3"]);
   discovery.stop();
 });
+
+test("discovery: a list that shares no member with the table (a seed's address reused by another cluster's node) is passed over for a related one, and believed only after 5 in a row", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  let ours = true;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1", "s:2"],
+    refreshMs: 1_000,
+    clock,
+    membersFrom: async (addr) => {
+      asked.push(addr);
+      if (addr === "s:1" && asked.length === 1) return [member("a", "h:1"), member("b", "h:2")];
+      // s:1's port now belongs to a node of another cluster.
+      if (addr === "s:1") return [member("x", "s:1"), member("y", "h:9")];
+      if (ours && (addr === "h:1" || addr === "h:2")) return [member("a", "h:1"), member("b", "h:2")];
+      throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    },
+    onChange: () => {},
+  });
+  discovery.start();
+  await settle();
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  asked.length = 1;
+  await clock.advance(1_000);
+  assert.deepEqual(asked.slice(1), ["s:1", "s:2", "h:1"], "the stranger's list was passed over; h:1, learned, answered");
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  // Our cluster is gone for good: after 5 stranger lists in a row, the new one is believed.
+  ours = false;
+  for (let i = 0; i < 4; i++) await clock.advance(1_000);
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  await clock.advance(1_000);
+  assert.deepEqual(idsOf(t), ["x", "y"]);
+  discovery.stop();
+});

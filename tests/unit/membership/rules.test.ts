@@ -297,3 +297,19 @@ test("a member suspected by others lately holds its own verdicts: it is likely t
   assert.equal(h.m.get("b1")?.status, "dead");
   h.m.stop();
 });
+
+test("a suspect that has talked to us since we suspected it is not declared dead while its refutation may still be on its way", () => {
+  const h = harness({}, { acks: true });
+  h.m.start();
+  h.gossip(alive("b1", 10));
+  h.gossip(alive("c1", 10, "127.0.0.1:7003"));
+  h.said("c1", { ...alive("b1", 10), status: "suspect", by: "c1" });
+  // b1 talks to us (its gossip got through our lossy link; its refutation did not yet).
+  h.said("b1", alive("c1", 10, "127.0.0.1:7003"));
+  h.advance(4_500);
+  assert.equal(h.m.get("b1")?.status, "suspect", "held: it lives");
+  h.gossip(alive("b1", 11));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  assert.ok(!h.events.includes("dead b1"));
+  h.m.stop();
+});
