@@ -129,9 +129,9 @@ export class RpcSwimTransport implements SwimTransport {
     for (const address of [...this.channels.keys()]) this.drop(address);
   }
 
-  /** Closes the pooled connection to `address`, if any (its member was reaped). */
+  /** Drops the pooled connection to `address` at once, if any (its member was declared dead or reaped). */
   forget(address: string): void {
-    this.drop(address);
+    this.drop(address, "its member was declared dead");
   }
 
   /** Drops the pooled connection to `address` if it is still `channel` (a newer one is kept). */
@@ -139,15 +139,16 @@ export class RpcSwimTransport implements SwimTransport {
     const pooled = this.channels.get(address);
     if (!pooled) return;
     void pooled.channel.then((current) => {
-      if (current === channel && this.channels.get(address) === pooled) this.drop(address);
+      if (current === channel && this.channels.get(address) === pooled) this.drop(address, "a request on it went unanswered");
     });
   }
 
-  private drop(address: string): void {
+  /** Closes the pooled connection to `address`: gracefully, or at once when `destroyed` says why it is given up. */
+  private drop(address: string, destroyed?: string): void {
     const pooled = this.channels.get(address);
     if (!pooled) return;
     this.channels.delete(address);
-    void pooled.channel.then((channel) => channel?.close());
+    void pooled.channel.then((channel) => (destroyed === undefined ? channel?.close() : channel?.destroy(destroyed)));
   }
 
   /** Closes connections idle past IDLE_CHANNEL_MS; runs at most every quarter of it, on use. */

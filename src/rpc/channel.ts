@@ -291,6 +291,16 @@ export class Channel implements Transport {
   }
 
   /**
+   * Drops the connection at once, without waiting for the server: for a peer believed dead or a link
+   * believed stuck, whose FIN would only wait in the retransmission queue. Calls in flight fail UNAVAILABLE.
+   */
+  destroy(reason: string): void {
+    if (this.isClosed) return;
+    this.closeReason ??= new Error(reason);
+    this.socket.close();
+  }
+
+  /**
    * Pings the server whenever a whole `keepaliveMs` passed without a byte from it, or without one
    * to it; no answer closes the connection. The ping names the interval, so the server can close
    * the connection in turn once we fall silent (src/rpc/server.ts, KEEPALIVE_GRACE).
@@ -331,10 +341,11 @@ export class Channel implements Transport {
     const next = () => {
       if (!this.isClosed) this.keepaliveTimer = setTimeout(check, keepaliveMs);
     };
-    // The first check pings whatever the traffic: a busy connection may never be silent enough to
-    // ping, and the server learns the interval only from a ping. (Not at connect: a connection
-    // refused by the server's key must fail the caller's own first call with the reason.)
-    let announced = false;
+    // The server learns the interval only from a ping, and a busy connection may never be silent
+    // enough to ping: announce it at once on a keyed connection (already authenticated), else at the
+    // first check (not at connect: a connection a keyed server refuses must fail the caller's own
+    // first call with the reason).
+    let announced = this.options.clusterKey !== undefined;
     const check = () => {
       if (this.isClosed) return;
       if (!announced || !this.heard || !this.sent) {
@@ -344,7 +355,8 @@ export class Channel implements Transport {
       this.heard = this.sent = false;
       next();
     };
-    next();
+    if (announced) void ping().finally(next);
+    else next();
   }
 
   private allocateMsgid(): number {
