@@ -20,6 +20,12 @@ import {
 
 /** A timer this late means the member itself stalled: its silence-based judgments are suspect. */
 const LATE_TIMER_MS = 50;
+/**
+ * A suspect that has talked to us since it was suspected lives: its refutation is on its way through a
+ * lossy link, so its verdict is held up to this many times the longest suspicion (a bound, since the
+ * word "from" is not proof without a cluster key).
+ */
+const HEARD_HOLD_MULT = 4;
 
 /** A helper asked to probe indirectly gives up (and nacks) after this share of the probe timeout (Lifeguard's 80%). */
 const HELPER_TIMEOUT_SHARE = 0.8;
@@ -476,11 +482,13 @@ export class Membership {
    * Buddy system, on any contact: a member we suspect that talks to us hears of it at once, so it
    * can refute. After a partition heals, the cut-off member's suspicions of the others outlive it
    * (its gossip about them was spent while nothing got through, and its own probes are stretched
-   * by its health score), and only the suspect can end them. Once per suspicion.
+   * by its health score), and only the suspect can end them. Once per suspicion. The same for a
+   * member we hold dead: after a heal, the cut-off member's dead verdicts about the others are
+   * ended at its first contact with them, not at its next reach for a dead member (every 10 s).
    */
   private tellSuspect(from: string): void {
     const member = this.members.get(from);
-    if (!this.config.lifeguard || member?.status !== "suspect" || member.toldSuspect) return;
+    if (!this.config.lifeguard || (member?.status !== "suspect" && member?.status !== "dead") || member.toldSuspect) return;
     member.toldSuspect = true;
     this.transport.send(member.addr, { t: "gossip", from: this.id, u: [{ ...this.toUpdate(member), by: this.id }] });
   }
@@ -632,7 +640,7 @@ export class Membership {
         // unread. Local health awareness: judge again once we have caught up.
         this.awareness.apply(1);
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
-      } else if ((this.unhealthy() || member.toldSuspect) && this.clock.now() - member.since < this.longestSuspicionMs()) {
+      } else if ((this.unhealthy() || member.toldSuspect) && this.clock.now() - member.since < this.longestSuspicionMs() * (member.toldSuspect ? HEARD_HOLD_MULT : 1)) {
         // On time, but the suspect has talked to us since we suspected it (it lives: its refutation
         // is on its way), or our own health is poor (missed nacks, lag, or others suspected us lately:
         // we are likely the lossy one, whose refutations arrive late). Hold the verdict, up to the
@@ -647,6 +655,8 @@ export class Membership {
     member.suspicion = undefined;
     member.suspicionTimer = undefined;
     member.status = "dead";
+    // If it talks to us again, it hears of its death at once, so it can refute (a healed partition).
+    member.toldSuspect = false;
     member.since = this.clock.now();
     this.removeLive(member);
     this.recentlyDead.push(member);

@@ -313,3 +313,21 @@ test("a suspect that has talked to us since we suspected it is not declared dead
   assert.ok(!h.events.includes("dead b1"));
   h.m.stop();
 });
+
+test("a member we hold dead that talks to us hears of its death at once, refutes, and is alive again", () => {
+  const h = harness({ probeIntervalMs: 100, probeTimeoutMs: 50, gossipIntervalMs: 50, suspicionMult: 1, indirectChecks: 0 });
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  h.advance(5_000);
+  assert.equal(h.m.get("b1")?.status, "dead");
+  h.sent.length = 0;
+  // The partition heals: b1 talks to us. We tell it, once, what we hold.
+  h.said("b1", alive("c1", 3, "127.0.0.1:7003"));
+  h.said("b1", alive("c1", 3, "127.0.0.1:7003"));
+  const told = h.sent.filter((s) => s.to === "127.0.0.1:7001" && s.message.t === "gossip" && s.message.u?.some((u) => u.id === "b1" && u.status === "dead"));
+  assert.equal(told.length, 1);
+  // b1 refutes above the verdict: alive again.
+  h.said("b1", alive("b1", 11, "127.0.0.1:7001"));
+  assert.equal(h.m.get("b1")?.status, "alive");
+  h.m.stop();
+});
