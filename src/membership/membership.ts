@@ -21,11 +21,11 @@ import {
 /** A timer this late means the member itself stalled: its silence-based judgments are suspect. */
 const LATE_TIMER_MS = 50;
 /**
- * A suspect that has talked to us since it was suspected lives: its refutation is on its way through a
- * lossy link, so its verdict is held up to this many times the longest suspicion (a bound, since the
- * word "from" is not proof without a cluster key).
+ * A verdict held (the suspect talked to us since it was suspected, or we are the unhealthy one, whose
+ * refutations arrive late: TCP on a lossy link backs off for seconds) waits up to this many times the
+ * longest suspicion; a bound, since the word "from" is not proof without a cluster key.
  */
-const HEARD_HOLD_MULT = 4;
+const HOLD_MULT = 4;
 
 /** A helper asked to probe indirectly gives up (and nacks) after this share of the probe timeout (Lifeguard's 80%). */
 const HELPER_TIMEOUT_SHARE = 0.8;
@@ -613,9 +613,12 @@ export class Membership {
     this.emit("suspect", local);
   }
 
-  /** Our own health is poor: a health score above zero, or another member suspected us within the longest suspicion. */
+  /**
+   * Others suspected us within the longest suspicion: the fault is likelier ours. (Not the health score:
+   * it rises on both sides of a real partition, whose verdicts must still come.)
+   */
   private unhealthy(): boolean {
-    return this.awareness.score > 0 || (this.accusedAt !== undefined && this.clock.now() - this.accusedAt < this.longestSuspicionMs());
+    return this.accusedAt !== undefined && this.clock.now() - this.accusedAt < this.longestSuspicionMs();
   }
 
   /** Lifeguard's longest suspicion timeout in a cluster of this size. */
@@ -623,13 +626,15 @@ export class Membership {
     return baseSuspicionMs(this.config.suspicionMult, this.members.size, this.config.probeIntervalMs) * this.config.suspicionMaxTimeoutMult;
   }
 
-  private armSuspicion(member: MemberState, delayMs?: number): void {
+  /** Arms the verdict timer: after `delayMs` (a final grace), or when the suspicion runs out; `held` re-judges after `delayMs` instead. */
+  private armSuspicion(member: MemberState, delayMs?: number, held = false): void {
     member.suspicionTimer?.cancel();
     const suspicion = member.suspicion!;
     const inc = member.inc;
     const waitMs = delayMs ?? suspicion.remainingMs(this.clock.now());
     const due = this.clock.now() + waitMs;
-    member.suspicionTimer = this.clock.setTimer(waitMs, () => this.guard("suspicion", () => this.suspicionDue(member, inc, due, delayMs)));
+    const final = held ? undefined : delayMs;
+    member.suspicionTimer = this.clock.setTimer(waitMs, () => this.guard("suspicion", () => this.suspicionDue(member, inc, due, final)));
   }
 
   private suspicionDue(member: MemberState, inc: number, due: number, delayMs: number | undefined): void {
@@ -640,12 +645,13 @@ export class Membership {
         // unread. Local health awareness: judge again once we have caught up.
         this.awareness.apply(1);
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
-      } else if ((this.unhealthy() || member.toldSuspect) && this.clock.now() - member.since < this.longestSuspicionMs() * (member.toldSuspect ? HEARD_HOLD_MULT : 1)) {
+      } else if ((this.unhealthy() || member.toldSuspect) && this.clock.now() - member.since < this.longestSuspicionMs() * HOLD_MULT) {
         // On time, but the suspect has talked to us since we suspected it (it lives: its refutation
-        // is on its way), or our own health is poor (missed nacks, lag, or others suspected us lately:
-        // we are likely the lossy one, whose refutations arrive late). Hold the verdict, up to the
-        // longest suspicion; healthy members still judge a member that really died.
-        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs));
+        // is on its way), or others suspected us lately (we are likely the lossy one, whose
+        // refutations arrive late). Hold the verdict and judge again
+        // a probe interval later, up to HOLD_MULT times the longest suspicion; healthy members still
+        // judge a member that really died.
+        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs), true);
       } else {
         // On time: still give the messages already waiting for us one turn to be read.
         this.armSuspicion(member, LATE_TIMER_MS);

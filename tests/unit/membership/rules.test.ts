@@ -331,3 +331,4 @@ test("a member we hold dead that talks to us hears of its death at once, refutes
   assert.equal(h.m.get("b1")?.status, "alive");
   h.m.stop();
 });
+
