@@ -54,11 +54,25 @@ test("a connection whose server stops answering is closed by the keep-alive ping
 test("a call that runs longer than the keep-alive interval keeps its connection: the server answers the pings", async () => {
   const { port, close } = await startTestNode((node) => node.register(probe, probeHandlers));
   try {
-    const channel = await connectChannel(port, { keepaliveMs: 300 });
+    // Counts what arrives from the server: once the channel is idle, that is only the answers to its pings.
+    let received = 0;
+    const counting: Runtime = {
+      ...runtime,
+      connect: (options) =>
+        runtime.connect({
+          ...options,
+          open: (socket) => {
+            const handlers = options.open(socket);
+            return { ...handlers, data: (chunk) => (received++, handlers.data(chunk)) };
+          },
+        }),
+    };
+    const channel = await Channel.connect(counting, { host: "127.0.0.1", port, keepaliveMs: 300 });
     assert.equal(await channel.call("probe.wait", { ms: 1_500, tag: "keepalive-long" }), "keepalive-long");
     assert.equal(channel.closed, false);
-    // Idle through three intervals, it keeps pinging and stays open too (nothing to wait for: time passing is the test).
-    await new Promise<void>((resolve) => setTimeout(resolve, 900));
+    // Idle, it keeps pinging, the server answers, and it stays open: wait for three answered pings.
+    const idleFrom = received;
+    await until(() => received >= idleFrom + 3 || channel.closed, "three keep-alive pings answered while idle");
     assert.equal(channel.closed, false);
     assert.equal(await channel.call("probe.add", { a: 1, b: 2 }), 3);
     channel.close();
