@@ -148,3 +148,32 @@ export function memberJoined(node: EbbNode, id: string): Promise<void> {
     });
   });
 }
+
+/** A TCP server that accepts and reads everything and answers nothing: to a client, a stalled server or a link gone half-open. */
+export async function startSilentServer(): Promise<{ port: number; readonly accepted: number; readonly closedByPeer: number; stop(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  let closedByPeer = 0;
+  const listener = await runtime.listen({
+    host: "127.0.0.1",
+    port: 0,
+    accept: (socket) => {
+      accepted++;
+      sockets.add(socket);
+      return { data: () => {}, end: () => socket.end(), close: () => (closedByPeer++, sockets.delete(socket)) };
+    },
+  });
+  return {
+    port: listener.port,
+    get accepted() {
+      return accepted;
+    },
+    get closedByPeer() {
+      return closedByPeer;
+    },
+    async stop() {
+      for (const socket of sockets) socket.close();
+      await listener.stop();
+    },
+  };
+}

@@ -5,32 +5,8 @@ import { encode } from "@msgpack/msgpack";
 import { Channel } from "../../src/rpc/channel.ts";
 import { KEEPALIVE_GRACE } from "../../src/rpc/server.ts";
 import type { Runtime, Socket } from "../../src/runtime/types.ts";
-import { connectChannel, connectRaw, messagesOf, rejectsWith, runtime, startTestNode, until } from "../helpers/net.ts";
+import { connectChannel, connectRaw, messagesOf, rejectsWith, runtime, startSilentServer, startTestNode, until } from "../helpers/net.ts";
 import { probe, probeHandlers } from "../helpers/services.ts";
-
-/** A TCP server that reads everything and answers nothing: to a client, a stalled server or a link that went half-open. */
-async function startSilentServer() {
-  const sockets: Socket[] = [];
-  let closedByPeer = 0;
-  const listener = await runtime.listen({
-    host: "127.0.0.1",
-    port: 0,
-    accept: (socket) => {
-      sockets.push(socket);
-      return { data: () => {}, end: () => socket.end(), close: () => closedByPeer++ };
-    },
-  });
-  return {
-    port: listener.port,
-    get closedByPeer() {
-      return closedByPeer;
-    },
-    async stop() {
-      for (const socket of sockets) socket.close();
-      await listener.stop();
-    },
-  };
-}
 
 test("a connection whose server stops answering is closed by the keep-alive ping, and its calls fail UNAVAILABLE naming it", async () => {
   const silent = await startSilentServer();

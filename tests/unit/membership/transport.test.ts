@@ -5,7 +5,7 @@ import { silentLogger } from "../../../src/log.ts";
 import { RpcSwimTransport, SWIM_CONNECT_TIMEOUT_MS } from "../../../src/membership/transport.ts";
 import type { SwimMessage } from "../../../src/membership/types.ts";
 import type { Listener, Socket } from "../../../src/runtime/types.ts";
-import { runtime } from "../../helpers/net.ts";
+import { runtime, startSilentServer } from "../../helpers/net.ts";
 
 const ping: SwimMessage = { t: "ping", from: "a", target: "b" };
 
@@ -68,19 +68,9 @@ test("a membership request that got no answer retires its pooled connection: the
 
 test("a connection that never completes its handshake fails the request within its timeout, and is tried once at a time", async () => {
   // The peer accepts TCP but never answers the cluster-key handshake: connect would wait AUTH_TIMEOUT_MS (10 s).
-  let accepted = 0;
-  const sockets = new Set<Socket>();
-  const listener = await runtime.listen({
-    host: "127.0.0.1",
-    port: 0,
-    accept: (socket) => {
-      accepted++;
-      sockets.add(socket);
-      return { data() {}, end: () => socket.close(), close: () => sockets.delete(socket) };
-    },
-  });
+  const peer = await startSilentServer();
   const transport = new RpcSwimTransport(runtime, silentLogger, 1 << 20, "a-cluster-key-of-enough-length-0123456789");
-  const to = `127.0.0.1:${listener.port}`;
+  const to = `127.0.0.1:${peer.port}`;
   try {
     const first = await ask(transport, to, 300);
     assert.equal(first.reply, undefined);
@@ -89,11 +79,10 @@ test("a connection that never completes its handshake fails the request within i
     const second = await ask(transport, to, 300);
     assert.equal(second.reply, undefined);
     assert.ok(second.tookMs < 1_000, `refused without waiting out its timeout, after ${second.tookMs} ms`);
-    assert.equal(accepted, 1, "one connection attempt at a time per address");
+    assert.equal(peer.accepted, 1, "one connection attempt at a time per address");
     assert.ok(SWIM_CONNECT_TIMEOUT_MS <= 1_000);
   } finally {
     transport.close();
-    for (const socket of sockets) socket.close();
-    await listener.stop();
+    await peer.stop();
   }
 });
