@@ -122,3 +122,27 @@ test("a peer that announced keep-alive pings and fell silent is closed by the se
     await close();
   }
 });
+
+test("a hostile keep-alive announcement cannot make the server close a peer sooner than 4 x 100 ms, and one that is not a number announces nothing", async () => {
+  const { port, close } = await startTestNode((n) => n.register(probe, probeHandlers));
+  try {
+    const tiny = await connectRaw(port);
+    const negative = await connectRaw(port);
+    const words = await connectRaw(port);
+    tiny.socket.write(encode([0, 1, "$ping", [{ keepaliveMs: 1 }]]));
+    negative.socket.write(encode([0, 1, "$ping", [{ keepaliveMs: -5 }]]));
+    words.socket.write(encode([0, 1, "$ping", [{ keepaliveMs: "soon" }]]));
+    words.socket.write(encode([0, 2, "$ping", [7]]));
+    await Promise.all([tiny.waitForBytes(1), negative.waitForBytes(1), until(() => messagesOf(words).length === 2, "two answers")]);
+    const pinged = Date.now();
+    // Both held to the 100 ms floor: closed after 4 silent intervals of 100 ms, not 4 ms.
+    await Promise.all([tiny.closed, negative.closed]);
+    assert.ok(Date.now() - pinged >= 4 * 100 - 10, `closed after ${Date.now() - pinged} ms`);
+    // A string, or a number instead of the map, announced nothing: that peer is still served.
+    words.socket.write(encode([0, 3, "$ping", []]));
+    await until(() => messagesOf(words).length === 3, "the peer that announced nothing is still answered");
+    words.socket.close();
+  } finally {
+    await close();
+  }
+});
