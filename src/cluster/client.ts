@@ -114,7 +114,7 @@ export class ClusterClient implements Transport {
     const { runtime, clusterKey, connectTimeoutMs, keepaliveMs } = source;
     this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange });
     const membersFrom = (addr: string) => this.pool.membersFrom(addr);
-    this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange });
+    this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange, log });
     this.discovery.start();
   }
 

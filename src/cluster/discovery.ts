@@ -1,3 +1,4 @@
+import { type Logger, silentLogger } from "../log.ts";
 import type { Member, MemberEvent } from "../membership/types.ts";
 import type { Clock, TimerHandle } from "../runtime/clock.ts";
 import { RpcError } from "../rpc/errors.ts";
@@ -23,6 +24,8 @@ export interface DiscoveryOptions {
   membersFrom(addr: string): Promise<Member[]>;
   /** The table changed, or a refresh reached no node. */
   onChange(): void;
+  /** Debug lines: each list taken (and from where) and each node that failed to give one. */
+  log?: Logger;
 }
 
 /** Most addresses of members discovery remembers, to ask when every seed is gone. */
@@ -53,11 +56,14 @@ export class Discovery {
   private learned: string[] = [];
   /** Member lists in a row that shared no member with the table (see MAX_STRANGER_LISTS). */
   private strangerLists = 0;
+  private readonly log: Logger;
 
   constructor(
     private readonly table: EndpointTable,
     private readonly options: DiscoveryOptions,
-  ) {}
+  ) {
+    this.log = options.log ?? silentLogger;
+  }
 
   /** Static addresses and no membership: no other node can turn up. */
   get isStatic(): boolean {
@@ -92,19 +98,23 @@ export class Discovery {
         const members = await this.options.membersFrom(addr);
         if (!this.related(members) && ++this.strangerLists < MAX_STRANGER_LISTS) {
           this.error = new RpcError(`The member list from ${addr} shares no member with this client's view: a node of another cluster?`, "UNAVAILABLE");
+          this.log.debug("member list passed over", { from: addr, reason: this.error.rawMessage });
           continue;
         }
         this.strangerLists = 0;
         this.error = undefined;
         this.learn(members);
+        this.log.debug("member list", { from: addr, members: members.map((m) => `${m.id}@${m.addr} ${m.status} ${m.meta.state}`) });
         this.apply(members);
         return;
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
         this.error = RpcError.from(error, "UNAVAILABLE");
         this.learned = this.learned.filter((a) => a !== addr);
+        this.log.debug("no member list", { from: addr, error: this.error.rawMessage });
       }
     }
+    this.log.debug("member list refresh reached no node", { asked: [...ask] });
     this.options.onChange();
   }
 

@@ -76,6 +76,7 @@ export class ConnectionPool {
         return channel;
       } catch (error) {
         this.table.connectFailed(endpoint, this.options.clock.now(), error);
+        this.options.log.debug("connection failed", { id: endpoint.id, addr: endpoint.addr, backoffMs: endpoint.backoffMs, error: endpoint.connectError });
         throw error;
       } finally {
         endpoint.connecting = undefined;
