@@ -50,12 +50,17 @@ export class Discovery {
   private stopped = false;
   /**
    * Addresses of live members seen in member lists, newest first: asked after the seeds, which a
-   * rolling restart may all replace. Kept across lists (one node's list may leave live members out);
-   * an address that fails to answer, or that a list says is dead or left, is dropped.
+   * rolling restart may all replace. Kept across lists (one node's list may leave live members out)
+   * and across failures: a client that forgot every address that failed to answer once (a moment of
+   * CPU starvation, a refresh during a restart) could lose the cluster for good. An address is
+   * dropped when a list says it is dead or left, or once it has failed to answer and a later list
+   * did not name it alive. At most MAX_LEARNED, the oldest dropped first.
    */
-  private learned: string[] = [];
+  private learned: { addr: string; failing: boolean }[] = [];
   /** Member lists in a row that shared no member with the table (see MAX_STRANGER_LISTS). */
   private strangerLists = 0;
+  /** The refresh under way, which a timer tick or a caller joins rather than start another. */
+  private refreshing: Promise<void> | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -88,14 +93,26 @@ export class Discovery {
     }
   }
 
-  /** Asks the connected nodes, then the seeds, then the live members of the last list, for the member list; the first answer wins. */
-  async refresh(): Promise<void> {
+  /**
+   * Asks the connected nodes, then the seeds, then the learned addresses (those answering lately
+   * first) for the member list; the first answer wins. One refresh at a time: a call while one is
+   * under way joins it.
+   */
+  refresh(): Promise<void> {
+    return (this.refreshing ??= this.askAround().finally(() => (this.refreshing = undefined)));
+  }
+
+  private async askAround(): Promise<void> {
     if (this.stopped) return;
     const known = [...this.table.values()].filter((e) => !e.gone && e.channel && !e.channel.closed && e.channel.goaway === undefined);
-    const ask = new Set([...known.map((e) => e.addr), ...(this.options.seeds ?? []), ...this.learned]);
+    const learned = [...this.learned.filter((l) => !l.failing), ...this.learned.filter((l) => l.failing)].map((l) => l.addr);
+    const ask = new Set([...known.map((e) => e.addr), ...(this.options.seeds ?? []), ...learned]);
     for (const addr of ask) {
+      if (this.stopped) return;
       try {
         const members = await this.options.membersFrom(addr);
+        // A node not yet (or no longer) in a membership knows of no one, itself included: no answer.
+        if (members.length === 0) throw new RpcError(`The node at ${addr} answered an empty member list`, "UNAVAILABLE");
         if (!this.related(members) && ++this.strangerLists < MAX_STRANGER_LISTS) {
           this.error = new RpcError(`The member list from ${addr} shares no member with this client's view: a node of another cluster?`, "UNAVAILABLE");
           this.log.debug("member list passed over", { from: addr, reason: this.error.rawMessage });
@@ -110,7 +127,7 @@ export class Discovery {
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
         this.error = RpcError.from(error, "UNAVAILABLE");
-        this.learned = this.learned.filter((a) => a !== addr);
+        for (const l of this.learned) if (l.addr === addr) l.failing = true;
         this.log.debug("no member list", { from: addr, error: this.error.rawMessage });
       }
     }
@@ -132,10 +149,12 @@ export class Discovery {
     return known.size === 0 || members.some((m) => known.has(m.id));
   }
 
+  /** Named alive: first, and answering; named dead or left, or failing and not named: dropped. */
   private learn(members: Member[]): void {
-    const live = members.filter((m) => m.status === "alive" || m.status === "suspect").map((m) => m.addr);
+    const live = new Set(members.filter((m) => m.status === "alive" || m.status === "suspect").map((m) => m.addr));
     const gone = new Set(members.filter((m) => m.status === "dead" || m.status === "left").map((m) => m.addr));
-    this.learned = [...new Set([...live, ...this.learned.filter((a) => !gone.has(a))])].slice(0, MAX_LEARNED);
+    const kept = this.learned.filter((l) => !live.has(l.addr) && !gone.has(l.addr) && !l.failing);
+    this.learned = [...[...live].map((addr) => ({ addr, failing: false })), ...kept].slice(0, MAX_LEARNED);
   }
 
   private apply(members: Member[]): void {

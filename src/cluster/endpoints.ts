@@ -108,8 +108,9 @@ export class EndpointTable<C extends Connection = Connection> {
 
   /**
    * Brings the table in line with a member list: alive members are added or
-   * updated; a member listed dead or left, or (without static addresses) left
-   * out, is retired, unless the client's own connection to it says otherwise.
+   * updated; a member listed dead or left (at the address the table has), or
+   * (without static addresses) left out, is retired, unless the client's own
+   * connection to it says otherwise.
    * A member list is one node's view, and a node starved of CPU may call every
    * other node dead: a client that trusted it would forget live nodes, and
    * could lose the whole cluster once that node restarts elsewhere. So an
@@ -123,7 +124,8 @@ export class EndpointTable<C extends Connection = Connection> {
       seen.add(member.id);
       const known = this.byId.get(member.id);
       if (member.status === "dead" || member.status === "left") {
-        if (known && !this.answering(known, now)) this.retire(known);
+        // At another address it is an earlier life of a node that restarted there: news of the old one is not news of this one.
+        if (known && known.addr === member.addr && !this.answering(known, now)) this.retire(known);
         continue;
       }
       const usable = member.status === "alive" && member.meta.state === "ready";

@@ -381,6 +381,8 @@ async function partitionAndHeal(runners: RunnerName[]): Promise<void> {
       });
       for (const off of offs) off();
     }
+    // Every view as it stood when the wait ended, for the failure message (stopping the nodes below makes each say "left").
+    const viewsAtWait = JSON.stringify([...views(cluster.sightings())].map(([o, m]) => [o, Object.fromEntries(m)]));
     // Then watch for a second death: the issue saw one 6.7 s after the heal.
     await loadFor(Math.max(0, healedAt + 10_000 - Date.now()));
     await load.stop();
@@ -404,7 +406,7 @@ async function partitionAndHeal(runners: RunnerName[]): Promise<void> {
     );
     const why = evidence(sightings, load.failures, t0);
     assert.equal(falseDeaths.length, 0, `healthy members declared dead: ${falseDeaths.map((s) => `${s.observer} declared ${s.member} dead at +${((s.at - healedAt) / 1000).toFixed(2)} s after the heal`).join("; ")}; ${why}`);
-    assert.ok(backMs !== undefined, `${cut.id} not back in every view 10 s after the heal: ${JSON.stringify([...views(sightings)].map(([o, m]) => [o, Object.fromEntries(m)]))}; ${why}`);
+    assert.ok(backMs !== undefined, `${cut.id} not back in every view 10 s after the heal: ${viewsAtWait}; ${why}`);
     assert.equal(deadAgain.length, 0, `declared dead again after the heal: ${deadAgain.map((s) => `${s.observer}: ${s.member} at +${((s.at - healedAt) / 1000).toFixed(2)} s`).join("; ")}; ${why}`);
     assert.equal(load.failures.length, 0, `${load.failures.length} of ${load.sent()} idempotent calls failed; ${why}`);
   } finally {

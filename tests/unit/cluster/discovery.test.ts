@@ -13,6 +13,15 @@ function member(id: string, addr: string, state = "ready"): Member {
 const table = () => new EndpointTable({ warmupMs: 0, warmupFloor: 0.1 });
 const idsOf = (t: EndpointTable) => [...t.values()].map((e) => e.id).sort();
 
+/** A discovery over seeds (not started: `answer` may read `asked`), on a manual clock; `asked` records every address asked, in order. */
+function seeded(seeds: string[], answer: (addr: string) => Promise<Member[]>) {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  const t = table();
+  const discovery = new Discovery(t, { seeds, refreshMs: 1_000, clock, membersFrom: (addr) => (asked.push(addr), answer(addr)), onChange: () => {} });
+  return { clock, asked, t, discovery };
+}
+
 test("discovery: seeds are asked at once and every refreshMs; the first that answers wins", async () => {
   const clock = new ManualClock();
   const asked: string[] = [];
@@ -109,21 +118,11 @@ test("discovery: static addresses are ready at once and never refreshed", () => 
 });
 
 test("discovery: when every seed is gone (a rolling restart replaced them all), the live members of the last list are asked", async () => {
-  const clock = new ManualClock();
-  const asked: string[] = [];
   let seedsUp = true;
-  const t = table();
-  const discovery = new Discovery(t, {
-    seeds: ["s:1"],
-    refreshMs: 1_000,
-    clock,
-    membersFrom: async (addr) => {
-      asked.push(addr);
-      if (addr === "s:1" && seedsUp) return [member("a", "h:1"), member("b", "h:2")];
-      if (addr === "h:2") return [member("b", "h:2"), member("c", "h:3")];
-      throw new RpcError(`${addr} refused`, "UNAVAILABLE");
-    },
-    onChange: () => {},
+  const { clock, asked, t, discovery } = seeded(["s:1"], async (addr) => {
+    if (addr === "s:1" && seedsUp) return [member("a", "h:1"), member("b", "h:2")];
+    if (addr === "h:2") return [member("b", "h:2"), member("c", "h:3")];
+    throw new RpcError(`${addr} refused`, "UNAVAILABLE");
   });
   discovery.start();
   await settle();
@@ -137,8 +136,6 @@ test("discovery: when every seed is gone (a rolling restart replaced them all), 
 });
 
 test("discovery: addresses are learned across lists, so a list that leaves live members out does not lose them; one that fails to answer is dropped", async () => {
-  const clock = new ManualClock();
-  const asked: string[] = [];
   const lists: Record<string, Member[]> = {
     "s:1": [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")],
     // b's view under load: only itself.
@@ -146,17 +143,9 @@ test("discovery: addresses are learned across lists, so a list that leaves live 
     "h:3": [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")],
   };
   let up = new Set(["s:1", "h:1", "h:2", "h:3"]);
-  const t = table();
-  const discovery = new Discovery(t, {
-    seeds: ["s:1"],
-    refreshMs: 1_000,
-    clock,
-    membersFrom: async (addr) => {
-      asked.push(addr);
-      if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
-      return lists[addr] ?? lists["h:3"]!;
-    },
-    onChange: () => {},
+  const { clock, asked, t, discovery } = seeded(["s:1"], async (addr) => {
+    if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    return lists[addr] ?? lists["h:3"]!;
   });
   discovery.start();
   await settle();
@@ -181,23 +170,13 @@ test("discovery: addresses are learned across lists, so a list that leaves live 
 });
 
 test("discovery: a list that shares no member with the table (a seed's address reused by another cluster's node) is passed over for a related one, and believed only after 5 in a row", async () => {
-  const clock = new ManualClock();
-  const asked: string[] = [];
   let ours = true;
-  const t = table();
-  const discovery = new Discovery(t, {
-    seeds: ["s:1", "s:2"],
-    refreshMs: 1_000,
-    clock,
-    membersFrom: async (addr) => {
-      asked.push(addr);
-      if (addr === "s:1" && asked.length === 1) return [member("a", "h:1"), member("b", "h:2")];
-      // s:1's port now belongs to a node of another cluster.
-      if (addr === "s:1") return [member("x", "s:1"), member("y", "h:9")];
-      if (ours && (addr === "h:1" || addr === "h:2")) return [member("a", "h:1"), member("b", "h:2")];
-      throw new RpcError(`${addr} refused`, "UNAVAILABLE");
-    },
-    onChange: () => {},
+  const { clock, asked, t, discovery } = seeded(["s:1", "s:2"], async (addr) => {
+    if (addr === "s:1" && asked.length === 1) return [member("a", "h:1"), member("b", "h:2")];
+    // s:1's port now belongs to a node of another cluster.
+    if (addr === "s:1") return [member("x", "s:1"), member("y", "h:9")];
+    if (ours && (addr === "h:1" || addr === "h:2")) return [member("a", "h:1"), member("b", "h:2")];
+    throw new RpcError(`${addr} refused`, "UNAVAILABLE");
   });
   discovery.start();
   await settle();
@@ -212,5 +191,100 @@ test("discovery: a list that shares no member with the table (a seed's address r
   assert.deepEqual(idsOf(t), ["a", "b"]);
   await clock.advance(1_000);
   assert.deepEqual(idsOf(t), ["x", "y"]);
+  discovery.stop();
+});
+
+test("discovery: refreshes that reach no node forget no learned address (a client must not lose the cluster to a moment of starvation); the first that answers again brings it back", async () => {
+  let up = new Set(["s:1", "h:1", "h:2"]);
+  const { clock, asked, t, discovery } = seeded(["s:1"], async (addr) => {
+    if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    return addr === "s:1" ? [member("a", "h:1"), member("b", "h:2")] : [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")];
+  });
+  discovery.start();
+  await settle();
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  // Nothing answers for three refreshes (the seed is gone for good).
+  up = new Set();
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  assert.deepEqual(asked.slice(-3), ["s:1", "h:1", "h:2"]);
+  // Then h:2 answers again: still asked, and its list is taken.
+  up = new Set(["h:2"]);
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:1", "h:2"]);
+  assert.deepEqual(idsOf(t), ["a", "b", "c"]);
+  // h:1 failed and the list named it alive again: kept; asked after the ones answering, h:3 first.
+  asked.length = 0;
+  up = new Set();
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:1", "h:2", "h:3"]);
+  discovery.stop();
+});
+
+test("discovery: an address that failed is dropped once a later list leaves it out; one a list says left is dropped at once", async () => {
+  let list = [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")];
+  let up = new Set(["s:1", "h:2"]);
+  const { clock, asked, t, discovery } = seeded(["s:1"], async (addr) => {
+    if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    return list;
+  });
+  discovery.start();
+  await settle();
+  // The seed goes; h:1 fails before h:2 answers, naming only b and c (c as left).
+  up = new Set(["h:2"]);
+  list = [member("b", "h:2"), { ...member("c", "h:3"), status: "left" }];
+  await clock.advance(1_000);
+  asked.length = 0;
+  up = new Set();
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:2"], "h:1 failed and was left out; h:3 was listed left");
+  discovery.stop();
+});
+
+test("discovery: an empty member list (a node outside any membership) is no answer: the next node is asked, and however many come, nothing is retired", async () => {
+  let empty = new Set<string>();
+  const { clock, asked, t, discovery } = seeded(["s:1", "s:2"], async (addr) => {
+    return empty.has(addr) ? [] : [member("a", "h:1"), member("b", "h:2")];
+  });
+  discovery.start();
+  await settle();
+  empty = new Set(["s:1"]);
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "s:2"]);
+  // Every node answers empty, again and again (a stranger's list would be believed after 5).
+  empty = new Set(["s:1", "s:2", "h:1", "h:2"]);
+  for (let i = 0; i < 8; i++) await clock.advance(1_000);
+  assert.deepEqual(idsOf(t), ["a", "b"]);
+  assert.match(discovery.error?.message ?? "", /empty member list/);
+  discovery.stop();
+});
+
+test("discovery: one refresh at a time: ticks while a slow one is under way join it", async () => {
+  const clock = new ManualClock();
+  let calls = 0;
+  let release: (() => void) | undefined;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1"],
+    refreshMs: 100,
+    clock,
+    membersFrom: async () => {
+      calls++;
+      await new Promise<void>((resolve) => (release = resolve));
+      return [member("a", "h:1")];
+    },
+    onChange: () => {},
+  });
+  discovery.start();
+  await settle();
+  for (let i = 0; i < 5; i++) await clock.advance(100);
+  assert.equal(calls, 1, "five ticks during one slow answer started no other");
+  release!();
+  await settle();
+  assert.deepEqual(idsOf(t), ["a"]);
+  await clock.advance(100);
+  assert.equal(calls, 2);
+  release!();
   discovery.stop();
 });

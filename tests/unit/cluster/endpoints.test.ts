@@ -156,3 +156,13 @@ test("endpoint table: the no-candidate error says why", () => {
   assert.match(table.noCandidate("demo", new Set(table.values()), undefined).message, /every one of the nodes offering "demo" refused or could not be reached \(tried h:1, h:2\)/);
   assert.match(none().message, /none of the 2 nodes offering "demo" is reachable/);
 });
+
+test("endpoint table: a list that says an earlier life of a node (at its old address) left or died does not retire the node restarted at a new one", () => {
+  const table = new EndpointTable({ warmupMs: 0, warmupFloor: 0.1 });
+  table.apply([member("a", "h:9"), member("b", "h:2")], 0);
+  // A node that has not heard of the restart yet still holds a's old life, at h:1, as left.
+  table.apply([{ ...member("a", "h:1"), status: "left" }, member("b", "h:2")], 100);
+  assert.deepEqual([...table.values()].map((e) => `${e.id}@${e.addr}`).sort(), ["a@h:9", "b@h:2"]);
+  table.apply([{ ...member("a", "h:9"), status: "left" }, member("b", "h:2")], 200);
+  assert.deepEqual([...table.values()].map((e) => `${e.id}@${e.addr}`), ["b@h:2"], "news of the life at h:9 is news of it");
+});
