@@ -484,7 +484,7 @@ export class Membership {
    * (its gossip about them was spent while nothing got through, and its own probes are stretched
    * by its health score), and only the suspect can end them. Once per suspicion. The same for a
    * member we hold dead: after a heal, the cut-off member's dead verdicts about the others are
-   * ended at its first contact with them, not at its next reach for a dead member (every 10 s).
+   * ended at its first contact with them, not at its next reach for a dead member (every 2 s).
    */
   private tellSuspect(from: string): void {
     const member = this.members.get(from);

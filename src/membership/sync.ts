@@ -78,6 +78,8 @@ export interface SyncView {
 export class StateSync {
   private seeds: string[] = [];
   private joined = false;
+  /** A join round is out, or waiting to retry. */
+  private joining = false;
 
   constructor(
     private readonly view: SyncView,
@@ -123,6 +125,8 @@ export class StateSync {
 
   /** Alone: forget having joined and go back to the seeds. */
   rejoin(): void {
+    // A join already retrying (every probe interval until a seed answers) is not doubled.
+    if (this.joining) return;
     this.joined = false;
     this.join();
   }
@@ -145,6 +149,8 @@ export class StateSync {
   }
 
   private join(): void {
+    if (this.seeds.length === 0) return;
+    this.joining = true;
     let pending = this.seeds.length;
     for (const seed of this.seeds) {
       this.transport.request(seed, { t: "sync", from: this.view.id, join: true, state: this.pages()[0]! }, this.probeIntervalMs * 2, (answer) => {
@@ -153,8 +159,10 @@ export class StateSync {
           this.joined = true;
           this.view.guard("join reply", () => this.view.merge(answer.state!, answer.from));
         }
+        if (pending > 0) return;
         // No seed answered: try again after a probe interval.
-        if (pending === 0 && !this.joined && this.view.isRunning()) this.clock.setTimer(this.probeIntervalMs, () => this.view.isRunning() && !this.joined && this.join());
+        if (!this.joined && this.view.isRunning()) this.clock.setTimer(this.probeIntervalMs, () => (this.view.isRunning() && !this.joined ? this.join() : (this.joining = false)));
+        else this.joining = false;
       });
     }
   }

@@ -123,7 +123,7 @@ export const DEFAULT_SWIM_CONFIG: SwimConfig = {
   suspicionMaxTimeoutMult: 6, // and up to 6x that without confirmations
   retransmitMult: 4, // each update sent 4 * ceil(log10(n + 1)) times
   pushPullIntervalMs: 30_000, // full anti-entropy every 30 s (digest first)
-  reconnectIntervalMs: 10_000, // reach for a dead member every 10 s (heals partitions)
+  reconnectIntervalMs: 2_000, // reach for a dead member every 2 s (heals partitions: what a healed member missed arrives whole, not by gossip spent while it was cut off)
   gossipToTheDeadMs: 30_000, // dead members still hear gossip for 30 s
   deadReclaimMs: 300_000, // dead and left members are forgotten after 5 min
   awarenessMax: 8, // timeouts stretch up to 9x on an unhealthy member

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { StateSync, statePages, type SyncView } from "../../../src/membership/sync.ts";
 import type { SwimMessage, SwimTransport, Update } from "../../../src/membership/types.ts";
+import { ManualClock } from "../../helpers/clock.ts";
 
 const member = (id: string): Update => ({ id, addr: `${id}:7000`, inc: 1, status: "alive", meta: { state: "ready", services: [], version: "0", http: null } });
 
@@ -71,4 +72,39 @@ test("with no seeds a member has joined at once", () => {
   sync.start([]);
   assert.equal(sync.hasJoined, true);
   assert.equal(sync.hasSeeds, false);
+});
+
+test("a member reaching for unanswering seeds keeps one join going: rejoin (each reconnect interval while alone) does not start another", async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  const answers: ((answer: SwimMessage | undefined) => void)[] = [];
+  const view: SyncView = {
+    id: "m0",
+    isRunning: () => true,
+    updates: () => [member("m0")],
+    digest: () => 1,
+    merge: () => {},
+    addressOf: () => undefined,
+    guard: (_where, fn) => fn(),
+  };
+  const transport: SwimTransport = { request: (to, _message, _timeoutMs, onAnswer) => (asked.push(to), answers.push(onAnswer)), send: () => {} };
+  const sync = new StateSync(view, transport, clock, 1_000, 2);
+  sync.start(["s:1"]);
+  assert.deepEqual(asked, ["s:1"]);
+  // No answer (timed out); three reconnect ticks come while the retry waits and after it.
+  answers.shift()!(undefined);
+  sync.rejoin();
+  sync.rejoin();
+  assert.equal(asked.length, 1, "the retry already scheduled is the only one");
+  await clock.advance(1_000);
+  assert.equal(asked.length, 2);
+  sync.rejoin();
+  assert.equal(asked.length, 2, "a join round under way is not doubled");
+  // The seed answers: joined; a later rejoin (alone again) starts a fresh round.
+  answers.shift()!({ t: "sync", from: "s", state: [member("s")] });
+  assert.equal(sync.hasJoined, true);
+  await clock.advance(5_000);
+  assert.equal(asked.length, 2, "no retry after joining");
+  sync.rejoin();
+  assert.equal(asked.length, 3);
 });
