@@ -652,6 +652,11 @@ export class Membership {
         // a probe interval later, up to HOLD_MULT times the longest suspicion; healthy members still
         // judge a member that really died.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs), true);
+      } else if (this.clock.now() - member.since < this.awareness.scale(member.suspicion!.minMs)) {
+        // Our own health is poor (helpers' nacks missed, timers late, accusations refuted): as our
+        // probe timeouts stretch by (score + 1), so does the shortest time from suspicion to verdict.
+        // A lossy member that hears nothing for a while blames itself before it blames the others.
+        this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs), true);
       } else {
         // On time: still give the messages already waiting for us one turn to be read.
         this.armSuspicion(member, LATE_TIMER_MS);

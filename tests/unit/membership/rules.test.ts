@@ -332,3 +332,24 @@ test("a member we hold dead that talks to us hears of its death at once, refutes
   h.m.stop();
 });
 
+
+test("a member whose helpers' nacks go missing (its own link is the lossy one) stretches the time from suspicion to verdict by its health score", () => {
+  // Nothing answers us: not the probe, not the helper we ask to probe (no nack either).
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10));
+  h.gossip(alive("c1", 10, "127.0.0.1:7003"));
+  let suspectedAt: number | undefined;
+  let deadAt: number | undefined;
+  for (let t = 0; t < 120_000 && deadAt === undefined; t += 100) {
+    h.advance(100);
+    const b1 = h.m.get("b1")?.status;
+    if (b1 === "suspect" && suspectedAt === undefined) suspectedAt = t;
+    if (h.events.some((e) => e.startsWith("dead "))) deadAt = t;
+  }
+  assert.ok(suspectedAt !== undefined, "a member that answers nothing is suspected");
+  assert.ok(h.m.healthScore > 0, "missed nacks raised our score");
+  // A healthy member (score 0) judges 4 s after suspicion (3 members: 4 x 1 s); we waited at least twice that.
+  assert.ok(deadAt !== undefined && deadAt - suspectedAt >= 8_000, `verdict ${deadAt === undefined ? "never" : `${deadAt - suspectedAt} ms`} after suspicion`);
+  h.m.stop();
+});
