@@ -111,6 +111,7 @@ export class Discovery {
       if (this.stopped) return;
       try {
         const members = await this.options.membersFrom(addr);
+        if (this.stopped) return;
         // A node not yet (or no longer) in a membership knows of no one, itself included: no answer.
         if (members.length === 0) throw new RpcError(`The node at ${addr} answered an empty member list`, "UNAVAILABLE");
         if (!this.related(members) && ++this.strangerLists < MAX_STRANGER_LISTS) {
@@ -120,9 +121,9 @@ export class Discovery {
         }
         this.strangerLists = 0;
         this.error = undefined;
-        this.learn(members);
         this.log.debug("member list", { from: addr, members: members.map((m) => `${m.id}@${m.addr} ${m.status} ${m.meta.state}`) });
         this.apply(members);
+        this.learn(members);
         return;
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
@@ -149,9 +150,14 @@ export class Discovery {
     return known.size === 0 || members.some((m) => known.has(m.id));
   }
 
-  /** Named alive: first, and answering; named dead or left, or failing and not named: dropped. */
+  /**
+   * Named alive: first, and answering; named dead or left, or failing and not named: dropped. Run after
+   * the list is applied: an address the table still holds (its connection answering, whatever the list
+   * says) stays too.
+   */
   private learn(members: Member[]): void {
     const live = new Set(members.filter((m) => m.status === "alive" || m.status === "suspect").map((m) => m.addr));
+    for (const e of this.table.values()) if (!e.gone) live.add(e.addr);
     const gone = new Set(members.filter((m) => m.status === "dead" || m.status === "left").map((m) => m.addr));
     const kept = this.learned.filter((l) => !live.has(l.addr) && !gone.has(l.addr) && !l.failing);
     this.learned = [...[...live].map((addr) => ({ addr, failing: false })), ...kept].slice(0, MAX_LEARNED);

@@ -26,6 +26,12 @@ const LATE_TIMER_MS = 50;
  * longest suspicion; a bound, since the word "from" is not proof without a cluster key.
  */
 const HOLD_MULT = 4;
+/**
+ * A member with a poor health score waits min(score + 1, VERDICT_STRETCH_MAX) times the shortest
+ * suspicion before a verdict. Capped: from a survivor whose peers all died, silence looks the same
+ * as its own lossy link, and its score climbs to the top; the cap keeps that wait at 3x, not 9x.
+ */
+const VERDICT_STRETCH_MAX = 3;
 
 /** A helper asked to probe indirectly gives up (and nacks) after this share of the probe timeout (Lifeguard's 80%). */
 const HELPER_TIMEOUT_SHARE = 0.8;
@@ -652,10 +658,11 @@ export class Membership {
         // a probe interval later, up to HOLD_MULT times the longest suspicion; healthy members still
         // judge a member that really died.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs), true);
-      } else if (this.clock.now() - member.since < this.awareness.scale(member.suspicion!.minMs)) {
+      } else if (this.clock.now() - member.since < Math.min(this.healthScore + 1, VERDICT_STRETCH_MAX) * member.suspicion!.minMs) {
         // Our own health is poor (helpers' nacks missed, timers late, accusations refuted): as our
-        // probe timeouts stretch by (score + 1), so does the shortest time from suspicion to verdict.
-        // A lossy member that hears nothing for a while blames itself before it blames the others.
+        // probe timeouts stretch by (score + 1), so does the shortest time from suspicion to verdict
+        // (up to VERDICT_STRETCH_MAX). A lossy member that hears nothing for a while blames itself
+        // before it blames the others.
         this.armSuspicion(member, this.awareness.scale(this.config.probeIntervalMs), true);
       } else {
         // On time: still give the messages already waiting for us one turn to be read.

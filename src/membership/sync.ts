@@ -80,6 +80,8 @@ export class StateSync {
   private joined = false;
   /** A join round is out, or waiting to retry. */
   private joining = false;
+  /** Join rounds started. */
+  private rounds = 0;
 
   constructor(
     private readonly view: SyncView,
@@ -151,18 +153,22 @@ export class StateSync {
   private join(): void {
     if (this.seeds.length === 0) return;
     this.joining = true;
+    // A later round (a rejoin after this one joined) owns the retrying from then on.
+    const round = ++this.rounds;
     let pending = this.seeds.length;
     for (const seed of this.seeds) {
       this.transport.request(seed, { t: "sync", from: this.view.id, join: true, state: this.pages()[0]! }, this.probeIntervalMs * 2, (answer) => {
         pending--;
         if (answer?.t === "sync" && answer.state) {
           this.joined = true;
+          // Joined: a rejoin (alone again) may start a round at once, whatever other seeds still owe us.
+          this.joining = false;
           this.view.guard("join reply", () => this.view.merge(answer.state!, answer.from));
         }
-        if (pending > 0) return;
+        if (pending > 0 || round !== this.rounds) return;
         // No seed answered: try again after a probe interval.
         if (!this.joined && this.view.isRunning()) this.clock.setTimer(this.probeIntervalMs, () => (this.view.isRunning() && !this.joined ? this.join() : (this.joining = false)));
-        else this.joining = false;
+        else if (!this.joined) this.joining = false;
       });
     }
   }

@@ -22,6 +22,16 @@ function seeded(seeds: string[], answer: (addr: string) => Promise<Member[]>) {
   return { clock, asked, t, discovery };
 }
 
+/** A seeds-mode discovery whose nodes answer `net.list` while their address is in `net.up`, and refuse otherwise. */
+function switchboard(list: Member[], up: string[]) {
+  const net = { list, up: new Set(up) };
+  const parts = seeded(["s:1"], async (addr) => {
+    if (!net.up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
+    return net.list;
+  });
+  return { net, ...parts };
+}
+
 test("discovery: seeds are asked at once and every refreshMs; the first that answers wins", async () => {
   const clock = new ManualClock();
   const asked: string[] = [];
@@ -222,20 +232,15 @@ test("discovery: refreshes that reach no node forget no learned address (a clien
 });
 
 test("discovery: an address that failed is dropped once a later list leaves it out; one a list says left is dropped at once", async () => {
-  let list = [member("a", "h:1"), member("b", "h:2"), member("c", "h:3")];
-  let up = new Set(["s:1", "h:2"]);
-  const { clock, asked, t, discovery } = seeded(["s:1"], async (addr) => {
-    if (!up.has(addr)) throw new RpcError(`${addr} refused`, "UNAVAILABLE");
-    return list;
-  });
+  const { net, clock, asked, t, discovery } = switchboard([member("a", "h:1"), member("b", "h:2"), member("c", "h:3")], ["s:1", "h:2"]);
   discovery.start();
   await settle();
   // The seed goes; h:1 fails before h:2 answers, naming only b and c (c as left).
-  up = new Set(["h:2"]);
-  list = [member("b", "h:2"), { ...member("c", "h:3"), status: "left" }];
+  net.up = new Set(["h:2"]);
+  net.list = [member("b", "h:2"), { ...member("c", "h:3"), status: "left" }];
   await clock.advance(1_000);
   asked.length = 0;
-  up = new Set();
+  net.up = new Set();
   await clock.advance(1_000);
   assert.deepEqual(asked, ["s:1", "h:2"], "h:1 failed and was left out; h:3 was listed left");
   discovery.stop();
@@ -286,5 +291,46 @@ test("discovery: one refresh at a time: ticks while a slow one is under way join
   await clock.advance(100);
   assert.equal(calls, 2);
   release!();
+  discovery.stop();
+});
+
+test("discovery: an answer that arrives after stop() changes nothing", async () => {
+  let release: ((members: Member[]) => void) | undefined;
+  let changes = 0;
+  const t = table();
+  const discovery = new Discovery(t, {
+    seeds: ["s:1"],
+    refreshMs: 1_000,
+    clock: new ManualClock(),
+    membersFrom: () => new Promise<Member[]>((resolve) => (release = resolve)),
+    onChange: () => changes++,
+  });
+  discovery.start();
+  discovery.stop();
+  release!([member("a", "h:1")]);
+  await settle();
+  assert.deepEqual(idsOf(t), []);
+  assert.equal(changes, 0);
+});
+
+test("discovery: an address whose node the client's own connection shows answering stays learned when one list says it left", async () => {
+  const { net, clock, asked, t, discovery } = switchboard([member("a", "h:1"), member("b", "h:2")], ["s:1", "h:2"]);
+  discovery.start();
+  await settle();
+  // a answers this client on an open connection; a starved b lists it as left.
+  const a = [...t.values()].find((e) => e.id === "a")!;
+  a.channel = { goaway: undefined, closed: false, close() {}, whenIdle: () => Promise.resolve() };
+  a.answeredAt = clock.now();
+  net.up = new Set(["h:2"]);
+  net.list = [{ ...member("a", "h:1"), status: "left" }, member("b", "h:2")];
+  // (a's connection is asked first; it is down now, so b's list is taken.)
+  await clock.advance(1_000);
+  assert.deepEqual(idsOf(t), ["a", "b"], "the table keeps a");
+  a.channel = undefined;
+  net.up = new Set(["h:1"]);
+  net.list = [member("a", "h:1"), member("b", "h:2")];
+  asked.length = 0;
+  await clock.advance(1_000);
+  assert.deepEqual(asked, ["s:1", "h:2", "h:1"], "h:1 is still asked");
   discovery.stop();
 });

@@ -74,19 +74,16 @@ test("with no seeds a member has joined at once", () => {
   assert.equal(sync.hasSeeds, false);
 });
 
+/** The view of a member that knows only itself, as when it joins or is cut off. */
+function loneView(): SyncView {
+  return { id: "m0", isRunning: () => true, updates: () => [member("m0")], digest: () => 1, merge: () => {}, addressOf: () => undefined, guard: (_where, fn) => fn() };
+}
+
 test("a member reaching for unanswering seeds keeps one join going: rejoin (each reconnect interval while alone) does not start another", async () => {
   const clock = new ManualClock();
   const asked: string[] = [];
   const answers: ((answer: SwimMessage | undefined) => void)[] = [];
-  const view: SyncView = {
-    id: "m0",
-    isRunning: () => true,
-    updates: () => [member("m0")],
-    digest: () => 1,
-    merge: () => {},
-    addressOf: () => undefined,
-    guard: (_where, fn) => fn(),
-  };
+  const view = loneView();
   const transport: SwimTransport = { request: (to, _message, _timeoutMs, onAnswer) => (asked.push(to), answers.push(onAnswer)), send: () => {} };
   const sync = new StateSync(view, transport, clock, 1_000, 2);
   sync.start(["s:1"]);
@@ -107,4 +104,24 @@ test("a member reaching for unanswering seeds keeps one join going: rejoin (each
   assert.equal(asked.length, 2, "no retry after joining");
   sync.rejoin();
   assert.equal(asked.length, 3);
+});
+
+test("a member that joined through one seed while another still owes an answer can rejoin at once when it is alone again", () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  const answers = new Map<string, (answer: SwimMessage | undefined) => void>();
+  const view = loneView();
+  const transport: SwimTransport = { request: (to, _message, _timeoutMs, onAnswer) => (asked.push(to), answers.set(`${to}#${asked.length}`, onAnswer)), send: () => {} };
+  const sync = new StateSync(view, transport, clock, 1_000, 2);
+  sync.start(["s:1", "s:2"]);
+  answers.get("s:1#1")!({ t: "sync", from: "s1", state: [member("s1")] });
+  assert.equal(sync.hasJoined, true);
+  // s:2 (a vanished host) has not answered yet; we are alone again.
+  sync.rejoin();
+  assert.deepEqual(asked, ["s:1", "s:2", "s:1", "s:2"]);
+  // The first round's late timeout schedules nothing: the second round owns the retrying.
+  answers.get("s:2#2")!(undefined);
+  answers.get("s:1#3")!(undefined);
+  answers.get("s:2#4")!(undefined);
+  assert.equal(clock.pending, 1, "one retry, not two");
 });
