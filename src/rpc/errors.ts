@@ -1,4 +1,4 @@
-import { type ErrorCode, isErrorCode, UNPROCESSED_CODES } from "../wire/codes.ts";
+import { type ErrorCode, ErrorCodes, isErrorCode, UNPROCESSED_CODES } from "../wire/codes.ts";
 import type { WireError } from "../wire/messages.ts";
 
 /** Options of an `RpcError`. */
@@ -25,6 +25,14 @@ export class RpcError extends Error {
   readonly processed: boolean | undefined;
 
   constructor(message: string, code: ErrorCode, options: RpcErrorOptions = {}) {
+    // A type error in TypeScript; from JavaScript (or past a cast) a clear one here, not an INTERNAL "unknown code" later.
+    if (!isErrorCode(code)) {
+      throw new TypeError(
+        isErrorCode(message)
+          ? `new RpcError(message, code): the message comes first: new RpcError(${JSON.stringify(String(code))}, "${message}")`
+          : `new RpcError(message, code): ${JSON.stringify(code)} is not an error code (${ErrorCodes.join(", ")})`,
+      );
+    }
     super(`[${code}] ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.rawMessage = message;

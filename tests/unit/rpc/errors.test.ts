@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RpcError } from "../../../src/rpc/errors.ts";
-import { ErrorCodes } from "../../../src/wire/codes.ts";
+import { type ErrorCode, ErrorCodes } from "../../../src/wire/codes.ts";
 
 test("RpcError shows its code in the message", () => {
   const error = new RpcError("node n1 is draining", "SHUTTING_DOWN");
@@ -43,4 +43,13 @@ test("RpcError.fromWire accepts the bare errors other msgpack-rpc servers send",
   assert.equal(fromString.code, "APPLICATION");
   assert.equal(fromString.rawMessage, "no such method");
   assert.equal(RpcError.fromWire({ code: "WAT", message: "m" }).code, "INTERNAL");
+});
+
+test("new RpcError with its arguments the wrong way round, or an unknown code, fails at once with a TypeError that says how to write it", () => {
+  const message: string = "out of stock";
+  // @ts-expect-error: the code comes second; tsc and deno check both refuse this line.
+  assert.throws(() => new RpcError("APPLICATION", message), { name: "TypeError", message: 'new RpcError(message, code): the message comes first: new RpcError("out of stock", "APPLICATION")' });
+  // From JavaScript, or past a cast: caught at run time too.
+  assert.throws(() => new RpcError(message, "APLICATION" as ErrorCode), { name: "TypeError", message: /"APLICATION" is not an error code \(INVALID_REQUEST, .*APPLICATION\)/ });
+  assert.equal(new RpcError(message, "APPLICATION", { data: { sku: "b1" } }).message, "[APPLICATION] out of stock");
 });
