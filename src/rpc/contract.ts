@@ -1,12 +1,40 @@
 import type { z } from "zod";
+import { type ErrorCode, isErrorCode } from "../wire/codes.ts";
 
-/** One method of a service: its input and output schemas, and whether a repeat is harmless. */
+/**
+ * Application-level retries of one method, as gRPC's `retryPolicy`: a call that fails with one of
+ * `retryableCodes` is tried again after a backoff, within its deadline. Apart from ebb's transparent
+ * retries, which send again at once, and only what no handler ran (`processed: false`).
+ */
+export interface RetryPolicy {
+  /** Tries in all, the first included: 2 to 10. */
+  readonly maxAttempts: number;
+  /** Codes tried again, e.g. `["UNAVAILABLE"]`, or `["APPLICATION"]` for a handler's own transient failure. */
+  readonly retryableCodes: readonly ErrorCode[];
+  /** Wait before the first retry. Default 100 ms. Each wait is a random part of it (full jitter). */
+  readonly initialBackoffMs?: number;
+  /** Largest wait. Default 5 s. */
+  readonly maxBackoffMs?: number;
+  /** Growth of the wait per retry. Default 2. */
+  readonly backoffMultiplier?: number;
+}
+
+/** One method of a service: its input and output schemas, whether a repeat is harmless, and its call policy. */
 export interface MethodSpec<Input extends z.ZodType = z.ZodType, Output extends z.ZodType = z.ZodType> {
   readonly input: Input;
   readonly output: Output;
   /** True when running the call twice has the effect of running it once: lost calls may be retried elsewhere. */
   readonly idempotent?: boolean;
+  /** Deadline of this method's calls that set none (the client's `timeoutMs` otherwise, 30 s by default). */
+  readonly timeoutMs?: number;
+  /** Application-level retries (see RetryPolicy). */
+  readonly retry?: RetryPolicy;
 }
+
+/** `T`, with any key `Shape` does not have typed `never`: a misspelt key in an object literal is a type error. */
+type Exactly<T, Shape> = T & { readonly [K in Exclude<keyof T, keyof Shape>]: never };
+/** A method spec checked key by key, its retry policy too. */
+type ExactSpec<M> = Exactly<M, MethodSpec> & (M extends { readonly retry: infer R } ? { readonly retry: Exactly<R, RetryPolicy> } : unknown);
 
 /** A service contract: the one object both the server and its clients are typed from. */
 export interface ServiceContract<Name extends string = string, Methods extends Record<string, MethodSpec> = Record<string, MethodSpec>> {
@@ -47,11 +75,28 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** Defines a service contract; names are checked so that `service.method` is unambiguous. */
 export function defineService<const Name extends string, const Methods extends Record<string, MethodSpec>>(
   name: Name,
-  methods: Methods,
+  methods: Methods & { readonly [K in keyof Methods]: ExactSpec<Methods[K]> },
 ): ServiceContract<Name, Methods> {
   if (!NAME.test(name)) throw new TypeError(`Service name "${name}" must match ${NAME} (no dots, no leading "$")`);
-  for (const method of Object.keys(methods)) {
+  for (const [method, spec] of Object.entries(methods as Record<string, MethodSpec>)) {
     if (!NAME.test(method)) throw new TypeError(`Method name "${name}.${method}" must match ${NAME}`);
+    const problem = policyProblem(spec);
+    if (problem) throw new TypeError(`${name}.${method}: ${problem}`);
   }
   return Object.freeze({ name, methods: Object.freeze({ ...methods }) });
+}
+
+/** What is wrong with a method's timeout or retry policy, if anything. */
+function policyProblem(spec: MethodSpec): string | undefined {
+  const positive = (value: number | undefined) => value === undefined || (Number.isFinite(value) && value > 0);
+  if (!positive(spec.timeoutMs)) return `timeoutMs must be a positive number of milliseconds, not ${spec.timeoutMs}`;
+  const retry = spec.retry;
+  if (retry === undefined) return undefined;
+  if (!Number.isInteger(retry.maxAttempts) || retry.maxAttempts < 2 || retry.maxAttempts > 10) return `retry.maxAttempts must be a whole number from 2 to 10, not ${retry.maxAttempts}`;
+  if (!Array.isArray(retry.retryableCodes) || retry.retryableCodes.length === 0) return "retry.retryableCodes must name at least one code";
+  const unknown = retry.retryableCodes.find((code) => !isErrorCode(code));
+  if (unknown !== undefined) return `retry.retryableCodes: ${JSON.stringify(unknown)} is not an error code`;
+  for (const key of ["initialBackoffMs", "maxBackoffMs"] as const) if (!positive(retry[key])) return `retry.${key} must be a positive number of milliseconds`;
+  if (retry.backoffMultiplier !== undefined && !(Number.isFinite(retry.backoffMultiplier) && retry.backoffMultiplier >= 1)) return "retry.backoffMultiplier must be at least 1";
+  return undefined;
 }

@@ -10,8 +10,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createDemoHandlers, demo } from "../../src/demo/demo.ts";
-import type { Implementation } from "../../src/rpc/contract.ts";
-import { startTestNode } from "../helpers/net.ts";
+import { Channel } from "../../src/rpc/channel.ts";
+import { createClient } from "../../src/rpc/client.ts";
+import type { Implementation, ServiceContract } from "../../src/rpc/contract.ts";
+import { RpcError } from "../../src/rpc/errors.ts";
+import { runtime, startTestNode } from "../helpers/net.ts";
 import { HOST_RUNNER, type NodeProcess, ROOT, sendSignal, startCommand, stopProcess } from "../helpers/process.ts";
 
 const BUN = `${ROOT}node_modules/.bin/bun`;
@@ -56,6 +59,7 @@ const KINDS = {
   accountsService: (s: Snippet) => s.file === "accounts.ts",
   shopService: (s: Snippet) => s.file === "shop.ts",
   shopClient: (s: Snippet) => !s.file && s.code.includes('from "./shop.ts"'),
+  quotesContract: (s: Snippet) => s.file === "quotes.ts",
 } as const;
 
 function snippet(kind: keyof typeof KINDS): Snippet {
@@ -231,4 +235,32 @@ test("README own service: the test without sockets prints its greeting and exits
   using space = workspace();
   const stdout = await runScript(space.write(snippet("inMemory")));
   assert.equal(stdout.trim(), "Hello, test!");
+});
+
+test("README per-method policy: quotes.ts as printed, served by a node: price's calls have its 2 s deadline, refresh is tried again after APPLICATION errors, 3 tries in all", async () => {
+  using space = workspace();
+  const { quotes } = (await import(space.write(snippet("quotesContract")))) as { quotes: ServiceContract };
+  let refreshes = 0;
+  const handlers = {
+    // Slower than the method's 2 s deadline: the node aborts it there.
+    price: (_input: unknown, ctx: { signal: AbortSignal }) => new Promise<number>((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+    refresh: () => {
+      if (++refreshes < 3) throw new RpcError("rate limited upstream", "APPLICATION");
+      return null;
+    },
+  } as unknown as Implementation<typeof quotes>;
+  const served = await startTestNode((node) => node.register(quotes, handlers), { nodeId: "quotes" });
+  const channel = await Channel.connect(runtime, { host: "127.0.0.1", port: served.port });
+  try {
+    const api = createClient(quotes, channel) as unknown as Record<"price" | "refresh", (input: unknown) => Promise<unknown>>;
+    assert.equal(await api.refresh({ sku: "b1" }), null);
+    assert.equal(refreshes, 3);
+    const started = performance.now();
+    await assert.rejects(api.price({ sku: "b1" }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+    const took = performance.now() - started;
+    assert.ok(took >= 1_900 && took < 5_000, `DEADLINE_EXCEEDED after ${took.toFixed(0)} ms`);
+  } finally {
+    channel.close();
+    await served.close();
+  }
 });
