@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, realClock } from "../runtime/clock.ts";
 import { type CallOptions, type Channel, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, type Transport } from "../rpc/channel.ts";
@@ -68,6 +69,21 @@ export interface ClusterClientMetrics {
   sentByNode: Record<string, number>;
 }
 
+/** How long a new connection's `$info` question may take. */
+const INFO_TIMEOUT_MS = 2_000;
+/** Most method names a generic client learns from `$info` (a bound on what a node can make it hold). */
+const MAX_LEARNED_METHODS = 4_096;
+
+const InfoSchema = z.object({
+  services: z.record(z.string().max(128), z.array(z.object({ name: z.string().max(300), idempotent: z.boolean() }).loose()).max(1_000)),
+}).loose();
+
+/** What a generic client reads of a `$info` answer; undefined when it is not one. */
+function parseInfo(value: unknown): z.output<typeof InfoSchema> | undefined {
+  const parsed = InfoSchema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
 /** The service a method belongs to; undefined for ebb's own `$` methods, which every node offers. */
 export function serviceOf(method: string): string | undefined {
   const dot = method.indexOf(".");
@@ -82,6 +98,8 @@ export function serviceOf(method: string): string | undefined {
  */
 export class ClusterClient implements Transport {
   private readonly idempotent = new Set<string>();
+  /** Services this client has a contract of: their idempotency comes from it, never from `$info`. */
+  private readonly typed = new Set<string>();
   private readonly timeoutMs: number;
   private readonly idempotentRetries: boolean;
   private readonly candidateWaitMs: number;
@@ -112,7 +130,8 @@ export class ClusterClient implements Transport {
     const onChange = () => this.wake();
     const log = source.log ?? silentLogger;
     const { runtime, clusterKey, connectTimeoutMs, keepaliveMs } = source;
-    this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange });
+    const onConnected = (channel: Channel) => this.learnFrom(channel);
+    this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange, onConnected });
     const membersFrom = (addr: string) => this.pool.membersFrom(addr);
     this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange, log });
     this.discovery.start();
@@ -120,8 +139,10 @@ export class ClusterClient implements Transport {
 
   /** A typed client of one service over this cluster; its idempotent methods may be retried after a lost connection. */
   client<C extends ServiceContract>(contract: C): ServiceClient<C> {
+    this.typed.add(contract.name);
     for (const [method, spec] of Object.entries(contract.methods)) {
       if (spec.idempotent) this.idempotent.add(`${contract.name}.${method}`);
+      else this.idempotent.delete(`${contract.name}.${method}`);
     }
     return createClient(contract, this);
   }
@@ -155,7 +176,7 @@ export class ClusterClient implements Transport {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = this.clock.now() + timeoutMs;
     const service = serviceOf(method);
-    const idempotent = this.idempotent.has(method);
+    let idempotent = this.idempotent.has(method);
     // The nodes this call already tried; allocated on the first retry only.
     let tried: Set<Endpoint<Channel>> | undefined;
     // The last try's error, when it ran out of its attempt timeout: what the caller sees if no other node is left.
@@ -190,6 +211,8 @@ export class ClusterClient implements Transport {
       } catch (error) {
         const rpcError = RpcError.from(error);
         const attemptTimedOut = attemptMs < left;
+        // Read again: a generic client may have learned it from `$info` meanwhile (asked first on every new connection).
+        idempotent = this.idempotent.has(method);
         const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent, idempotentRetries: this.idempotentRetries, attemptTimedOut });
         if (!reason) return this.fail(rpcError);
         timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
@@ -199,6 +222,27 @@ export class ClusterClient implements Transport {
         endpoint.inflight--;
       }
     }
+  }
+
+  /**
+   * Learns from a node's `$info`, asked first on every new connection, which methods are idempotent,
+   * for the services this client has no contract of (`ebb call`, `ebb bench`, generic clients). The
+   * question goes out before the connection's first call, so that call's retry decision can use the
+   * answer. A node could claim a method idempotent that is not (its calls would then be retried after
+   * a lost connection): a client that must not trust the cluster on this uses the contract.
+   */
+  private learnFrom(channel: Channel): void {
+    channel.call("$info", undefined, { timeoutMs: INFO_TIMEOUT_MS }).then((answer) => {
+      for (const [service, methods] of Object.entries(parseInfo(answer)?.services ?? {})) {
+        if (this.typed.has(service)) continue;
+        for (const m of methods) {
+          if (!m.idempotent) this.idempotent.delete(m.name);
+          else if (this.idempotent.size < MAX_LEARNED_METHODS) this.idempotent.add(m.name);
+        }
+      }
+    }, () => {
+      // A node that does not answer `$info` (another msgpack-rpc server): nothing is learned.
+    });
   }
 
   /** Closes every connection and stops discovery. */

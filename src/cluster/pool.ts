@@ -22,6 +22,8 @@ export interface ConnectionPoolOptions {
   keepaliveMs?: number;
   /** Something a waiting call may care about happened: a connection closed or a server said `$goaway`. */
   onChange(): void;
+  /** A connection to an endpoint opened, before any call is sent on it. */
+  onConnected?(channel: Channel): void;
 }
 
 /** How long a seed has to answer `$members`. */
@@ -73,6 +75,7 @@ export class ConnectionPool {
         });
         endpoint.channel = channel;
         this.table.connected(endpoint, this.options.clock.now());
+        this.options.onConnected?.(channel);
         return channel;
       } catch (error) {
         this.table.connectFailed(endpoint, this.options.clock.now(), error);

@@ -1,4 +1,27 @@
-import type { Handler, Implementation, MethodSpec, ServiceContract } from "./contract.ts";
+import { z } from "zod";
+import type { Handler, Implementation, MethodSpec, RetryPolicy, ServiceContract } from "./contract.ts";
+
+/** One method as `$info` describes it: what generic clients and `ebb describe` read. */
+export interface MethodInfo {
+  /** Full name, `service.method`. */
+  name: string;
+  idempotent: boolean;
+  /** The method's default deadline, when its contract sets one. */
+  timeoutMs?: number;
+  retry?: RetryPolicy;
+  /** JSON Schema (draft 2020-12) of the input as sent, and of the output as received; `{}` where zod has no JSON form. */
+  input: unknown;
+  output: unknown;
+}
+
+/** A zod schema as JSON Schema; what JSON Schema cannot say (bytes, bigints, transforms) becomes "anything". */
+function jsonSchemaOf(schema: z.ZodType, io: "input" | "output"): unknown {
+  try {
+    return z.toJSONSchema(schema, { io, unrepresentable: "any" });
+  } catch {
+    return {};
+  }
+}
 
 /** A registered method: its contract entry and its handler. */
 export interface Route {
@@ -12,6 +35,7 @@ export interface Route {
 export class Router {
   private readonly routes = new Map<string, Route>();
   private readonly services = new Map<string, ServiceContract>();
+  private readonly described: Record<string, MethodInfo[]> = {};
 
   /** Registers every method of `contract` with its handler. A service name may be registered once. */
   register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): this {
@@ -21,6 +45,10 @@ export class Router {
       if (typeof handler !== "function") throw new TypeError(`No handler for "${contract.name}.${method}"`);
       const name = `${contract.name}.${method}`;
       this.routes.set(name, { name, service: contract.name, spec, handler });
+      const info: MethodInfo = { name, idempotent: spec.idempotent === true, input: jsonSchemaOf(spec.input, "input"), output: jsonSchemaOf(spec.output, "output") };
+      if (spec.timeoutMs !== undefined) info.timeoutMs = spec.timeoutMs;
+      if (spec.retry !== undefined) info.retry = spec.retry;
+      (this.described[contract.name] ??= []).push(info);
     }
     this.services.set(contract.name, contract);
     return this;
@@ -36,12 +64,8 @@ export class Router {
     return [...this.services.keys()];
   }
 
-  /** Every registered method with whether it is idempotent, for `$info`. */
-  describe(): Record<string, { name: string; idempotent: boolean }[]> {
-    const out: Record<string, { name: string; idempotent: boolean }[]> = {};
-    for (const route of this.routes.values()) {
-      (out[route.service] ??= []).push({ name: route.name, idempotent: route.spec.idempotent === true });
-    }
-    return out;
+  /** Every registered method, by service, as `$info` describes it (computed once, at registration). */
+  describe(): Record<string, MethodInfo[]> {
+    return this.described;
   }
 }

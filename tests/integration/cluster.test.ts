@@ -7,7 +7,7 @@ import { RpcSwimTransport } from "../../src/membership/transport.ts";
 import type { MemberEvent, SwimMessage } from "../../src/membership/types.ts";
 import { createNode, type EbbNode } from "../../src/node.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
-import { connectChannel, LogCapture, runtime, startTestNode } from "../helpers/net.ts";
+import { connectChannel, LogCapture, runtime, startTestNode, until } from "../helpers/net.ts";
 import { FAST_SWIM_ENV, type NodeProcess, type RunnerName, runCli, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // Fast membership timings so detection fits a test; the defaults are memberlist's LAN profile.
@@ -207,3 +207,33 @@ test("a node frozen by SIGSTOP is suspected and routed around at once, and takes
     }
   }
 });
+
+test("a client without the contract (as `ebb call` and `ebb bench` are) learns from $info which methods are idempotent: calls in flight on a node killed with -9 are retried on another, on Bun, Deno and the binary", async () => {
+  const procs: NodeProcess[] = [];
+  const cluster = { close() {} } as { close(): void };
+  try {
+    const first = await startNodeProcess("bun", { ...FAST, EBB_NODE_ID: "g0" });
+    procs.push(first);
+    const seeds = [`127.0.0.1:${first.port}`];
+    procs.push(await startNodeProcess("deno", { ...FAST, EBB_NODE_ID: "g1", EBB_SEEDS: seeds[0]! }));
+    procs.push(await startNodeProcess("binary", { ...FAST, EBB_NODE_ID: "g2", EBB_SEEDS: seeds[0]! }));
+    const client = createClusterClient({ seeds, runtime, warmupMs: 0, timeoutMs: 20_000, refreshMs: 200 });
+    cluster.close = () => client.close();
+    await client.whenAvailable("demo", 3);
+    // No client(demo) anywhere: `demo.sleep` is only a name here. 60 calls of 1.5 s, then g1 is killed.
+    const calls = Array.from({ length: 60 }, (_, i) => client.call("demo.sleep", { ms: 1_500 }).then(() => "OK", (error: unknown) => `${i}: ${error instanceof Error ? error.message : String(error)}`));
+    const victim = procs[1]!;
+    await until(() => (client.metrics().inflight.g1 ?? 0) > 0, "calls in flight on g1");
+    const inflightOnVictim = client.metrics().inflight.g1!;
+    sendSignal(victim, "SIGKILL");
+    const results = await Promise.all(calls);
+    assert.deepEqual(results.filter((r) => r !== "OK"), [], "every call answered");
+    const retried = client.metrics().retries["connection lost (idempotent)"] ?? 0;
+    assert.ok(retried >= inflightOnVictim, `${retried} retried after the kill, ${inflightOnVictim} were in flight on g1`);
+    console.log(`generic client: ${inflightOnVictim} calls in flight on a node killed -9, ${retried} retried elsewhere, 60 of 60 answered`);
+  } finally {
+    cluster.close();
+    for (const proc of procs) await stopProcess(proc);
+  }
+});
+
