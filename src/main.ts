@@ -10,6 +10,7 @@
  */
 import { benchCommand } from "./cli/bench.ts";
 import { callCommand } from "./cli/call.ts";
+import { describeCommand } from "./cli/describe.ts";
 import { closestName, type Command, commandHelp, parseCommand, UsageError } from "./cli/command.ts";
 import { keygenCommand } from "./cli/keygen.ts";
 import { tokenCommand } from "./cli/token.ts";
@@ -19,7 +20,7 @@ import { EXIT_CODES } from "./lifecycle/signals.ts";
 import { VERSION } from "./node.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 
-const COMMANDS = [serveCommand, callCommand, membersCommand, benchCommand, keygenCommand, tokenCommand] as Command<unknown>[];
+const COMMANDS = [serveCommand, callCommand, describeCommand, membersCommand, benchCommand, keygenCommand, tokenCommand] as Command<unknown>[];
 
 function help(): string {
   const commands = COMMANDS.map((c) => `  ${c.name.padEnd(10)}${c.summary}`).join("\n");

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { createClusterClient } from "../cluster/client.ts";
 import { RpcError } from "../rpc/errors.ts";
+import { describedMethod, type MethodDescription, parseInfo } from "../rpc/info.ts";
 import { defineCommand, jsonText, UsageError, wholeNumber } from "./command.ts";
 import { clientRuntime, clusterOptions, httpPortHint, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
@@ -36,14 +37,26 @@ and exits 1; a usage mistake exits 2. Examples:
     const target = resolveTarget(flags, env);
     const client = clientRuntime(runtime, env);
     const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: client, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
+    let described: MethodDescription | undefined;
     try {
+      // The method as the cluster describes it: its input is checked against its schema before it is sent.
+      if (!method.startsWith("$")) {
+        const found = describedMethod(parseInfo(await cluster.call("$info", undefined)), method);
+        const problem = found && inputProblem(found.input, params);
+        if (found && problem) {
+          runtime.write("stderr", `${[`INVALID_PARAMS: ${problem.message}`, "(not sent: the input does not match the method's schema)", `data: ${toJson(problem.issues)}`, schemaLine(found)].join("\n")}\n`);
+          return 1;
+        }
+        described = found;
+      }
       const result = await cluster.call(method, params);
       runtime.write("stdout", `${toJson(result ?? null)}\n`);
       return 0;
     } catch (thrown) {
       const error = RpcError.from(thrown);
       const hint = error.code === "UNAVAILABLE" ? await httpPortHint(client, target) : undefined;
-      runtime.write("stderr", `${[...errorLines(error), ...(hint ? [hint] : [])].join("\n")}\n`);
+      const schema = error.code === "INVALID_PARAMS" && described ? schemaLine(described) : undefined;
+      runtime.write("stderr", `${[...errorLines(error), ...(schema ? [schema] : []), ...(hint ? [hint] : [])].join("\n")}\n`);
       return 1;
     } finally {
       cluster.close();
@@ -62,4 +75,33 @@ export function errorLines(error: RpcError): string[] {
 /** JSON for what msgpack may carry: bigints as strings, bytes as arrays of numbers. */
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Array.from(v) : v), 2);
+}
+
+/**
+ * Why `input` does not match a method's JSON Schema (from `$info`), if it does not; undefined when it
+ * matches or the schema cannot be read (then the node, which checks every input, has the last word).
+ */
+export function inputProblem(schema: unknown, input: unknown): { message: string; issues: unknown[] } | undefined {
+  let check: z.ZodType;
+  try {
+    check = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+  } catch {
+    return undefined;
+  }
+  const parsed = check.safeParse(input);
+  if (parsed.success) return undefined;
+  const first = parsed.error.issues[0]!;
+  return { message: `${first.path.length ? `${first.path.join(".")}: ` : ""}${first.message}`, issues: parsed.error.issues };
+}
+
+/** `input schema: {…}`, compact, without the `$schema` line. */
+export function schemaLine(method: MethodDescription): string {
+  return `input schema: ${JSON.stringify(withoutDialect(method.input))}`;
+}
+
+/** A JSON Schema without its `$schema` key, for printing. */
+export function withoutDialect(schema: unknown): unknown {
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return schema;
+  const { $schema: _dialect, ...rest } = schema as Record<string, unknown>;
+  return rest;
 }

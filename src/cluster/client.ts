@@ -1,4 +1,3 @@
-import { z } from "zod";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, realClock } from "../runtime/clock.ts";
 import { type CallOptions, type Channel, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, type Transport } from "../rpc/channel.ts";
@@ -6,6 +5,7 @@ import type { ClusterKey } from "../rpc/auth.ts";
 import { createClient, type ServiceClient } from "../rpc/client.ts";
 import type { ServiceContract } from "../rpc/contract.ts";
 import { RpcError } from "../rpc/errors.ts";
+import { parseInfo } from "../rpc/info.ts";
 import type { RuntimeSource } from "../runtime/source.ts";
 import type { ErrorCode } from "../wire/codes.ts";
 import { DEFAULT_WARMUP_MS, pickTwoChoices } from "./balancer.ts";
@@ -73,16 +73,6 @@ export interface ClusterClientMetrics {
 const INFO_TIMEOUT_MS = 2_000;
 /** Most method names a generic client learns from `$info` (a bound on what a node can make it hold). */
 const MAX_LEARNED_METHODS = 4_096;
-
-const InfoSchema = z.object({
-  services: z.record(z.string().max(128), z.array(z.object({ name: z.string().max(300), idempotent: z.boolean() }).loose()).max(1_000)),
-}).loose();
-
-/** What a generic client reads of a `$info` answer; undefined when it is not one. */
-function parseInfo(value: unknown): z.output<typeof InfoSchema> | undefined {
-  const parsed = InfoSchema.safeParse(value);
-  return parsed.success ? parsed.data : undefined;
-}
 
 /** The service a method belongs to; undefined for ebb's own `$` methods, which every node offers. */
 export function serviceOf(method: string): string | undefined {

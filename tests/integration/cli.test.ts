@@ -92,11 +92,11 @@ for (const runner of RUNNER_NAMES) {
     assert.match(both.stderr, /Give --rate or --concurrency, not both/);
   });
 
-  test(`${runner}: ebb call prints results as JSON, and errors as code and message with exit 1`, async () => {
+  test(`${runner}: ebb call prints results as JSON, and errors as code and message with exit 1 (input checked against the method's schema first); ebb describe prints the services`, async () => {
     const [a, b] = await startPair(runner);
     try {
       const addr = `127.0.0.1:${a.port}`;
-      const [echo, viaSeeds, info, missing, invalid, badJson, unreachable] = await Promise.all([
+      const [echo, viaSeeds, info, missing, invalid, badJson, unreachable, described, describedJson] = await Promise.all([
         runCli(runner, ["call", "demo.echo", '{"hello":["wörld",1,null]}', "--addr", addr]),
         runCli(runner, ["call", "demo.sleep", '{"ms":5}', "--seeds", `127.0.0.1:${b.port}`]),
         runCli(runner, ["call", "$info", "--addr", addr]),
@@ -105,6 +105,8 @@ for (const runner of RUNNER_NAMES) {
         runCli(runner, ["call", "demo.echo", "{oops", "--addr", addr]),
         // A port nothing listens on: the one just freed by nobody is not knowable, so use port 1.
         runCli(runner, ["call", "demo.echo", "{}", "--addr", "127.0.0.1:1"]),
+        runCli(runner, ["describe", "--seeds", `127.0.0.1:${b.port}`]),
+        runCli(runner, ["describe", "--addr", addr, "--json"]),
       ]);
       assert.equal(echo.code, 0, echo.stderr);
       assert.deepEqual(JSON.parse(echo.stdout), { hello: ["wörld", 1, null] });
@@ -118,6 +120,14 @@ for (const runner of RUNNER_NAMES) {
       assert.equal(invalid.code, 1);
       assert.match(invalid.stderr, /^INVALID_PARAMS: .*ms/);
       assert.match(invalid.stderr, /^data: \[/m);
+      // Checked against the schema $info gives, before it is sent; the schema is shown.
+      assert.match(invalid.stderr, /^\(not sent: the input does not match the method's schema\)$/m);
+      assert.match(invalid.stderr, /^input schema: \{"type":"object","properties":\{"ms":\{"type":"integer","minimum":0,"maximum":3600000\}\},"required":\["ms"\]\}$/m);
+      assert.equal(described.code, 0, described.stderr);
+      assert.match(described.stdout, /^demo\.sleep {2}\(idempotent\)\n {2}input: {2}\{"type":"object".*\n {2}output: \{"type":"object"/m);
+      assert.match(described.stdout, /^2 methods of 1 service, as described by [ab]$/m);
+      assert.equal(describedJson.code, 0, describedJson.stderr);
+      assert.deepEqual((JSON.parse(describedJson.stdout) as Record<string, { name: string; idempotent: boolean }[]>).demo!.map((m) => `${m.name} ${m.idempotent}`), ["demo.echo true", "demo.sleep true"]);
       assert.equal(badJson.code, 2);
       assert.match(badJson.stderr, /The input is not valid JSON/);
       assert.equal(unreachable.code, 1);
