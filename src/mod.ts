@@ -5,7 +5,7 @@ import { detectRuntime } from "./runtime/detect.ts";
 import type { RuntimeSource } from "./runtime/source.ts";
 
 export { VERSION, type EbbNode } from "./node.ts";
-export { defineService, type CallContext, type Handler, type Implementation, type InputOf, type MethodSpec, type OutputOf, type ServiceContract } from "./rpc/contract.ts";
+export { defineService, type CallContext, type Handler, type Implementation, type InputOf, type MethodSpec, type OutputOf, type RetryPolicy, type ServerCall, type ServerInterceptor, type ServerNext, type ServiceContract } from "./rpc/contract.ts";
 export { createClient, type ServiceClient } from "./rpc/client.ts";
 export { Channel, type CallOptions, type ChannelOptions, type Transport } from "./rpc/channel.ts";
 export { RpcError, type RpcErrorOptions } from "./rpc/errors.ts";
@@ -17,7 +17,7 @@ export { detectRuntime } from "./runtime/detect.ts";
 export type { Runtime, Socket, Listener } from "./runtime/types.ts";
 export type { RuntimeSource } from "./runtime/source.ts";
 export { createMemoryRuntime, MemoryExit, type MemoryRuntime, type MemoryRuntimeOptions } from "./runtime/memory.ts";
-export type { ClusterClient, ClusterClientMetrics } from "./cluster/client.ts";
+export type { ClientCall, ClientInterceptor, ClientNext, ClusterClient, ClusterClientMetrics } from "./cluster/client.ts";
 export type { Member, MemberEvent, MemberMeta, MemberStatus } from "./membership/types.ts";
 export type { ShutdownSummary, NodeStats } from "./node.ts";
 export type { LifecycleState } from "./lifecycle/state.ts";

@@ -12,7 +12,7 @@ import { type Logger, silentLogger } from "./log.ts";
 import { advertisedAddress, NodeMembership } from "./membership/node-membership.ts";
 import type { Member, MemberEvent, MemberMeta } from "./membership/types.ts";
 import type { ServiceClient } from "./rpc/client.ts";
-import type { Implementation, ServiceContract } from "./rpc/contract.ts";
+import type { Implementation, ServerInterceptor, ServiceContract } from "./rpc/contract.ts";
 import type { Keyring } from "./rpc/auth.ts";
 import { nodeBuiltins } from "./rpc/builtins.ts";
 import { Dispatcher } from "./rpc/dispatch.ts";
@@ -45,6 +45,8 @@ export interface EbbNode {
   readonly state: LifecycleState;
   /** Registers a service's handlers. Call before `start`. */
   register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): EbbNode;
+  /** Adds a server interceptor around every call of this node's services (before `start()`); the first added is the outermost. */
+  use(interceptor: ServerInterceptor): EbbNode;
   /** Adds a startup hook; hooks run in order after the listeners open and before the node is ready. */
   onStartup(name: string, hook: StartupHook): EbbNode;
   /** Subscribes to state changes; returns the unsubscribe function. */
@@ -152,6 +154,11 @@ export function createNode(options: NodeOptions): EbbNode {
     register(contract, implementation) {
       if (listening) throw new Error("Register services before start()");
       router.register(contract, implementation);
+      return node;
+    },
+    use(interceptor) {
+      if (listening) throw new Error("Add interceptors before start()");
+      router.use(interceptor);
       return node;
     },
     onStartup(name, hook) {

@@ -54,7 +54,27 @@ export interface ClusterClientOptions {
   maxMessageBytes?: number;
   /** EBB_CLUSTER_KEY of the cluster: every connection proves it. */
   clusterKey?: ClusterKey;
+  /** Middleware around every call (see ClientInterceptor); the first is the outermost. */
+  interceptors?: ClientInterceptor[];
 }
+
+/** One call as a client interceptor sees it. */
+export interface ClientCall {
+  readonly method: string;
+  readonly input: unknown;
+  readonly options: CallOptions;
+}
+
+/** What sends a call: the next interceptor, or, at the end of the chain, the cluster client. */
+export type ClientNext = (call: ClientCall) => Promise<unknown>;
+
+/**
+ * Client-side middleware, connect-es's shape: `(next) => async (call) => …`. It sees each call once,
+ * whatever retries the cluster client makes inside it (baffled, overloaded, lost connections); it may
+ * change the input or options, short-circuit by throwing an `RpcError` (nothing is sent), and see
+ * the result or the error.
+ */
+export type ClientInterceptor = (next: ClientNext) => ClientNext;
 
 /** Counters the client keeps. */
 export interface ClusterClientMetrics {
@@ -99,6 +119,8 @@ export class ClusterClient implements Transport {
   private readonly pool: ConnectionPool;
   private readonly discovery: Discovery;
   private waiters: (() => void)[] = [];
+  /** The interceptors around `send`, when there are any. */
+  private readonly chain: ClientNext | undefined;
   private closed = false;
   /**
    * Request ids, kept across a call's retries: about 55 random bits in base 36 and "-" (unique across
@@ -123,6 +145,12 @@ export class ClusterClient implements Transport {
     const onConnected = (channel: Channel) => this.learnFrom(channel);
     this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange, onConnected });
     const membersFrom = (addr: string) => this.pool.membersFrom(addr);
+    const interceptors = source.interceptors ?? [];
+    if (interceptors.length > 0) {
+      let next: ClientNext = (call) => this.send(call.method, call.input, call.options);
+      for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
+      this.chain = next;
+    }
     this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange, log });
     this.discovery.start();
   }
@@ -160,8 +188,13 @@ export class ClusterClient implements Transport {
     }
   }
 
-  /** Calls `method` on some node; see the class comment for the retry rules. */
-  async call(method: string, input: unknown, options: CallOptions = {}): Promise<unknown> {
+  /** Calls `method` on some node, through the interceptors; see the class comment for the retry rules. */
+  call(method: string, input: unknown, options: CallOptions = {}): Promise<unknown> {
+    return this.chain ? this.chain({ method, input, options }) : this.send(method, input, options);
+  }
+
+  /** One call, its retries included. */
+  private async send(method: string, input: unknown, options: CallOptions): Promise<unknown> {
     this.stats.calls++;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = this.clock.now() + timeoutMs;

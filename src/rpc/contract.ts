@@ -56,6 +56,24 @@ export interface CallContext {
   readonly peer: string;
 }
 
+/** One call as a server interceptor sees it: the method, its input (parsed by its schema), and the handler's context. */
+export interface ServerCall {
+  readonly method: string;
+  readonly input: unknown;
+  readonly ctx: CallContext;
+}
+
+/** What runs a call: the next interceptor, or, at the end of the chain, the handler. Returns the output (or a promise of it). */
+export type ServerNext = (call: ServerCall) => unknown;
+
+/**
+ * Middleware around every call a node's services answer, connect-es's shape: `(next) => async (call) => …`.
+ * It may read the call, pass on another input, short-circuit by throwing an `RpcError` (no handler runs),
+ * and see the result or the error. Registered with `node.use()`; the first is the outermost. The baffle,
+ * the in-flight counter, input validation and the deadline stay outside: a baffled call reaches none.
+ */
+export type ServerInterceptor = (next: ServerNext) => ServerNext;
+
 /** The handler of one method: input as parsed by its schema, output as its schema accepts it. */
 export type Handler<M extends MethodSpec> = (
   input: z.output<M["input"]>,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Handler, Implementation, MethodSpec, RetryPolicy, ServiceContract } from "./contract.ts";
+import type { CallContext, Handler, Implementation, MethodSpec, RetryPolicy, ServerInterceptor, ServerNext, ServiceContract } from "./contract.ts";
 
 /** One method as `$info` describes it: what generic clients and `ebb describe` read. */
 export interface MethodInfo {
@@ -28,7 +28,10 @@ export interface Route {
   readonly name: string;
   readonly service: string;
   readonly spec: MethodSpec;
-  readonly handler: Handler<MethodSpec>;
+  /** The handler behind the interceptors (the service's own when there are none). */
+  handler: Handler<MethodSpec>;
+  /** The service's own handler. */
+  readonly own: Handler<MethodSpec>;
 }
 
 /** Maps `service.method` names to handlers. */
@@ -36,6 +39,7 @@ export class Router {
   private readonly routes = new Map<string, Route>();
   private readonly services = new Map<string, ServiceContract>();
   private readonly described: Record<string, MethodInfo[]> = {};
+  private readonly interceptors: ServerInterceptor[] = [];
 
   /** Registers every method of `contract` with its handler. A service name may be registered once. */
   register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): this {
@@ -44,7 +48,7 @@ export class Router {
       const handler = (implementation as Record<string, Handler<MethodSpec> | undefined>)[method];
       if (typeof handler !== "function") throw new TypeError(`No handler for "${contract.name}.${method}"`);
       const name = `${contract.name}.${method}`;
-      this.routes.set(name, { name, service: contract.name, spec, handler });
+      this.routes.set(name, { name, service: contract.name, spec, own: handler, handler: this.intercepted(name, handler) });
       const info: MethodInfo = { name, idempotent: spec.idempotent === true, input: jsonSchemaOf(spec.input, "input"), output: jsonSchemaOf(spec.output, "output") };
       if (spec.timeoutMs !== undefined) info.timeoutMs = spec.timeoutMs;
       if (spec.retry !== undefined) info.retry = spec.retry;
@@ -52,6 +56,22 @@ export class Router {
     }
     this.services.set(contract.name, contract);
     return this;
+  }
+
+  /** Adds a server interceptor around every method, registered or to come; the first added is the outermost. */
+  use(interceptor: ServerInterceptor): this {
+    this.interceptors.push(interceptor);
+    for (const route of this.routes.values()) route.handler = this.intercepted(route.name, route.own);
+    return this;
+  }
+
+  /** `handler` behind the interceptors; itself when there are none, so calls without any pay nothing. */
+  private intercepted(method: string, handler: Handler<MethodSpec>): Handler<MethodSpec> {
+    if (this.interceptors.length === 0) return handler;
+    let next: ServerNext = (call) => handler(call.input, call.ctx);
+    for (let i = this.interceptors.length - 1; i >= 0; i--) next = this.interceptors[i]!(next);
+    const chain = next;
+    return (input: unknown, ctx: CallContext) => chain({ method, input, ctx }) as ReturnType<Handler<MethodSpec>>;
   }
 
   /** The route for a full method name, if any. */

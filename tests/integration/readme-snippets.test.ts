@@ -12,7 +12,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { createDemoHandlers, demo } from "../../src/demo/demo.ts";
 import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
-import type { Implementation, ServiceContract } from "../../src/rpc/contract.ts";
+import type { Implementation, ServerInterceptor, ServiceContract } from "../../src/rpc/contract.ts";
+import { type ClientInterceptor, createClusterClient } from "../../src/cluster/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { runtime, startTestNode } from "../helpers/net.ts";
 import { HOST_RUNNER, type NodeProcess, ROOT, sendSignal, startCommand, stopProcess } from "../helpers/process.ts";
@@ -60,6 +61,7 @@ const KINDS = {
   shopService: (s: Snippet) => s.file === "shop.ts",
   shopClient: (s: Snippet) => !s.file && s.code.includes('from "./shop.ts"'),
   quotesContract: (s: Snippet) => s.file === "quotes.ts",
+  interceptors: (s: Snippet) => s.file === "interceptors.ts",
 } as const;
 
 function snippet(kind: keyof typeof KINDS): Snippet {
@@ -261,6 +263,30 @@ test("README per-method policy: quotes.ts as printed, served by a node: price's 
     assert.ok(took >= 1_900 && took < 5_000, `DEADLINE_EXCEEDED after ${took.toFixed(0)} ms`);
   } finally {
     channel.close();
+    await served.close();
+  }
+});
+
+test("README interceptors: interceptors.ts as printed, around a real node and its client: slow calls logged, a local caller allowed, each call tagged", async () => {
+  using space = workspace();
+  const { localWrites, slowCalls, tagged } = (await import(space.write(snippet("interceptors")))) as {
+    localWrites: ServerInterceptor;
+    slowCalls: (ms: number, log: (line: string) => void) => ServerInterceptor;
+    tagged: (prefix: string) => ClientInterceptor;
+  };
+  const lines: string[] = [];
+  const executed: string[] = [];
+  const served = await startTestNode((node) => node.register(demo, createDemoHandlers(executed)).use(localWrites).use(slowCalls(40, (line) => lines.push(line))), { nodeId: "intercepted" });
+  const cluster = createClusterClient({ addresses: [`127.0.0.1:${served.port}`], runtime, interceptors: [tagged("shop")] });
+  try {
+    const api = cluster.client(demo);
+    await api.sleep({ ms: 60 });
+    await api.sleep({ ms: 1 });
+    assert.deepEqual(executed, ["shop-0", "shop-1"]);
+    assert.equal(lines.length, 1, lines.join("; "));
+    assert.match(lines[0]!, /^demo\.sleep took \d+ ms \(request shop-0\)$/);
+  } finally {
+    cluster.close();
     await served.close();
   }
 });
