@@ -1,7 +1,10 @@
 import { z } from "zod";
-import { createClusterClient } from "../cluster/client.ts";
+import { type ClusterClient, createClusterClient } from "../cluster/client.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { describedMethod, type MethodDescription, parseInfo } from "../rpc/info.ts";
+
+/** How long `ebb call` waits for `$info` when it shows a schema. */
+const INFO_TIMEOUT_MS = 1_000;
 import { defineCommand, jsonText, UsageError, wholeNumber } from "./command.ts";
 import { clientRuntime, clusterOptions, httpPortHint, resolveTarget, TARGET_OPTIONS, targetFlags } from "./target.ts";
 
@@ -37,25 +40,16 @@ and exits 1; a usage mistake exits 2. Examples:
     const target = resolveTarget(flags, env);
     const client = clientRuntime(runtime, env);
     const cluster = createClusterClient({ ...clusterOptions(target, env), runtime: client, timeoutMs: flags.timeout, candidateWaitMs: 2_000 });
-    let described: MethodDescription | undefined;
     try {
-      // The method as the cluster describes it: its input is checked against its schema before it is sent.
-      if (!method.startsWith("$")) {
-        const found = describedMethod(parseInfo(await cluster.call("$info", undefined)), method);
-        const problem = found && inputProblem(found.input, params);
-        if (found && problem) {
-          runtime.write("stderr", `${[`INVALID_PARAMS: ${problem.message}`, "(not sent: the input does not match the method's schema)", `data: ${toJson(problem.issues)}`, schemaLine(found)].join("\n")}\n`);
-          return 1;
-        }
-        described = found;
-      }
       const result = await cluster.call(method, params);
       runtime.write("stdout", `${toJson(result ?? null)}\n`);
       return 0;
     } catch (thrown) {
       const error = RpcError.from(thrown);
       const hint = error.code === "UNAVAILABLE" ? await httpPortHint(client, target) : undefined;
-      const schema = error.code === "INVALID_PARAMS" && described ? schemaLine(described) : undefined;
+      // The node is the judge of its input (its schema may coerce, or carry what JSON Schema cannot say);
+      // on INVALID_PARAMS the method's input schema, from $info, is shown beside the node's issues.
+      const schema = error.code === "INVALID_PARAMS" ? await inputSchemaLine(cluster, method) : undefined;
       runtime.write("stderr", `${[...errorLines(error), ...(schema ? [schema] : []), ...(hint ? [hint] : [])].join("\n")}\n`);
       return 1;
     } finally {
@@ -77,21 +71,14 @@ export function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Array.from(v) : v), 2);
 }
 
-/**
- * Why `input` does not match a method's JSON Schema (from `$info`), if it does not; undefined when it
- * matches or the schema cannot be read (then the node, which checks every input, has the last word).
- */
-export function inputProblem(schema: unknown, input: unknown): { message: string; issues: unknown[] } | undefined {
-  let check: z.ZodType;
+/** `input schema: {…}` of `method` as a node's `$info` gives it; undefined when no node says (within a second). */
+async function inputSchemaLine(cluster: ClusterClient, method: string): Promise<string | undefined> {
   try {
-    check = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    const found = describedMethod(parseInfo(await cluster.call("$info", undefined, { timeoutMs: INFO_TIMEOUT_MS })), method);
+    return found && schemaLine(found);
   } catch {
     return undefined;
   }
-  const parsed = check.safeParse(input);
-  if (parsed.success) return undefined;
-  const first = parsed.error.issues[0]!;
-  return { message: `${first.path.length ? `${first.path.join(".")}: ` : ""}${first.message}`, issues: parsed.error.issues };
 }
 
 /** `input schema: {…}`, compact, without the `$schema` line. */

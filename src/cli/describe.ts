@@ -40,6 +40,11 @@ output as JSON Schema. Exits 1 when no node answers.`,
   },
 });
 
+/** A node's text for a terminal: control characters (escape sequences) shown as `?`. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+}
+
 /** Each method on a line of its own (name, then what its contract says), its schemas indented below it. */
 export function describeServices(info: NodeInfo): string {
   const lines: string[] = [];
@@ -52,14 +57,14 @@ export function describeServices(info: NodeInfo): string {
       const traits = [
         m.idempotent ? "idempotent" : "",
         m.timeoutMs !== undefined ? `timeout ${m.timeoutMs} ms` : "",
-        retry ? `retry ${retry.maxAttempts}x on ${(retry.retryableCodes ?? []).join(",")}` : "",
+        retry ? `retry ${Number(retry.maxAttempts)}x on ${printable((retry.retryableCodes ?? []).join(","))}` : "",
       ].filter(Boolean);
-      lines.push(`${m.name}${traits.length ? `  (${traits.join(", ")})` : ""}`);
+      lines.push(`${printable(m.name)}${traits.length ? `  (${traits.join(", ")})` : ""}`);
       lines.push(`  input:  ${JSON.stringify(withoutDialect(m.input))}`);
       lines.push(`  output: ${JSON.stringify(withoutDialect(m.output))}`);
     }
   }
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  lines.push("", `${plural(methods, "method")} of ${plural(services.length, "service")}, as described by ${info.node ?? "the node"}`);
+  lines.push("", `${plural(methods, "method")} of ${plural(services.length, "service")}, as described by ${printable(info.node ?? "the node")}`);
   return lines.join("\n");
 }

@@ -69,8 +69,9 @@ export interface ClientCall {
 export type ClientNext = (call: ClientCall) => Promise<unknown>;
 
 /**
- * Client-side middleware, connect-es's shape: `(next) => async (call) => …`. It sees each call once,
- * whatever retries the cluster client makes inside it (baffled, overloaded, lost connections); it may
+ * Client-side middleware, connect-es's shape: `(next) => async (call) => …`. It sees each call of the
+ * cluster client once, whatever retries the client makes inside it (baffled, overloaded, lost
+ * connections); a typed method's retry policy calls it once per try. It may
  * change the input or options, short-circuit by throwing an `RpcError` (nothing is sent), and see
  * the result or the error.
  */
@@ -165,6 +166,11 @@ export class ClusterClient implements Transport {
     return createClient(contract, this);
   }
 
+  /** Deadline of calls that set none. */
+  get defaultTimeoutMs(): number {
+    return this.timeoutMs;
+  }
+
   /** Counters: calls, errors by code, retries by reason, in flight per node. */
   metrics(): ClusterClientMetrics {
     const inflight: Record<string, number> = {};
@@ -190,7 +196,13 @@ export class ClusterClient implements Transport {
 
   /** Calls `method` on some node, through the interceptors; see the class comment for the retry rules. */
   call(method: string, input: unknown, options: CallOptions = {}): Promise<unknown> {
-    return this.chain ? this.chain({ method, input, options }) : this.send(method, input, options);
+    if (!this.chain) return this.send(method, input, options);
+    // An interceptor that throws, or returns a plain value, still gives the caller a promise.
+    try {
+      return Promise.resolve(this.chain({ method, input, options }));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** One call, its retries included. */
@@ -257,8 +269,9 @@ export class ClusterClient implements Transport {
   private learnFrom(channel: Channel): void {
     channel.call("$info", undefined, { timeoutMs: INFO_TIMEOUT_MS }).then((answer) => {
       for (const [service, methods] of Object.entries(parseInfo(answer)?.services ?? {})) {
-        if (this.typed.has(service)) continue;
         for (const m of methods) {
+          // A method's own service decides, not the key it was listed under: a node cannot slip a contract's method in.
+          if (serviceOf(m.name) !== service || this.typed.has(service)) continue;
           if (!m.idempotent) this.idempotent.delete(m.name);
           else if (this.idempotent.size < MAX_LEARNED_METHODS) this.idempotent.add(m.name);
         }

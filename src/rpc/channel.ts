@@ -22,6 +22,8 @@ export interface CallOptions {
 /** Anything that can carry a call: a single connection, or the cluster client. */
 export interface Transport {
   call(method: string, input: unknown, options?: CallOptions): Promise<unknown>;
+  /** Deadline of calls that set none, when the transport has one of its own. */
+  readonly defaultTimeoutMs?: number;
 }
 
 /** Options of `Channel.connect`. */
@@ -95,7 +97,8 @@ export class Channel implements Transport {
   private readonly decoder: MessageDecoder;
   private readonly writer: BatchWriter;
   private readonly log: Logger;
-  private readonly defaultTimeoutMs: number;
+  /** Deadline of calls that set none. */
+  readonly defaultTimeoutMs: number;
   private nextMsgid = 0;
   private isClosed = false;
   private idleWaiters: (() => void)[] = [];

@@ -32,7 +32,7 @@ export function createClient<C extends ServiceContract>(contract: C, transport: 
  * its signal ends the waiting too. The last error is the caller's.
  */
 async function callWithRetries(transport: Transport, method: string, input: unknown, options: CallOptions = {}, policy: RetryPolicy): Promise<unknown> {
-  const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+  const deadline = Date.now() + (options.timeoutMs ?? transport.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
   let backoffMs = policy.initialBackoffMs ?? 100;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -42,9 +42,10 @@ async function callWithRetries(transport: Transport, method: string, input: unkn
       if (attempt >= policy.maxAttempts || code === undefined || !policy.retryableCodes.includes(code)) throw error;
       const waitMs = Math.random() * backoffMs;
       // No time left for the wait and one more try: the caller has the error now rather than at its deadline.
-      if (Date.now() + waitMs >= deadline || options.signal?.aborted) throw error;
-      await pause(waitMs, options.signal);
-      if (options.signal?.aborted) throw error;
+      if (Date.now() + waitMs >= deadline) throw error;
+      if (!options.signal?.aborted) await pause(waitMs, options.signal);
+      // Cancelled while waiting: the caller hears that, not the error before it.
+      if (options.signal?.aborted) throw RpcError.from(options.signal.reason ?? new DOMException("The call was cancelled", "AbortError"), "CANCELLED");
       backoffMs = Math.min(backoffMs * (policy.backoffMultiplier ?? 2), policy.maxBackoffMs ?? 5_000);
     }
   }

@@ -34,7 +34,7 @@ export interface MethodSpec<Input extends z.ZodType = z.ZodType, Output extends 
 /** `T`, with any key `Shape` does not have typed `never`: a misspelt key in an object literal is a type error. */
 type Exactly<T, Shape> = T & { readonly [K in Exclude<keyof T, keyof Shape>]: never };
 /** A method spec checked key by key, its retry policy too. */
-type ExactSpec<M> = Exactly<M, MethodSpec> & (M extends { readonly retry: infer R } ? { readonly retry: Exactly<R, RetryPolicy> } : unknown);
+type ExactSpec<M> = Exactly<M, MethodSpec> & (M extends { readonly retry?: infer R } ? { readonly retry?: Exactly<NonNullable<R>, RetryPolicy> | undefined } : unknown);
 
 /** A service contract: the one object both the server and its clients are typed from. */
 export interface ServiceContract<Name extends string = string, Methods extends Record<string, MethodSpec> = Record<string, MethodSpec>> {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { RpcError } from "./errors.ts";
 import type { CallContext, Handler, Implementation, MethodSpec, RetryPolicy, ServerInterceptor, ServerNext, ServiceContract } from "./contract.ts";
 
 /** One method as `$info` describes it: what generic clients and `ebb describe` read. */
@@ -40,6 +41,7 @@ export class Router {
   private readonly services = new Map<string, ServiceContract>();
   private readonly described: Record<string, MethodInfo[]> = {};
   private readonly interceptors: ServerInterceptor[] = [];
+  private chain: ServerNext | undefined;
 
   /** Registers every method of `contract` with its handler. A service name may be registered once. */
   register<C extends ServiceContract>(contract: C, implementation: Implementation<C>): this {
@@ -58,9 +60,14 @@ export class Router {
     return this;
   }
 
-  /** Adds a server interceptor around every method, registered or to come; the first added is the outermost. */
+  /**
+   * Adds a server interceptor around every method, registered or to come; the first added is the
+   * outermost. One chain serves every method, built at the first call: each interceptor's factory
+   * runs once, so what it keeps (a rate limiter, a cache) is shared by all methods.
+   */
   use(interceptor: ServerInterceptor): this {
     this.interceptors.push(interceptor);
+    this.chain = undefined;
     for (const route of this.routes.values()) route.handler = this.intercepted(route.name, route.own);
     return this;
   }
@@ -68,10 +75,17 @@ export class Router {
   /** `handler` behind the interceptors; itself when there are none, so calls without any pay nothing. */
   private intercepted(method: string, handler: Handler<MethodSpec>): Handler<MethodSpec> {
     if (this.interceptors.length === 0) return handler;
-    let next: ServerNext = (call) => handler(call.input, call.ctx);
+    return (input: unknown, ctx: CallContext) => (this.chain ??= this.compose())({ method, input, ctx }) as ReturnType<Handler<MethodSpec>>;
+  }
+
+  private compose(): ServerNext {
+    let next: ServerNext = (call) => {
+      const route = this.routes.get(call.method);
+      if (!route) throw new RpcError(`An interceptor passed on an unknown method "${call.method}"`, "INTERNAL");
+      return route.own(call.input, call.ctx);
+    };
     for (let i = this.interceptors.length - 1; i >= 0; i--) next = this.interceptors[i]!(next);
-    const chain = next;
-    return (input: unknown, ctx: CallContext) => chain({ method, input, ctx }) as ReturnType<Handler<MethodSpec>>;
+    return next;
   }
 
   /** The route for a full method name, if any. */

@@ -131,3 +131,17 @@ test("a call baffled by a draining node reaches no interceptor: no user code run
     await s.node.shutdown();
   }
 });
+
+test("each interceptor's factory runs once for the whole node, so what it keeps is shared by every method", async () => {
+  let made = 0;
+  let calls = 0;
+  const counting: ServerInterceptor = (next) => {
+    made++;
+    return (call) => (calls++, next(call));
+  };
+  await using s = await served(createMemoryRuntime(), [counting]);
+  assert.equal(await s.api.add({ a: 1, b: 1 }), 2);
+  assert.equal(await s.api.echo("x"), "x");
+  assert.equal(await s.api.add({ a: 2, b: 2 }), 4);
+  assert.deepEqual({ made, calls }, { made: 1, calls: 3 });
+});

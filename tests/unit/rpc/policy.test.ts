@@ -42,6 +42,10 @@ const handlers: Implementation<typeof flaky> = {
     }),
 };
 
+const where = new WeakMap<object, { runtime: ReturnType<typeof createMemoryRuntime>; port: number }>();
+const runtimeOf = (api: object) => where.get(api)!.runtime;
+const portOf = (api: object) => where.get(api)!.port;
+
 async function withClient(run: (api: ReturnType<typeof createClient<typeof flaky>>) => Promise<void>): Promise<void> {
   const runtime = createMemoryRuntime();
   const node = createNode({ config: configWith({ nodeId: "p1", host: "127.0.0.1", rpcPort: 0, httpPort: null }), runtime }).register(flaky, handlers);
@@ -49,7 +53,9 @@ async function withClient(run: (api: ReturnType<typeof createClient<typeof flaky
   try {
     await node.start();
     channel = await Channel.connect(runtime, { host: "127.0.0.1", port: node.rpcAddress.port });
-    await run(createClient(flaky, channel));
+    const api = createClient(flaky, channel);
+    where.set(api, { runtime, port: node.rpcAddress.port });
+    await run(api);
   } finally {
     channel?.close();
     await node.shutdown();
@@ -77,12 +83,21 @@ test("retries and their waits fit in the call's one deadline: the caller has the
     // Waits are up to 1 s (full jitter): the client gives up as soon as the next one would pass the deadline.
     assert.ok(n >= 1 && n < 10, `${n} tries within 150 ms`);
     assert.ok(took < 400, `gave up after ${took.toFixed(0)} ms`);
-    // An aborted call stops waiting at once.
+    // The transport's own default deadline (a client's timeoutMs) bounds a call that sets none.
+    const short = await Channel.connect(runtimeOf(api), { host: "127.0.0.1", port: portOf(api), defaultTimeoutMs: 150 });
+    try {
+      const before = performance.now();
+      await assert.rejects(createClient(flaky, short).stubborn({ key: "transport-default", failures: 100 }), (error: RpcError) => error.code === "APPLICATION");
+      assert.ok(performance.now() - before < 400, "gave up within the channel's 150 ms default");
+    } finally {
+      short.close();
+    }
+    // An aborted call stops waiting at once, and says CANCELLED.
     const controller = new AbortController();
     const call = api.stubborn({ key: "aborted", failures: 100 }, { timeoutMs: 5_000, signal: controller.signal });
     setTimeout(() => controller.abort(), 60);
     const abortedAt = performance.now();
-    await assert.rejects(call);
+    await assert.rejects(call, (error: RpcError) => error.code === "CANCELLED");
     assert.ok(performance.now() - abortedAt < 1_000 && tries.get("aborted")! < 10);
   });
 });
