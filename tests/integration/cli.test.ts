@@ -66,7 +66,7 @@ for (const runner of RUNNER_NAMES) {
     assert.equal(version.code, 0);
     assert.match(version.stdout, new RegExp(`^ebb \\d+\\.\\d+\\.\\d+ \\((bun|deno) `));
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /unknown command "frobnicate"; the commands are serve, call, members, bench/);
+    assert.match(unknown.stderr, /unknown command "frobnicate"; the commands are serve, call, describe, members, bench, keygen, token\n/);
     assert.equal(misspelt.code, 2);
     assert.match(misspelt.stderr, /^ebb: unknown command "memebrs" \(did you mean members\?\); the commands are /);
     assert.equal(noMethod.code, 2);

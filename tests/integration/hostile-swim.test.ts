@@ -104,9 +104,11 @@ for (const runner of ["bun", "deno", "binary"] as RunnerName[]) {
 /** Two in-process members, b joined through a. */
 async function pair(overrides: Record<string, unknown> = {}) {
   const a = await startTestNode(() => {}, { nodeId: "a", swim: FAST_SWIM, ...overrides });
-  const bJoined = memberEvent(a.node, (e) => e.type === "join" && e.member.id === "b");
+  // b ready in a's view, not just joined: its `ready` update (a new incarnation) would otherwise land
+  // between a test's before and after readings of b.
+  const bReady = memberEvent(a.node, (e) => e.member.id === "b" && e.member.status === "alive" && e.member.meta.state === "ready");
   const b = await startTestNode(() => {}, { nodeId: "b", swim: FAST_SWIM, seeds: [`127.0.0.1:${a.port}`], ...overrides });
-  await within(bJoined, 5_000, "a learns b");
+  await within(bReady, 5_000, "a sees b ready");
   return { a, b, close: async () => void (await Promise.all([b.close(), a.close()])) };
 }
 
