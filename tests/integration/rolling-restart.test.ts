@@ -1,5 +1,5 @@
 import { test } from "node:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -60,7 +60,7 @@ async function rollingRestart(runners: RunnerName[], env: Record<string, string>
     }
     // The client's debug lines (member lists taken, connections failed), the last of them kept for a failure's message.
     const clientLog: string[] = [];
-    const log = createLogger({ node: "client", level: "debug", format: "pretty", write: (line) => clientLog.push(line) > 400 && clientLog.shift() });
+    const log = createLogger({ node: "client", level: "debug", format: "pretty", write: (line) => clientLog.push(line) > 5_000 && clientLog.shift() });
     const cluster = createClusterClient({ seeds: slots.map((s) => `127.0.0.1:${s.proc.port}`), runtime: clientRuntime(runtime, env), warmupMs: 2_000, idempotentRetries: false, refreshMs: 200, log });
     client.close = () => cluster.close();
     const api = cluster.client(demo);
@@ -112,6 +112,12 @@ async function rollingRestart(runners: RunnerName[], env: Record<string, string>
     for (const slot of slots) executed.push(...(await stopSlot(slot)));
 
     const sample = failures.length > 6 ? [...failures.slice(0, 3), "...", ...failures.slice(-3)] : failures;
+    if (failures.length > 0) {
+      // The whole client log, for a failure seen only in a full run: its path is in the message.
+      const path = join(tmpdir(), `ebb-rolling-client-${process.pid}-${Date.now()}.log`);
+      writeFileSync(path, `${clientLog.join("\n")}\nfirst failure: ${failures[0]}\n`);
+      console.log(`rolling restart: the client's log is in ${path}`);
+    }
     assert.equal(failures.length, 0, `${failures.length} of ${sent} calls failed:\n${sample.join("\n")}\n${view}`);
     const seen = new Set<string>();
     const twice = executed.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
