@@ -30,6 +30,8 @@ export interface DiscoveryOptions {
 
 /** Most addresses of members discovery remembers, to ask when every seed is gone. */
 const MAX_LEARNED = 64;
+/** Refreshes in a row a learned address may fail to answer before it is forgotten (while lists come from elsewhere). */
+const MAX_LEARNED_FAILURES = 5;
 /**
  * Member lists in a row that shared no member with the table before one is believed: a seed's
  * address may now belong to a node of another cluster (a port or an IP reused), whose list would
@@ -53,10 +55,12 @@ export class Discovery {
    * rolling restart may all replace. Kept across lists (one node's list may leave live members out)
    * and across failures: a client that forgot every address that failed to answer once (a moment of
    * CPU starvation, a refresh during a restart) could lose the cluster for good. An address is
-   * dropped when a list says it is dead or left, or once it has failed to answer and a later list
-   * did not name it alive. At most MAX_LEARNED, the oldest dropped first.
+   * dropped when a list says it is dead or left, or once it has failed MAX_LEARNED_FAILURES refreshes
+   * in a row and a list was taken since. At most MAX_LEARNED, the oldest dropped first.
    */
-  private learned: { addr: string; failing: boolean }[] = [];
+  private learned: { addr: string; failures: number }[] = [];
+  /** Refreshes so far: which connected node is asked first turns with it. */
+  private rounds = 0;
   /** Member lists in a row that shared no member with the table (see MAX_STRANGER_LISTS). */
   private strangerLists = 0;
   /** The refresh under way, which a timer tick or a caller joins rather than start another. */
@@ -104,9 +108,12 @@ export class Discovery {
 
   private async askAround(): Promise<void> {
     if (this.stopped) return;
-    const known = [...this.table.values()].filter((e) => !e.gone && e.channel && !e.channel.closed && e.channel.goaway === undefined);
-    const learned = [...this.learned.filter((l) => !l.failing), ...this.learned.filter((l) => l.failing)].map((l) => l.addr);
-    const ask = new Set([...known.map((e) => e.addr), ...(this.options.seeds ?? []), ...learned]);
+    const known = [...this.table.values()].filter((e) => !e.gone && e.channel && !e.channel.closed && e.channel.goaway === undefined).map((e) => e.addr);
+    // The connected nodes take turns to be asked first: one whose view is partial (started and ready
+    // before its join was answered, or starved) must not be the only voice the client hears.
+    const turn = known.length > 0 ? this.rounds++ % known.length : 0;
+    const learned = [...this.learned].sort((x, y) => x.failures - y.failures).map((l) => l.addr);
+    const ask = new Set([...known.slice(turn), ...known.slice(0, turn), ...(this.options.seeds ?? []), ...learned]);
     for (const addr of ask) {
       if (this.stopped) return;
       try {
@@ -122,13 +129,13 @@ export class Discovery {
         this.strangerLists = 0;
         this.error = undefined;
         this.log.debug("member list", { from: addr, members: members.map((m) => `${m.id}@${m.addr} ${m.status} ${m.meta.state}`) });
-        this.apply(members);
+        this.apply(members, true);
         this.learn(members);
         return;
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
         this.error = RpcError.from(error, "UNAVAILABLE");
-        for (const l of this.learned) if (l.addr === addr) l.failing = true;
+        for (const l of this.learned) if (l.addr === addr) l.failures++;
         this.log.debug("no member list", { from: addr, error: this.error.rawMessage });
       }
     }
@@ -151,20 +158,22 @@ export class Discovery {
   }
 
   /**
-   * Named alive: first, and answering; named dead or left, or failing and not named: dropped. Run after
-   * the list is applied: an address the table still holds (its connection answering, whatever the list
-   * says) stays too.
+   * Named alive: first, and answering; named dead or left: dropped; one that failed to answer
+   * MAX_LEARNED_FAILURES refreshes in a row: dropped. Left out of one list, it stays: a node whose view
+   * is partial leaves live members out. Run after the list is applied: an address the table still
+   * holds (its connection answering, whatever the list says) stays too.
    */
   private learn(members: Member[]): void {
     const live = new Set(members.filter((m) => m.status === "alive" || m.status === "suspect").map((m) => m.addr));
     for (const e of this.table.values()) if (!e.gone) live.add(e.addr);
     const gone = new Set(members.filter((m) => m.status === "dead" || m.status === "left").map((m) => m.addr));
-    const kept = this.learned.filter((l) => !live.has(l.addr) && !gone.has(l.addr) && !l.failing);
-    this.learned = [...[...live].map((addr) => ({ addr, failing: false })), ...kept].slice(0, MAX_LEARNED);
+    const kept = this.learned.filter((l) => !live.has(l.addr) && !gone.has(l.addr) && l.failures < MAX_LEARNED_FAILURES);
+    this.learned = [...[...live].map((addr) => ({ addr, failures: 0 })), ...kept].slice(0, MAX_LEARNED);
   }
 
-  private apply(members: Member[]): void {
-    this.table.apply(members, this.options.clock.now());
+  /** A membership view is this node's own; a `$members` answer is one node's, perhaps partial. */
+  private apply(members: Member[], partial = false): void {
+    this.table.apply(members, this.options.clock.now(), partial);
     this.options.onChange();
   }
 }

@@ -31,6 +31,8 @@ export interface Endpoint<C extends Connection = Connection> {
   connectError?: string;
   /** Client-local time a call to the node that later succeeded was sent: the client's own evidence that the node lives. */
   answeredAt?: number;
+  /** Member lists in a row that left the node out (see OMITTED_LISTS). */
+  omitted?: number;
   gone: boolean;
 }
 
@@ -41,6 +43,13 @@ export const BACKOFF_MAX_MS = 5_000;
  * connection over one member's word that the node is dead, left or unknown.
  */
 export const ANSWERED_TRUST_MS = 1_000;
+/**
+ * Member lists in a row that must leave a node out before it is retired, and only while the client
+ * has no open connection to it. A member that left or died is listed so (`left`, `dead`) for minutes;
+ * left out is what a node whose view is partial says (one that went ready before its join was
+ * answered knows only itself), and one such list must not empty the table.
+ */
+export const OMITTED_LISTS = 3;
 
 /** Options of the endpoint table. */
 export interface EndpointTableOptions {
@@ -108,9 +117,11 @@ export class EndpointTable<C extends Connection = Connection> {
 
   /**
    * Brings the table in line with a member list: alive members are added or
-   * updated; a member listed dead or left (at the address the table has), or
-   * (without static addresses) left out, is retired, unless the client's own
-   * connection to it says otherwise.
+   * updated; a member listed dead or left (at the address the table has) is
+   * retired, unless the client's own connection to it says otherwise; one left
+   * out (without static addresses) too, but when the list is `partial` (one
+   * node's answer to `$members`, not this node's own membership view) only after
+   * OMITTED_LISTS such lists in a row, and never while connected.
    * A member list is one node's view, and a node starved of CPU may call every
    * other node dead: a client that trusted it would forget live nodes, and
    * could lose the whole cluster once that node restarts elsewhere. So an
@@ -118,7 +129,7 @@ export class EndpointTable<C extends Connection = Connection> {
    * within ANSWERED_TRUST_MS stays as it is; a node that really died stops
    * answering, and the next list retires it.
    */
-  apply(members: readonly Member[], now: number): void {
+  apply(members: readonly Member[], now: number, partial = false): void {
     const seen = new Set<string>();
     for (const member of members) {
       seen.add(member.id);
@@ -132,14 +143,24 @@ export class EndpointTable<C extends Connection = Connection> {
       this.upsert(member.id, member.addr, member.meta.services, usable, now);
     }
     if (this.staticAddresses.size === 0) {
-      for (const endpoint of this.byId.values()) if (!seen.has(endpoint.id) && !this.answering(endpoint, now)) this.retire(endpoint);
+      for (const endpoint of this.byId.values()) {
+        if (seen.has(endpoint.id)) endpoint.omitted = 0;
+        else if (!partial) {
+          if (!this.answering(endpoint, now)) this.retire(endpoint);
+        } else if ((endpoint.omitted = (endpoint.omitted ?? 0) + 1) >= OMITTED_LISTS && !this.isConnected(endpoint)) this.retire(endpoint);
+      }
     }
+  }
+
+  /** An open connection to the node that has not said `$goaway`. */
+  private isConnected(endpoint: Endpoint<C>): boolean {
+    return endpoint.channel !== undefined && !endpoint.channel.closed && endpoint.channel.goaway === undefined;
   }
 
   /** The client's own evidence that the node lives: an open connection, no `$goaway`, a call answered lately. */
   private answering(endpoint: Endpoint<C>, now: number): boolean {
     const channel = endpoint.channel;
-    return channel !== undefined && !channel.closed && channel.goaway === undefined && endpoint.answeredAt !== undefined && now - endpoint.answeredAt <= ANSWERED_TRUST_MS;
+    return this.isConnected(endpoint) && endpoint.answeredAt !== undefined && now - endpoint.answeredAt <= ANSWERED_TRUST_MS;
   }
 
   /** Nodes a call to `service` may go to now: ready, not tried, not backing off, not draining, offering it. */
