@@ -538,10 +538,18 @@ export class Membership {
         const wasGone = local.status === "dead" || local.status === "left";
         if (!wasGone && update.addr !== local.addr) {
           // Gossip alone never moves a live member to another address (memberlist refuses such
-          // conflicts too): a restart elsewhere is taken once the old life is dead or left.
-          this.stats.addressConflicts++;
-          this.guard("address conflict", () => this.onAddressConflict(local, update));
-          return;
+          // conflicts too): a restart elsewhere is taken once the old life is dead or left. One
+          // exception: a member we suspect (it stopped answering where we knew it) that tells us
+          // itself, in its own message, that it lives elsewhere: a restart whose `left` we missed
+          // (we joined while it drained). Waiting for our verdict on the old life would hide the new
+          // one from our view, and from every client that asks us, for the whole suspicion.
+          const movedItself = local.status === "suspect" && from === update.id;
+          if (!movedItself) {
+            this.stats.addressConflicts++;
+            this.guard("address conflict", () => this.onAddressConflict(local, update));
+            return;
+          }
+          this.closeConnection(local);
         }
         const wasSuspect = local.status === "suspect";
         this.clearSuspicion(local);
@@ -687,7 +695,7 @@ export class Membership {
    * healing) should go on a fresh one. Kept when a live member has the same address.
    */
   private closeConnection(member: MemberState): void {
-    for (const other of this.live) if (other.addr === member.addr) return;
+    for (const other of this.live) if (other !== member && other.addr === member.addr) return;
     this.transport.forget?.(member.addr);
   }
 

@@ -80,6 +80,27 @@ test("gossip cannot move a live member to another address, whatever its incarnat
   h.m.stop();
 });
 
+test("a member we suspect that tells us itself it now lives at another address (a restart whose leave we missed) is taken there at once; a third party's word, or a member we hold alive, is not", () => {
+  const h = harness();
+  h.m.start();
+  h.gossip(alive("b1", 10, "127.0.0.1:7001"));
+  // A third party says b1 moved: refused, whether we hold b1 alive or suspect.
+  h.said("x", alive("b1", 11, "127.0.0.1:7790"));
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7001");
+  // b1 itself says so while we hold it alive: refused too (a live member is not moved by a claim).
+  h.said("b1", alive("b1", 11, "127.0.0.1:7790"));
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7001");
+  h.said("c1", { ...alive("b1", 10, "127.0.0.1:7001"), status: "suspect", by: "c1" });
+  assert.equal(h.m.get("b1")?.status, "suspect");
+  h.said("x", alive("b1", 11, "127.0.0.1:7790"));
+  assert.equal(h.m.get("b1")?.addr, "127.0.0.1:7001", "a third party's word does not move a suspect either");
+  // Suspected, it tells us itself (its join or its gossip): alive at the new address.
+  h.said("b1", alive("b1", 11, "127.0.0.1:7790"));
+  assert.deepEqual([h.m.get("b1")?.status, h.m.get("b1")?.addr], ["alive", "127.0.0.1:7790"]);
+  assert.ok(h.forgotten.includes("127.0.0.1:7001"), "the old address's pooled connection is let go");
+  h.m.stop();
+});
+
 test("one update cannot raise a live member's incarnation, or ours, by more than MAX_INCARNATION_STEP: no pinning at the top", () => {
   const h = harness();
   h.m.start();
