@@ -139,7 +139,9 @@ export class EndpointTable<C extends Connection = Connection> {
         if (known && known.addr === member.addr && !this.answering(known, now)) this.retire(known);
         continue;
       }
-      const usable = member.status === "alive" && member.meta.state === "ready";
+      // Suspect in one node's answer (perhaps a lossy node's, which suspects everyone): usable still while
+      // the client's own connection answers; in this node's own membership view, a suspect is not used.
+      const usable = member.meta.state === "ready" && (member.status === "alive" || (partial && known !== undefined && this.answering(known, now)));
       this.upsert(member.id, member.addr, member.meta.services, usable, now);
     }
     if (this.staticAddresses.size === 0) {

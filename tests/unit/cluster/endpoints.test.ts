@@ -166,3 +166,18 @@ test("endpoint table: a list that says an earlier life of a node (at its old add
   table.apply([{ ...member("a", "h:9"), status: "left" }, member("b", "h:2")], 200);
   assert.deepEqual([...table.values()].map((e) => `${e.id}@${e.addr}`), ["b@h:2"], "news of the life at h:9 is news of it");
 });
+
+test("endpoint table: a node one member list calls suspect stays usable while the client's own connection answers it; in the node's own membership view a suspect is not used", () => {
+  const table = new EndpointTable<FakeConnection>({ warmupMs: 0, warmupFloor: 0.1 });
+  table.apply([member("a", "h:1"), member("b", "h:2")], 0);
+  const [a, b] = [...table.values()];
+  a!.channel = new FakeConnection();
+  a!.answeredAt = 1_000;
+  b!.channel = new FakeConnection();
+  // A lossy node's answer: everyone else suspect. a answered us just now; b has not lately.
+  table.apply([member("a", "h:1", "ready", "suspect"), member("b", "h:2", "ready", "suspect")], 1_000 + ANSWERED_TRUST_MS, true);
+  assert.deepEqual(ids(table.eligible("demo", undefined, 2_000)), ["a"]);
+  // The same from this node's own membership view: a suspect is out, whatever the connection says.
+  table.apply([member("a", "h:1", "ready", "suspect"), member("b", "h:2", "ready", "suspect")], 1_000 + ANSWERED_TRUST_MS);
+  assert.deepEqual(ids(table.eligible("demo", undefined, 2_000)), []);
+});
