@@ -70,6 +70,8 @@ interface MemberState {
   suspicionTimer?: TimerHandle;
   /** This suspicion was sent to the suspect itself on hearing from it (see tellSuspect). */
   toldSuspect?: boolean;
+  /** When we last told it (see tellSuspect). */
+  toldAt?: number;
 }
 
 /**
@@ -488,8 +490,13 @@ export class Membership {
    */
   private tellSuspect(from: string): void {
     const member = this.members.get(from);
-    if (!this.config.lifeguard || (member?.status !== "suspect" && member?.status !== "dead") || member.toldSuspect) return;
+    if (!this.config.lifeguard || (member?.status !== "suspect" && member?.status !== "dead")) return;
+    // Once a probe interval, not once a suspicion: right after a heal the first telling, or the refutation
+    // it brings, may be lost on a connection still stuck from the partition.
+    const now = this.clock.now();
+    if (member.toldSuspect && member.toldAt !== undefined && now - member.toldAt < this.config.probeIntervalMs) return;
     member.toldSuspect = true;
+    member.toldAt = now;
     this.transport.send(member.addr, { t: "gossip", from: this.id, u: [{ ...this.toUpdate(member), by: this.id }] });
   }
 
