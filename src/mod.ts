@@ -11,6 +11,10 @@ export { Channel, type CallOptions, type ChannelOptions, type Transport } from "
 export { RpcError, type RpcErrorOptions } from "./rpc/errors.ts";
 export { httpToken, type ClusterKey, type Keyring } from "./rpc/auth.ts";
 export { ErrorCodes, type ErrorCode } from "./wire/codes.ts";
+export { MAX_HEADER_CHARS, MAX_HEADERS, type CallHeaders } from "./wire/messages.ts";
+export type { TraceContext } from "./rpc/trace.ts";
+export { currentCall } from "./rpc/call-scope.ts";
+export { HEADER_PREFIX } from "./http/gateway.ts";
 export { loadConfig, ConfigError, type Config } from "./config/load.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";
 export { detectRuntime } from "./runtime/detect.ts";

@@ -6,6 +6,7 @@ import { createClient, type ServiceClient } from "../rpc/client.ts";
 import type { ServiceContract } from "../rpc/contract.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { parseInfo } from "../rpc/info.ts";
+import { currentCall, enableCallScope, inherit } from "../rpc/call-scope.ts";
 import type { RuntimeSource } from "../runtime/source.ts";
 import type { ErrorCode } from "../wire/codes.ts";
 import { DEFAULT_WARMUP_MS, pickTwoChoices } from "./balancer.ts";
@@ -134,6 +135,8 @@ export class ClusterClient implements Transport {
   constructor(source: ClusterClientOptions) {
     // The core is given its runtime; mod.ts's createClusterClient supplies the detected one.
     if (!source.runtime) throw new TypeError("ClusterClient needs a runtime: use createClusterClient (from mod.ts), which detects it, or pass `runtime`");
+    // Handlers in this process now run inside their call's scope, so that their calls through this client inherit it.
+    enableCallScope();
     this.clock = source.clock ?? realClock;
     this.timeoutMs = source.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.idempotentRetries = source.idempotentRetries ?? true;
@@ -194,8 +197,14 @@ export class ClusterClient implements Transport {
     }
   }
 
-  /** Calls `method` on some node, through the interceptors; see the class comment for the retry rules. */
+  /**
+   * Calls `method` on some node, through the interceptors; see the class comment for the retry rules.
+   * Made inside a handler, the call inherits that handler's call (see `inherit`): what is left of its
+   * deadline, its cancellation, request id and trace.
+   */
   call(method: string, input: unknown, options: CallOptions = {}): Promise<unknown> {
+    const parent = currentCall();
+    if (parent) options = inherit(parent, options);
     if (!this.chain) return this.send(method, input, options);
     // An interceptor that throws, or returns a plain value, still gives the caller a promise.
     try {
@@ -231,7 +240,7 @@ export class ClusterClient implements Transport {
         // A key mismatch is the same on every node: say so rather than try them all.
         if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
         (tried ??= new Set()).add(endpoint);
-        this.retried("unreachable");
+        this.retried("unreachable", endpoint.id, options);
         continue;
       }
       const left = deadline - this.clock.now();
@@ -240,7 +249,8 @@ export class ClusterClient implements Transport {
       endpoint.inflight++;
       this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;
       try {
-        const result = await channel.call(method, input, { timeoutMs: attemptMs, signal: options.signal, requestId });
+        const { signal, headers, onHeaders, traceparent, tracestate } = options;
+        const result = await channel.call(method, input, { timeoutMs: attemptMs, signal, requestId, headers, onHeaders, traceparent, tracestate });
         endpoint.answeredAt = deadline - left; // when it was sent: no clock read on the hot path
         return result;
       } catch (error) {
@@ -252,7 +262,7 @@ export class ClusterClient implements Transport {
         if (!reason) return this.fail(rpcError);
         timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
         (tried ??= new Set()).add(endpoint);
-        this.retried(reason);
+        this.retried(reason, endpoint.id, options);
       } finally {
         endpoint.inflight--;
       }
@@ -321,8 +331,9 @@ export class ClusterClient implements Transport {
     }
   }
 
-  private retried(reason: string): void {
+  private retried(reason: string, node: string, options: CallOptions): void {
     this.stats.retries[reason] = (this.stats.retries[reason] ?? 0) + 1;
+    options.onRetry?.(reason, node);
   }
 
   private fail(error: RpcError): never {

@@ -17,6 +17,13 @@ export interface FailedTry {
 }
 
 /**
+ * Codes that fail the same call the same way on every node, `processed: false` or not: the client's
+ * own refusals before sending (headers past the bounds, an input msgpack cannot carry, a call
+ * cancelled or out of time) and a node's verdict on the request itself.
+ */
+const SAME_EVERYWHERE: ReadonlySet<ErrorCode> = new Set(["INVALID_REQUEST", "INVALID_PARAMS", "CANCELLED", "DEADLINE_EXCEEDED"]);
+
+/**
  * The retry policy: whatever a node promised it did not process goes to
  * another node at once; a call whose outcome is unknown (connection lost)
  * runs again only when its method is idempotent and the option allows it;
@@ -24,7 +31,7 @@ export interface FailedTry {
  * Undefined: the caller sees the error.
  */
 export function retryReason(failed: FailedTry): RetryReason | undefined {
-  if (failed.processed === false) {
+  if (failed.processed === false && !SAME_EVERYWHERE.has(failed.code)) {
     if (failed.code === "SHUTTING_DOWN") return "baffled";
     if (failed.code === "OVERLOADED") return "overloaded";
     if (failed.code === "UNAVAILABLE") return "not ready";

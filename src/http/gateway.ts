@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { Dispatcher } from "../rpc/dispatch.ts";
 import { RpcError } from "../rpc/errors.ts";
 import type { ErrorCode } from "../wire/codes.ts";
+import { type CallHeaders, checkHeaders, type RequestMeta } from "../wire/messages.ts";
 import { DEFAULT_MAX_DEPTH } from "../wire/decoder.ts";
 import { nestsDeeperThan } from "../wire/depth.ts";
 
@@ -40,7 +41,9 @@ function isMsgpack(header: string | undefined): boolean {
  * calls: validation, the baffle, the counter. Only application methods: the
  * `$` methods belong to ebb's own peers (`$swim.*`, `$members`, `$info`...) and
  * are answered METHOD_NOT_FOUND before the body is read or dispatch is reached.
- * Headers: `ebb-timeout-ms` (deadline), `ebb-request-id`.
+ * Headers: `ebb-timeout-ms` (deadline), `ebb-request-id`, W3C `traceparent` and `tracestate`, and
+ * the call's metadata as `ebb-meta-<name>` both ways (HEADER_PREFIX): in `ctx.headers`, and what the
+ * handler set with `ctx.setHeader` on the answer.
  */
 export async function gateway(c: Context, dispatcher: Dispatcher, maxDepth = DEFAULT_MAX_DEPTH): Promise<Response> {
   const method = c.req.param("method") ?? "";
@@ -68,13 +71,19 @@ export async function gateway(c: Context, dispatcher: Dispatcher, maxDepth = DEF
   if (deadline !== undefined && !(Number.isFinite(deadline) && deadline >= 0)) {
     return replyError(c, new RpcError(`Header ebb-timeout-ms="${timeout}" is not a number of milliseconds`, "INVALID_REQUEST"), answerAs);
   }
-  const requestId = c.req.header("ebb-request-id");
+  const meta: RequestMeta = { deadline, id: c.req.header("ebb-request-id"), traceparent: c.req.header("traceparent"), tracestate: c.req.header("tracestate") };
+  const headers = metaHeaders(c.req.raw.headers);
+  if (headers) {
+    const problem = checkHeaders(headers);
+    if (problem) return replyError(c, new RpcError(`Headers ${HEADER_PREFIX}*: ${problem}`, "INVALID_REQUEST"), answerAs);
+    meta.headers = headers;
+  }
   let callerGone: AbortSignal | undefined;
   let onGone: (() => void) | undefined;
-  const answer = await new Promise<{ error: RpcError | null; result: unknown }>((resolve) => {
+  const answer = await new Promise<{ error: RpcError | null; result: unknown; headers?: CallHeaders }>((resolve) => {
     const active = dispatcher.dispatch(
-      { method, params: input === undefined ? [] : [input], meta: { deadline, id: requestId }, peer: "http" },
-      (error, result) => resolve({ error, result }),
+      { method, params: input === undefined ? [] : [input], meta, peer: "http" },
+      (error, result, headers) => resolve({ error, result, headers }),
     );
     if (!active) return;
     // A caller that goes away cancels its call, as on TCP.
@@ -84,12 +93,25 @@ export async function gateway(c: Context, dispatcher: Dispatcher, maxDepth = DEF
   });
   // Deno also aborts the request's signal after a response is sent: stop listening first.
   if (onGone) callerGone?.removeEventListener("abort", onGone);
+  for (const [name, value] of Object.entries(answer.headers ?? {})) c.header(`${HEADER_PREFIX}${name}`, value);
   if (answer.error) return replyError(c, answer.error, answerAs);
   // As over TCP: an answer too deep to write becomes one INTERNAL error that says so.
   if (nestsDeeperThan(answer.result, maxDepth - 1)) {
     return replyError(c, new RpcError(`Result of "${method}" cannot be encoded: it nests deeper than the limit of ${maxDepth} levels (EBB_MAX_DEPTH)`, "INTERNAL"), answerAs);
   }
   return reply(c, { result: answer.result ?? null }, 200, answerAs);
+}
+
+/** The prefix of HTTP headers that carry a call's metadata, both ways: `ebb-meta-tenant: acme` is `ctx.headers.tenant`. */
+export const HEADER_PREFIX = "ebb-meta-";
+
+/** The request's `ebb-meta-*` headers as call metadata (HTTP header names arrive lower-cased); undefined when there are none. */
+function metaHeaders(http: Headers): Record<string, string> | undefined {
+  let headers: Record<string, string> | undefined;
+  for (const [name, value] of http) {
+    if (name.startsWith(HEADER_PREFIX)) (headers ??= {})[name.slice(HEADER_PREFIX.length)] = value;
+  }
+  return headers;
 }
 
 /** True for ebb's own methods (`$ping`, `$swim.ping`...), which the gateway never serves. */

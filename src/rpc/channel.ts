@@ -2,7 +2,7 @@ import { type Logger, silentLogger } from "../log.ts";
 import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
-import { NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
+import { type CallHeaders, checkHeaders, NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
@@ -17,6 +17,15 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Request id for idempotency and tracing, sent in `meta.id`. */
   requestId?: string;
+  /** Metadata for the handler (`ctx.headers`): lower-case names, string values, within MAX_HEADERS and MAX_HEADER_CHARS. */
+  headers?: CallHeaders;
+  /** Called with the answer's headers (what the handler set with `ctx.setHeader`), when it carries any. */
+  onHeaders?(headers: CallHeaders): void;
+  /** W3C trace context to send; a call made inside a handler sends the handler's by itself. */
+  traceparent?: string;
+  tracestate?: string;
+  /** Cluster client: called before each transparent retry (baffled, overloaded, unreachable, lost), with its reason and the node left. */
+  onRetry?(reason: string, node: string): void;
 }
 
 /** Anything that can carry a call: a single connection, or the cluster client. */
@@ -86,6 +95,17 @@ interface Pending {
   timer: DeadlineHandle;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  onHeaders: ((headers: CallHeaders) => void) | undefined;
+}
+
+/**
+ * The code of a call given up because `signal` aborted: DEADLINE_EXCEEDED when its reason is a
+ * deadline (a handler's `ctx.signal` after its deadline passed, `AbortSignal.timeout`), else CANCELLED.
+ */
+function abortCode(signal: AbortSignal): "DEADLINE_EXCEEDED" | "CANCELLED" {
+  const reason: unknown = signal.reason;
+  if (reason instanceof RpcError) return reason.code === "DEADLINE_EXCEEDED" ? "DEADLINE_EXCEEDED" : "CANCELLED";
+  return reason instanceof DOMException && reason.name === "TimeoutError" ? "DEADLINE_EXCEEDED" : "CANCELLED";
 }
 
 /**
@@ -232,13 +252,23 @@ export class Channel implements Transport {
       );
     }
     const { signal } = options;
-    if (signal?.aborted) return Promise.reject(new RpcError("Call cancelled before it was sent", "CANCELLED", { processed: false }));
+    if (signal?.aborted) {
+      const code = abortCode(signal);
+      return Promise.reject(new RpcError(code === "CANCELLED" ? "Call cancelled before it was sent" : "Deadline passed before the call was sent", code, { processed: false, cause: signal.reason }));
+    }
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const msgid = this.allocateMsgid();
     let meta: RequestMeta | undefined;
     if (!this.options.plain) {
       meta = { deadline: timeoutMs };
       if (options.requestId !== undefined) meta.id = options.requestId;
+      if (options.headers !== undefined) {
+        const problem = checkHeaders(options.headers);
+        if (problem) return Promise.reject(new RpcError(`Headers of "${method}" not sent: ${problem}`, "INVALID_REQUEST", { processed: false }));
+        meta.headers = options.headers;
+      }
+      if (options.traceparent !== undefined) meta.traceparent = options.traceparent;
+      if (options.tracestate !== undefined) meta.tracestate = options.tracestate;
     }
     return new Promise<unknown>((resolve, reject) => {
       const entry: Pending = {
@@ -246,6 +276,7 @@ export class Channel implements Transport {
         reject,
         signal,
         onAbort: undefined,
+        onHeaders: options.onHeaders,
         timer: deadlines.schedule(timeoutMs, () => {
           this.settle(msgid)?.reject(new RpcError(`No answer from ${this.address} to "${method}" within ${timeoutMs} ms`, "DEADLINE_EXCEEDED"));
         }),
@@ -253,8 +284,11 @@ export class Channel implements Transport {
       if (signal) {
         entry.onAbort = () => {
           if (!this.settle(msgid)) return;
-          this.notify("$cancel", [msgid]);
-          reject(new RpcError(`Call to "${method}" cancelled`, "CANCELLED", { cause: signal.reason }));
+          // The server stops the handler for the same reason: a deadline that passed upstream is the callee's too.
+          const code = abortCode(signal);
+          this.notify("$cancel", code === "CANCELLED" ? [msgid] : [msgid, code]);
+          const what = code === "CANCELLED" ? "cancelled" : "given up: the caller's deadline passed";
+          reject(new RpcError(`Call to "${method}" ${what}`, code, { cause: signal.reason }));
         };
         signal.addEventListener("abort", entry.onAbort, { once: true });
       }
@@ -399,6 +433,7 @@ export class Channel implements Transport {
       if (parsed.kind === "response") {
         const entry = this.settle(parsed.msgid);
         if (!entry) continue; // Answer to a call that already timed out or was cancelled.
+        if (parsed.meta !== undefined && entry.onHeaders) this.answerHeaders(parsed.meta, entry.onHeaders);
         if (parsed.error === null || parsed.error === undefined) entry.resolve(parsed.result);
         else entry.reject(RpcError.fromWire(parsed.error));
       } else if (parsed.kind === "notification") {
@@ -409,6 +444,22 @@ export class Channel implements Transport {
         this.socket.close();
         return;
       }
+    }
+  }
+
+  /** Hands the answer's headers to the caller, once checked as the server checks a request's; a bad map is dropped with a warning. */
+  private answerHeaders(meta: unknown, onHeaders: (headers: CallHeaders) => void): void {
+    const headers = typeof meta === "object" && meta !== null && !Array.isArray(meta) ? (meta as { headers?: unknown }).headers : undefined;
+    if (headers === undefined) return;
+    const problem = checkHeaders(headers);
+    if (problem) {
+      this.log.warn(`dropped the headers of an answer from ${this.address}: ${problem}`);
+      return;
+    }
+    try {
+      onHeaders(headers as CallHeaders);
+    } catch (error) {
+      this.log.warn("an onHeaders callback threw", { error: errorText(error) });
     }
   }
 

@@ -1,5 +1,7 @@
 import type { z } from "zod";
 import { type ErrorCode, isErrorCode } from "../wire/codes.ts";
+import type { CallHeaders } from "../wire/messages.ts";
+import type { TraceContext } from "./trace.ts";
 
 /**
  * Application-level retries of one method, as gRPC's `retryPolicy`: a call that fails with one of
@@ -54,6 +56,15 @@ export interface CallContext {
   readonly deadlineAt: number | undefined;
   /** `host:port` of the caller, or `http` for the gateway. */
   readonly peer: string;
+  /** The caller's metadata (`meta.headers`; the gateway's `ebb-meta-*` HTTP headers), lower-case names. Empty when it sent none. */
+  readonly headers: CallHeaders;
+  /**
+   * Sets a header of the answer, sent back with it (a plain msgpack-rpc caller, which sent no meta,
+   * gets none). Throws a RangeError past the bounds of MAX_HEADERS and MAX_HEADER_CHARS or for a bad name.
+   */
+  setHeader(name: string, value: string): void;
+  /** The W3C trace this call belongs to; made on first read (a new trace when the caller sent no `traceparent`). */
+  readonly trace: TraceContext;
 }
 
 /** One call as a server interceptor sees it: the method, its input (parsed by its schema), and the handler's context. */

@@ -1,5 +1,7 @@
 import type { Logger } from "../log.ts";
-import type { RequestMeta } from "../wire/messages.ts";
+import { checkHeaders, type CallHeaders, type RequestMeta } from "../wire/messages.ts";
+import { runInCall } from "./call-scope.ts";
+import { type TraceContext, traceOf } from "./trace.ts";
 import type { CallContext } from "./contract.ts";
 import { type DeadlineHandle, deadlines } from "./deadlines.ts";
 import { CallStats } from "./call-stats.ts";
@@ -17,8 +19,10 @@ export interface IncomingCall {
   readonly warmup?: boolean;
 }
 
-/** Receives the single answer to a call. */
-export type Reply = (error: RpcError | null, result?: unknown) => void;
+/** Receives the single answer to a call, and the headers its handler set, if any. */
+export type Reply = (error: RpcError | null, result?: unknown, headers?: CallHeaders) => void;
+
+const NO_HEADERS: CallHeaders = Object.freeze({});
 
 /** Points where the lifecycle plugs into dispatch. */
 export interface DispatchHooks {
@@ -47,6 +51,10 @@ export class ActiveCall implements CallContext {
   readonly requestId: string | undefined;
   readonly deadlineAt: number | undefined;
   readonly peer: string;
+  readonly headers: CallHeaders;
+  private readonly meta: RequestMeta | undefined;
+  private traceContext: TraceContext | undefined;
+  private answerHeaders: Record<string, string> | undefined;
   private controller: AbortController | undefined;
   private abortReason: RpcError | undefined;
   private timer: DeadlineHandle | undefined;
@@ -60,7 +68,9 @@ export class ActiveCall implements CallContext {
   ) {
     this.method = route.name;
     this.peer = call.peer;
+    this.meta = call.meta;
     this.requestId = call.meta?.id;
+    this.headers = call.meta?.headers ?? NO_HEADERS;
     this.reply = reply;
     const deadline = call.meta?.deadline;
     this.deadlineAt = deadline === undefined ? undefined : Date.now() + deadline;
@@ -76,6 +86,17 @@ export class ActiveCall implements CallContext {
     const expire = () => this.abort(new RpcError(`Deadline exceeded in ${this.method}`, "DEADLINE_EXCEEDED"));
     if (left <= 0) expire();
     else this.timer = deadlines.schedule(left, expire);
+  }
+
+  get trace(): TraceContext {
+    return (this.traceContext ??= traceOf(this.meta?.traceparent, this.meta?.tracestate));
+  }
+
+  setHeader(name: string, value: string): void {
+    const next = { ...this.answerHeaders, [name]: value };
+    const problem = checkHeaders(next);
+    if (problem) throw new RangeError(`Cannot set answer header of ${this.method}: ${problem}`);
+    this.answerHeaders = next;
   }
 
   // The AbortController is made on first use: most handlers never look at it.
@@ -106,7 +127,7 @@ export class ActiveCall implements CallContext {
     if (!reply) return;
     this.reply = undefined;
     this.timer?.cancel();
-    reply(error, result);
+    reply(error, result, this.answerHeaders);
   }
 
   /** The handler settled: answer if not answered yet, and leave. Runs once per call. */
@@ -164,10 +185,10 @@ export class Dispatcher {
       return undefined;
     }
     const started = performance.now();
-    const reply: Reply = (error, result) => {
+    const reply: Reply = (error, result, headers) => {
       const label = error?.code === "METHOD_NOT_FOUND" ? "unknown" : method;
       this.stats.record(label, error === null ? "OK" : error.code, (performance.now() - started) / 1_000);
-      answer(error, result);
+      answer(error, result, headers);
     };
     const refused = call.warmup ? undefined : this.hooks.admit?.(method);
     if (refused) {
@@ -197,7 +218,7 @@ export class Dispatcher {
     this.hooks.enter?.();
     let result: unknown;
     try {
-      result = route.handler(parsed.data, active);
+      result = runInCall(active, route.handler as (input: unknown, ctx: CallContext) => unknown, parsed.data);
     } catch (error) {
       active.settle(this.failure(route, error), undefined);
       return undefined;

@@ -2,7 +2,7 @@ import { type Logger, PeerWarnings, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
-import { NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
+import { type CallHeaders, NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
 import { type AuthFailure, AUTH_TIMEOUT_MS, type ClusterKey, ClusterKeyCheck } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
 import type { ActiveCall, Dispatcher } from "./dispatch.ts";
@@ -418,16 +418,17 @@ export class ServerConnection {
         let active: ActiveCall | undefined;
         active = this.server.options.dispatcher.dispatch(
           { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote },
-          (error, result) => {
+          (error, result, headers) => {
             if (this.calls.get(msgid) === active) this.calls.delete(msgid);
-            this.respond(msgid, error, result, parsed.method);
+            // Answer headers go only to a caller that sent a meta: a plain msgpack-rpc client reads 4 elements.
+            this.respond(msgid, error, result, parsed.method, parsed.meta && headers);
           },
         );
         if (active && !active.answered) this.calls.set(msgid, active);
         return;
       }
       case "notification":
-        if (parsed.method === "$cancel") this.cancel(parsed.params[0]);
+        if (parsed.method === "$cancel") this.cancel(parsed.params[0], parsed.params[1]);
         else if (!this.server.options.onNotification?.(parsed.method, parsed.params, this.peer)) this.droppedNotification(parsed.method);
         return;
       case "invalid-request":
@@ -467,10 +468,12 @@ export class ServerConnection {
     this.socket.end();
   }
 
-  private respond(msgid: number, error: RpcError | null, result: unknown, method?: string): void {
+  private respond(msgid: number, error: RpcError | null, result: unknown, method?: string, headers?: CallHeaders): void {
     if (this.closed) return;
     try {
-      this.writer.send([RESPONSE, msgid, error ? error.toWire() : null, error ? null : (result ?? null)]);
+      const wireError = error ? error.toWire() : null;
+      const value = error ? null : (result ?? null);
+      this.writer.send(headers ? [RESPONSE, msgid, wireError, value, { headers }] : [RESPONSE, msgid, wireError, value]);
     } catch (cause) {
       // The answer cannot be written (too deep, a value msgpack has no type for): the caller
       // still gets exactly one answer, an INTERNAL error that says why.
@@ -483,9 +486,12 @@ export class ServerConnection {
     if (this.ending && this.calls.size === 0) this.endWhenIdle();
   }
 
-  private cancel(msgid: unknown): void {
+  /** `$cancel [msgid, code?]`: the caller gave up on a call; `DEADLINE_EXCEEDED` when its own deadline (or its caller's) passed. */
+  private cancel(msgid: unknown, code: unknown): void {
     const active = typeof msgid === "number" ? this.calls.get(msgid) : undefined;
-    active?.abort(new RpcError("Cancelled by the caller", "CANCELLED"));
+    if (!active) return;
+    if (code === "DEADLINE_EXCEEDED") active.abort(new RpcError(`Deadline exceeded upstream of ${active.method}`, "DEADLINE_EXCEEDED"));
+    else active.abort(new RpcError("Cancelled by the caller", "CANCELLED"));
   }
 
   private reject(reason: string): void {

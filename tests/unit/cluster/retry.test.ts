@@ -10,7 +10,11 @@ const table: [ErrorCode, boolean | undefined, boolean, boolean, string | undefin
   ["OVERLOADED", false, false, true, "overloaded"],
   ["UNAVAILABLE", false, false, false, "not ready"],
   ["INTERNAL", false, false, true, "unprocessed"],
-  ["DEADLINE_EXCEEDED", false, false, false, "unprocessed"],
+  // Unprocessed, but the same call would fail the same way on any node (the client's own refusals before sending).
+  ["DEADLINE_EXCEEDED", false, true, true, undefined],
+  ["CANCELLED", false, true, true, undefined],
+  ["INVALID_REQUEST", false, true, true, undefined],
+  ["INVALID_PARAMS", false, true, true, undefined],
   // Outcome unknown: only an idempotent method, and only when the option allows it.
   ["UNAVAILABLE", undefined, true, true, "connection lost (idempotent)"],
   ["UNAVAILABLE", true, true, true, "connection lost (idempotent)"],

@@ -39,6 +39,9 @@ test("parseMessage marks messages it cannot answer as malformed", () => {
 });
 
 test("parseMessage reads responses and notifications", () => {
-  assert.deepEqual(parseMessage([1, 3, null, "ok"]), { kind: "response", msgid: 3, error: null, result: "ok" });
+  assert.deepEqual(parseMessage([1, 3, null, "ok"]), { kind: "response", msgid: 3, error: null, result: "ok", meta: undefined });
+  // ebb's answer to an ebb client may carry the headers its handler set.
+  assert.deepEqual(parseMessage([1, 3, null, "ok", { headers: { a: "b" } }]), { kind: "response", msgid: 3, error: null, result: "ok", meta: { headers: { a: "b" } } });
+  assert.equal(parseMessage([1, 3, null, "ok", {}, 1]).kind, "malformed");
   assert.deepEqual(parseMessage([2, "$goaway", [{ reason: "draining" }]]), { kind: "notification", method: "$goaway", params: [{ reason: "draining" }] });
 });
