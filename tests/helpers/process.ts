@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { detectRuntime } from "../../src/runtime/detect.ts";
 
@@ -233,3 +233,20 @@ export interface Slot {
 export function loadFor(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * How to run a fixture that calls `runNode` (`tests/fixtures/*.ts`): as a script on Bun or on Deno,
+ * or compiled the way `npm run build` compiles ebb, into `dist/<name>` (built once per process).
+ */
+export function fixtureCommand(entry: string, runner: "bun" | "deno" | "binary"): { command: string; args: string[] } {
+  if (runner === "bun") return { command: RUNNERS.bun.command, args: [entry] };
+  if (runner === "deno") return { command: RUNNERS.deno.command, args: ["run", "--allow-net", "--allow-env", entry] };
+  const outfile = `dist/${entry.split("/").pop()!.replace(/\.ts$/, "")}`;
+  if (!compiled.has(outfile)) {
+    const built = spawnSync(RUNNERS.bun.command, ["build", "--compile", "--bytecode", "--format=esm", entry, "--outfile", outfile], { cwd: ROOT, encoding: "utf8" });
+    if (built.status !== 0) throw new Error(`bun build --compile ${entry} failed: ${built.stderr}`);
+    compiled.add(outfile);
+  }
+  return { command: `${ROOT}${outfile}`, args: [] };
+}
+const compiled = new Set<string>();

@@ -1,25 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { greeter } from "../fixtures/greeter.ts";
 import { rejectsWith, runtime } from "../helpers/net.ts";
-import { ROOT, RUNNERS, sendSignal, startCommand, stopProcess } from "../helpers/process.ts";
+import { fixtureCommand, sendSignal, startCommand, stopProcess } from "../helpers/process.ts";
 
 const ENTRY = "tests/fixtures/greeter.ts";
 
-/** How to run the fixture: as a script on each runtime, and compiled like `npm run build` compiles ebb. */
-function commandFor(runner: "bun" | "deno" | "binary"): { command: string; args: string[] } {
-  if (runner === "bun") return { command: RUNNERS.bun.command, args: [ENTRY] };
-  if (runner === "deno") return { command: RUNNERS.deno.command, args: ["run", "--allow-net", "--allow-env", ENTRY] };
-  const built = spawnSync(RUNNERS.bun.command, ["build", "--compile", "--bytecode", "--format=esm", ENTRY, "--outfile", "dist/greeter"], { cwd: ROOT, encoding: "utf8" });
-  assert.equal(built.status, 0, built.stderr);
-  return { command: `${ROOT}dist/greeter`, args: [] };
-}
-
 for (const runner of ["bun", "deno", "binary"] as const) {
   test(`a service of your own runs through runNode on ${runner}: warm-up, typed calls, validation, drain on SIGTERM`, async () => {
-    const { command, args } = commandFor(runner);
+    const { command, args } = fixtureCommand(ENTRY, runner);
     const proc = await startCommand(runner, command, args, { EBB_NODE_ID: `greeter-${runner}`, EBB_LOG_FORMAT: "json" });
     const cluster = createClusterClient({ runtime, addresses: [`127.0.0.1:${proc.port}`] });
     try {
