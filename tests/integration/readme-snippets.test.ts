@@ -62,6 +62,9 @@ const KINDS = {
   shopClient: (s: Snippet) => !s.file && s.code.includes('from "./shop.ts"'),
   quotesContract: (s: Snippet) => s.file === "quotes.ts",
   interceptors: (s: Snippet) => s.file === "interceptors.ts",
+  tracing: (s: Snippet) => s.file === "tracing.ts",
+  catalogService: (s: Snippet) => s.file === "catalog.ts",
+  catalogClient: (s: Snippet) => !s.file && s.code.includes('from "./catalog.ts"'),
 } as const;
 
 function snippet(kind: keyof typeof KINDS): Snippet {
@@ -204,33 +207,31 @@ test("README tour: the cluster client's 5,000 calls see 0 failures while b resta
   }
 });
 
-test("README own service: greeter.ts runs through runNode, its client prints the greeting and exits, the node drains on SIGTERM", async () => {
+/**
+ * Serves the service snippet `file` as the README runs it, runs the client snippet `client` against
+ * it and hands its output lines to `check` (with the service's folder and process), then drains it.
+ */
+async function serveAndRun(file: string, client: keyof typeof KINDS, check: (lines: string[], service: NodeProcess, dir: string) => void | Promise<void>): Promise<void> {
   using space = workspace();
   let service: NodeProcess | undefined;
   try {
-    service = await startService(`${space.dir}/greeter.ts`, "greeter");
-    using client = workspace({ 7400: service.port });
-    const stdout = await runScript(client.write(snippet("greeterClient")));
-    assert.equal(stdout.trim(), "Hello, ebb!");
+    service = await startService(`${space.dir}/${file}`, file.replace(/\.ts$/, ""));
+    using clientSpace = workspace({ 7400: service.port });
+    const stdout = await runScript(clientSpace.write(snippet(client)));
+    await check(stdout.trim().split("\n"), service, space.dir);
     await drains(service);
   } finally {
     await stopProcess(service);
   }
+}
+
+test("README own service: greeter.ts runs through runNode, its client prints the greeting and exits, the node drains on SIGTERM", async () => {
+  await serveAndRun("greeter.ts", "greeterClient", (lines) => assert.deepEqual(lines, ["Hello, ebb!"]));
 });
 
 test("README own service: the client of shop.ts buys a book, is declined a bike with the error's data parsed, and exits", async () => {
-  using space = workspace();
-  let service: NodeProcess | undefined;
-  try {
-    // shop.ts hosts accounts.ts too, and buys through node.client(accounts): from the node to itself.
-    service = await startService(`${space.dir}/shop.ts`, "shop");
-    using client = workspace({ 7400: service.port });
-    const stdout = await runScript(client.write(snippet("shopClient")));
-    assert.deepEqual(stdout.trim().split("\n"), ["Bought a book: 8500 cents left", "Declined: 250000 cents wanted, 8500 held"]);
-    await drains(service);
-  } finally {
-    await stopProcess(service);
-  }
+  // shop.ts hosts accounts.ts too, and buys through node.client(accounts): from the node to itself.
+  await serveAndRun("shop.ts", "shopClient", (lines) => assert.deepEqual(lines, ["Bought a book: 8500 cents left", "Declined: 250000 cents wanted, 8500 held"]));
 });
 
 test("README own service: the test without sockets prints its greeting and exits", async () => {
@@ -289,4 +290,19 @@ test("README interceptors: interceptors.ts as printed, around a real node and it
     cluster.close();
     await served.close();
   }
+});
+
+test("README all of it in one service: catalog.ts served by runNode, its client sees the answer header, one trace, $info's timeouts, typed out-of-stock data; no tenant is refused", async () => {
+  await serveAndRun("catalog.ts", "catalogClient", async (lines, service, dir) => {
+    assert.deepEqual(lines, ["served by catalog", "b1: 200 cents, same trace: true", "catalog.item 2000, catalog.reserve -", "reserved, 0 left", "out of stock: 0 of b1 left"]);
+    // The server interceptor: a call without the tenant header runs no handler.
+    const { catalog } = (await import(`${dir}/catalog.ts`)) as { catalog: ServiceContract };
+    const bare = createClusterClient({ addresses: [`127.0.0.1:${service.port}`], runtime });
+    try {
+      const api = bare.client(catalog) as unknown as Record<"item", (input: unknown) => Promise<unknown>>;
+      await assert.rejects(api.item({ sku: "b1" }), (error: RpcError) => error.code === "UNAUTHENTICATED" && /needs a tenant header/.test(error.message));
+    } finally {
+      bare.close();
+    }
+  });
 });
