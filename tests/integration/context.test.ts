@@ -50,10 +50,15 @@ for (const [name, chain] of Object.entries(CHAINS)) {
       cluster.close = () => client.close();
       const api = client.client(hops.a);
       // The chain answers once A's membership knows B and B's knows C: until then A or B says UNAVAILABLE.
+      // Its answer shows the caller's header forwarded by hand hop to hop, and A's answer header.
       const limit = Date.now() + 30_000;
       for (;;) {
-        const answer = await api.run({}, { timeoutMs: 5_000 }).catch((error: RpcError) => error);
-        if (answer === "abc") break;
+        let answered: Record<string, string> | undefined;
+        const answer = await api.run({}, { timeoutMs: 5_000, headers: { tenant: "acme" }, onHeaders: (h) => (answered = { ...h }) }).catch((error: RpcError) => error);
+        if (answer === "abc(acme)") {
+          assert.deepEqual(answered, { "hop-a": "hop-a" });
+          break;
+        }
         assert.ok(answer instanceof RpcError && answer.code === "UNAVAILABLE" && Date.now() < limit, `the chain did not form: ${answer}`);
       }
 
