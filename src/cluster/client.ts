@@ -13,7 +13,9 @@ import { DEFAULT_WARMUP_MS, pickTwoChoices } from "./balancer.ts";
 import { Discovery, type MembershipView } from "./discovery.ts";
 import { type Endpoint, EndpointTable } from "./endpoints.ts";
 import { ConnectionPool } from "./pool.ts";
-import { retryReason } from "./retry.ts";
+import { type RetryReason, retryReason } from "./retry.ts";
+import { RetryBudget, type RetryBudgetOptions } from "./budget.ts";
+import { isNodeFault, OutlierDetector, type OutlierOptions } from "./outliers.ts";
 
 export type { MembershipView } from "./discovery.ts";
 
@@ -57,6 +59,14 @@ export interface ClusterClientOptions {
   clusterKey?: ClusterKey;
   /** Middleware around every call (see ClientInterceptor); the first is the outermost. */
   interceptors?: ClientInterceptor[];
+  /**
+   * Bounds retries (see RetryBudget; defaults in DEFAULT_RETRY_BUDGET: 10% of calls plus 10 a second
+   * over 10 s). Drains stay free: a baffled call, a node not ready yet or one that refuses the
+   * connection is sent elsewhere whatever the budget. `false`: unbounded.
+   */
+  retryBudget?: RetryBudgetOptions | false;
+  /** Leaves out nodes whose calls keep failing (see OutlierDetector; defaults in DEFAULT_OUTLIER_EJECTION). `false`: off. */
+  outlierEjection?: OutlierOptions | false;
 }
 
 /** One call as a client interceptor sees it. */
@@ -89,7 +99,14 @@ export interface ClusterClientMetrics {
   inflight: Record<string, number>;
   /** Calls sent to each node id (tries, retries included). */
   sentByNode: Record<string, number>;
+  /** Retries the budget refused: the caller got the error it had. */
+  retriesRefused: number;
+  /** Times a node was ejected for failing calls. */
+  ejections: number;
 }
+
+/** Retries that cost nothing from the budget: a drain or a restart, where sending elsewhere is the whole point and the node count bounds them. */
+const FREE_RETRIES: ReadonlySet<RetryReason | "unreachable"> = new Set(["baffled", "not ready", "unreachable"]);
 
 /** How long a new connection's `$info` question may take. */
 const INFO_TIMEOUT_MS = 2_000;
@@ -130,7 +147,10 @@ export class ClusterClient implements Transport {
    */
   private readonly idPrefix = `${crypto.getRandomValues(new Uint32Array(2)).reduce((text, word) => text + word.toString(36).padStart(7, "0"), "").slice(0, 12)}-`;
   private idCounter = 0;
-  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {} };
+  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {}, retriesRefused: 0, ejections: 0 };
+  private readonly budget: RetryBudget | undefined;
+  private readonly outliers: OutlierDetector | undefined;
+  private readonly log: Logger;
 
   constructor(source: ClusterClientOptions) {
     // The core is given its runtime; mod.ts's createClusterClient supplies the detected one.
@@ -142,9 +162,11 @@ export class ClusterClient implements Transport {
     this.idempotentRetries = source.idempotentRetries ?? true;
     this.candidateWaitMs = source.candidateWaitMs ?? 1_000;
     this.attemptTimeoutMs = source.attemptTimeoutMs;
+    this.budget = source.retryBudget === false ? undefined : new RetryBudget(source.retryBudget ?? {}, () => this.clock.now());
+    this.outliers = source.outlierEjection === false ? undefined : new OutlierDetector(source.outlierEjection ?? {});
     this.table = new EndpointTable({ warmupMs: source.warmupMs ?? DEFAULT_WARMUP_MS, warmupFloor: source.warmupFloor ?? 0.1, addresses: source.addresses });
     const onChange = () => this.wake();
-    const log = source.log ?? silentLogger;
+    const log = (this.log = source.log ?? silentLogger);
     const { runtime, clusterKey, connectTimeoutMs, keepaliveMs } = source;
     const onConnected = (channel: Channel) => this.learnFrom(channel);
     this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange, onConnected });
@@ -178,7 +200,8 @@ export class ClusterClient implements Transport {
   metrics(): ClusterClientMetrics {
     const inflight: Record<string, number> = {};
     for (const e of this.table.values()) if (e.inflight > 0) inflight[e.id] = e.inflight;
-    return { calls: this.stats.calls, errors: { ...this.stats.errors }, retries: { ...this.stats.retries }, inflight, sentByNode: { ...this.stats.sentByNode } };
+    const { calls, errors, retries, sentByNode, retriesRefused, ejections } = this.stats;
+    return { calls, errors: { ...errors }, retries: { ...retries }, inflight, sentByNode: { ...sentByNode }, retriesRefused, ejections };
   }
 
   /** Nodes this client may call now: ids and weights, for tools and tests. */
@@ -217,6 +240,7 @@ export class ClusterClient implements Transport {
   /** One call, its retries included. */
   private async send(method: string, input: unknown, options: CallOptions): Promise<unknown> {
     this.stats.calls++;
+    this.budget?.deposit();
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = this.clock.now() + timeoutMs;
     const service = serviceOf(method);
@@ -252,14 +276,21 @@ export class ClusterClient implements Transport {
         const { signal, headers, onHeaders, traceparent, tracestate } = options;
         const result = await channel.call(method, input, { timeoutMs: attemptMs, signal, requestId, headers, onHeaders, traceparent, tracestate });
         endpoint.answeredAt = deadline - left; // when it was sent: no clock read on the hot path
+        if (endpoint.faults > 0) endpoint.faults = 0;
         return result;
       } catch (error) {
         const rpcError = RpcError.from(error);
         const attemptTimedOut = attemptMs < left;
+        // A cancel is the caller's doing, not the node's.
+        if (!options.signal?.aborted) this.judge(endpoint, rpcError);
         // Read again: a generic client may have learned it from `$info` meanwhile (asked first on every new connection).
         idempotent = this.idempotent.has(method);
         const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent, idempotentRetries: this.idempotentRetries, attemptTimedOut });
         if (!reason) return this.fail(rpcError);
+        if (!FREE_RETRIES.has(reason) && this.budget && !this.budget.tryWithdraw()) {
+          this.stats.retriesRefused++;
+          return this.fail(rpcError);
+        }
         timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
         (tried ??= new Set()).add(endpoint);
         this.retried(reason, endpoint.id, options);
@@ -329,6 +360,21 @@ export class ClusterClient implements Transport {
       // Nothing to call right now (a restart in progress): wait for the view to change.
       await this.changed(waitUntil - this.clock.now());
     }
+  }
+
+  /** Outlier ejection: counts a node fault against the node (an answer of any other kind clears its count), and ejects it past the threshold. */
+  private judge(endpoint: Endpoint<Channel>, error: RpcError): void {
+    if (!this.outliers) return;
+    const fault = isNodeFault(error.code, error.processed);
+    if (!fault && endpoint.faults === 0) return;
+    const now = this.clock.now();
+    const { ejected, total } = this.table.ejectedCount(now);
+    const until = this.outliers.record(endpoint, fault, now, ejected, total);
+    if (until === undefined) return;
+    this.stats.ejections++;
+    // It comes back through the warm-up ramp, from the floor.
+    endpoint.readySince = until;
+    this.log.info(`ejected ${endpoint.id} (${endpoint.addr}) for ${until - now} ms: ${this.outliers.options.consecutiveFailures} failed calls in a row, the last ${error.code}`);
   }
 
   private retried(reason: string, node: string, options: CallOptions): void {

@@ -2,6 +2,7 @@ import type { Member } from "../membership/types.ts";
 import { errorText } from "../error-text.ts";
 import { RpcError } from "../rpc/errors.ts";
 import { warmupWeight } from "./balancer.ts";
+import type { OutlierState } from "./outliers.ts";
 
 /** What the endpoint table needs of a connection (a `Channel` in the client, a fake in tests). */
 export interface Connection {
@@ -14,7 +15,7 @@ export interface Connection {
 }
 
 /** One node as this client sees it. */
-export interface Endpoint<C extends Connection = Connection> {
+export interface Endpoint<C extends Connection = Connection> extends OutlierState {
   id: string;
   addr: string;
   services: string[] | undefined;
@@ -90,13 +91,15 @@ export class EndpointTable<C extends Connection = Connection> {
       endpoint = undefined;
     }
     if (!endpoint) {
-      endpoint = { id, addr, services, ready: false, readySince: undefined, inflight: 0, channel: undefined, connecting: undefined, backoffUntil: 0, backoffMs: 0, gone: false };
+      endpoint = { id, addr, services, ready: false, readySince: undefined, inflight: 0, channel: undefined, connecting: undefined, backoffUntil: 0, backoffMs: 0, gone: false, faults: 0, ejectedUntil: 0, ejections: 0 };
       this.byId.set(id, endpoint);
     }
     endpoint.gone = false;
     endpoint.services = services;
     if (ready && !endpoint.ready) {
       endpoint.readySince = now;
+      // A new life (a restart on the same address): what the client held against the old one is forgotten.
+      endpoint.faults = endpoint.ejections = endpoint.ejectedUntil = 0;
       // Ready again after a drain on the same address: the old connection said goaway; use a new one.
       if (endpoint.channel?.goaway !== undefined) endpoint.channel.close();
     }
@@ -169,7 +172,7 @@ export class EndpointTable<C extends Connection = Connection> {
   eligible(service: string | undefined, tried: ReadonlySet<Endpoint<C>> | undefined, now: number): Endpoint<C>[] {
     const out: Endpoint<C>[] = [];
     for (const e of this.byId.values()) {
-      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now) continue;
+      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now || e.ejectedUntil > now) continue;
       if (e.channel?.goaway !== undefined) continue;
       if (service !== undefined && e.services !== undefined && !e.services.includes(service)) continue;
       out.push(e);
@@ -181,6 +184,18 @@ export class EndpointTable<C extends Connection = Connection> {
   weight(endpoint: Endpoint<C>, now: number): number {
     const { warmupMs, warmupFloor } = this.options;
     return endpoint.readySince === undefined ? warmupFloor : warmupWeight(endpoint.readySince, now, warmupMs, warmupFloor);
+  }
+
+  /** Nodes ejected now (outlier ejection), and nodes known. */
+  ejectedCount(now: number): { ejected: number; total: number } {
+    let ejected = 0;
+    let total = 0;
+    for (const e of this.byId.values()) {
+      if (e.gone) continue;
+      total++;
+      if (e.ejectedUntil > now) ejected++;
+    }
+    return { ejected, total };
   }
 
   /** A connection to the node opened: backoff resets; a static address starts its warm-up on first reach. */

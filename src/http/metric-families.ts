@@ -22,6 +22,8 @@ export const METRIC_FAMILIES = {
   ebb_auth_throttled_total: { help: "Connections closed unheard because their host had too many failed handshakes.", type: "counter" },
   ebb_client_calls_total: { help: "Calls made through this node's cluster clients.", type: "counter" },
   ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
+  ebb_client_retries_refused_total: { help: "Retries this node's cluster clients did not make because the retry budget was spent (the caller got the error).", type: "counter" },
+  ebb_client_ejections_total: { help: "Times this node's cluster clients ejected a node for failing calls (outlier ejection).", type: "counter" },
   ebb_client_weight: { help: "Weight this node's cluster clients give each callable node: rises from 0.1 to 1 over EBB_WARMUP_MS after it is first seen ready.", type: "gauge" },
   ebb_members: { help: "Members known, by status.", type: "gauge" },
   ebb_lifecycle_state: { help: "1 for the node's current lifecycle state.", type: "gauge" },

@@ -93,13 +93,17 @@ function clientSamples(clients: readonly ClusterClient[]): NodeSample[] {
   const retries = new Map<string, number>();
   const weights = new Map<string, number>();
   let calls = 0;
+  let refused = 0;
+  let ejections = 0;
   for (const cluster of clients) {
     const m = cluster.metrics();
     calls += m.calls;
+    refused += m.retriesRefused;
+    ejections += m.ejections;
     for (const [reason, n] of Object.entries(m.retries)) retries.set(reason, (retries.get(reason) ?? 0) + n);
     for (const c of cluster.candidates()) weights.set(c.id, Math.max(weights.get(c.id) ?? 0, c.weight));
   }
-  const out: NodeSample[] = [["ebb_client_calls_total", {}, calls]];
+  const out: NodeSample[] = [["ebb_client_calls_total", {}, calls], ["ebb_client_retries_refused_total", {}, refused], ["ebb_client_ejections_total", {}, ejections]];
   for (const [id, weight] of weights) out.push(["ebb_client_weight", { node: id }, weight]);
   for (const [reason, n] of retries) out.push(["ebb_client_retries_total", { reason }, n]);
   return out;

@@ -12,6 +12,7 @@ import { Router } from "../../../src/rpc/router.ts";
 import { RpcServer } from "../../../src/rpc/server.ts";
 import { createMemoryRuntime, type MemoryRuntime } from "../../../src/runtime/memory.ts";
 import { ManualClock, settle } from "../../helpers/clock.ts";
+import { realClock } from "../../../src/runtime/clock.ts";
 
 const svc = defineService("svc", {
   /** Answers the node's name. */
@@ -225,4 +226,67 @@ test("client: when every node let an attempt time out, the caller sees DEADLINE_
   assert.ok(Date.now() - started < 2_500, "failed after the attempt, not after the candidate wait or the 5 s deadline");
   assert.equal(node.calls, 1);
   assert.deepEqual(c.client.metrics().retries, { "attempt timed out (idempotent)": 1 });
+});
+
+test("client: with every node OVERLOADED the retry budget holds sends near one per call, and the caller gets OVERLOADED; without it, one per node", async () => {
+  for (const [budget, most] of [[{ ratio: 0.1, minPerSecond: 0 }, 1.1], [false, 4]] as const) {
+    await using c = await cluster(4, { retryBudget: budget });
+    for (const node of c.nodes) {
+      node.behave = () => {
+        throw new RpcError("shedding", "OVERLOADED", { processed: false });
+      };
+    }
+    const api = c.client.client(svc);
+    const calls = 400;
+    for (let i = 0; i < calls; i++) {
+      await assert.rejects(api.who({}), (error: RpcError) => (budget ? error.code === "OVERLOADED" || error.code === "UNAVAILABLE" : error.code === "UNAVAILABLE"));
+    }
+    const sent = c.nodes.reduce((sum, n) => sum + n.calls, 0);
+    assert.ok(sent <= calls * most && sent >= calls * Math.min(most, 1), `${sent} sends for ${calls} calls`);
+    if (budget) {
+      assert.ok(c.client.metrics().retriesRefused >= calls * 0.8, `refused ${c.client.metrics().retriesRefused}`);
+      assert.ok((c.client.metrics().errors.OVERLOADED ?? 0) >= calls * 0.8);
+    }
+  }
+});
+
+test("client: baffled calls are retried whatever the budget (a drain stays free)", async () => {
+  await using c = await cluster(2, { retryBudget: { ratio: 0, minPerSecond: 0 } });
+  const [baffling, good] = c.nodes as [FakeNode, FakeNode];
+  baffling.behave = () => {
+    throw new RpcError("draining", "SHUTTING_DOWN");
+  };
+  const api = c.client.client(svc);
+  for (let i = 0; i < 50; i++) assert.equal(await api.whoOnce({}), good.name);
+  assert.equal(c.client.metrics().retriesRefused, 0);
+  assert.ok(baffling.calls > 0);
+});
+
+test("client: a node failing every call with INTERNAL is ejected after 5 in a row and comes back at the floor of the warm-up when its time is up", async () => {
+  let offset = 0;
+  const clock = { now: () => Date.now() + offset, setTimer: (ms: number, fn: () => void) => realClock.setTimer(ms, fn) };
+  const failedWith = async (ejection: false | undefined) => {
+    await using c = await cluster(4, { outlierEjection: ejection, clock, warmupMs: 10_000 });
+    const bad = c.nodes[0]!;
+    bad.behave = () => {
+      throw new Error("broken dependency");
+    };
+    const api = c.client.client(svc);
+    let failed = 0;
+    for (let i = 0; i < 400; i++) await api.whoOnce({}).catch(() => failed++);
+    if (ejection === false) return failed;
+    assert.equal(c.client.metrics().ejections, 1);
+    assert.equal(bad.calls, 5);
+    assert.ok(!c.client.candidates().some((e) => e.addr === bad.addr), "the bad node is out");
+    // Its 10 s are up: it is back, at the floor of the warm-up ramp.
+    offset += 10_001;
+    const back = c.client.candidates().find((e) => e.addr === bad.addr);
+    assert.ok(back, "the bad node is back");
+    assert.ok(back.weight < 0.2, `weight ${back.weight}`);
+    return failed;
+  };
+  const withEjection = await failedWith(undefined);
+  const without = await failedWith(false);
+  assert.equal(withEjection, 5);
+  assert.ok(without >= 60, `without ejection ${without} of 400 failed`);
 });
