@@ -191,6 +191,13 @@ export class ClusterClient implements Transport {
     return createClient(contract, this);
   }
 
+  /** A method's `retry` policy asks before each retry: its retries come out of the retry budget too. */
+  allowRetry(): boolean {
+    if (!this.budget || this.budget.tryWithdraw()) return true;
+    this.stats.retriesRefused++;
+    return false;
+  }
+
   /** Deadline of calls that set none. */
   get defaultTimeoutMs(): number {
     return this.timeoutMs;

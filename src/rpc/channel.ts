@@ -33,6 +33,8 @@ export interface Transport {
   call(method: string, input: unknown, options?: CallOptions): Promise<unknown>;
   /** Deadline of calls that set none, when the transport has one of its own. */
   readonly defaultTimeoutMs?: number;
+  /** Takes one retry of a method's `retry` policy from the transport's retry budget; false when it is spent (the caller gets its error). */
+  allowRetry?(): boolean;
 }
 
 /** Options of `Channel.connect`. */

@@ -40,6 +40,7 @@ async function callWithRetries(transport: Transport, method: string, input: unkn
     } catch (error) {
       const code = error instanceof RpcError ? error.code : undefined;
       if (attempt >= policy.maxAttempts || code === undefined || !policy.retryableCodes.includes(code)) throw error;
+      if (transport.allowRetry && !transport.allowRetry()) throw error;
       const waitMs = Math.random() * backoffMs;
       // No time left for the wait and one more try: the caller has the error now rather than at its deadline.
       if (Date.now() + waitMs >= deadline) throw error;

@@ -8,6 +8,7 @@ import { createClient } from "../../../src/rpc/client.ts";
 import { defineService, type Implementation } from "../../../src/rpc/contract.ts";
 import { RpcError } from "../../../src/rpc/errors.ts";
 import { createMemoryRuntime } from "../../../src/runtime/memory.ts";
+import { createClusterClient } from "../../../src/cluster/client.ts";
 
 // Per-method policy in the contract (issue 15, item 6), on a whole node over the in-memory runtime.
 
@@ -123,4 +124,22 @@ test("a policy that cannot work is refused when the contract is defined, and a m
   defineService("p", { m: { ...io, idempotnt: true } });
   // @ts-expect-error: a misspelt key of the retry policy.
   defineService("p", { m: { ...io, retry: { maxAttempts: 3, retryableCodes: ["UNAVAILABLE"], initialBackofMs: 10 } } });
+});
+
+test("a retry policy's retries come out of the cluster client's retry budget: spent, the caller gets the error it had", async () => {
+  const runtime = createMemoryRuntime();
+  const node = createNode({ config: configWith({ nodeId: "p2", host: "127.0.0.1", rpcPort: 0, httpPort: null }), runtime }).register(flaky, handlers);
+  await node.start();
+  // A budget of 2 retries in all (no share of calls).
+  const cluster = createClusterClient({ runtime, addresses: [`127.0.0.1:${node.rpcAddress.port}`], retryBudget: { ratio: 0, minPerSecond: 0.2, windowMs: 10_000 } });
+  try {
+    const api = cluster.client(flaky);
+    assert.equal(await api.busy({ key: "budget-1", failures: 2 }), 3, "two retries: within the budget");
+    await assert.rejects(api.busy({ key: "budget-2", failures: 1 }), (error: RpcError) => error.code === "APPLICATION");
+    assert.equal(tries.get("budget-2"), 1, "no retry: the budget is spent");
+    assert.equal(cluster.metrics().retriesRefused, 1);
+  } finally {
+    cluster.close();
+    await node.shutdown();
+  }
 });
