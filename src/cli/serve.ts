@@ -2,7 +2,7 @@ import { z } from "zod";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, readTogether, variablesHelp } from "../config/table.ts";
 import { CONFIG_VARIABLES } from "../config/variables.ts";
-import { createDemoHandlers, demo, demoWarmup } from "../demo/demo.ts";
+import { createDemoHandlers, demo, demoFailure, demoWarmup } from "../demo/demo.ts";
 import { DEMO_SWITCHES, readBenchSwitches, readDemoSwitches } from "../demo/switches.ts";
 import { EXIT_CODES } from "../lifecycle/signals.ts";
 import { NODE_EXIT_CODES, runNode } from "../run.ts";
@@ -55,6 +55,7 @@ async function serve(runtime: Runtime): Promise<void> {
       node.register(demo, createDemoHandlers(executed));
       if (executed) node.onStateChange((state) => state === "stopped" && log.info("demo executed", { ids: executed }));
       if (switches.warmupMs > 0) node.onStartup("demo-warmup", demoWarmup(switches.warmupMs));
+      if (switches.fail !== "none") node.use(demoFailure(switches.fail));
     },
     // The arguments were ebb's, read by main.ts: the node has none of its own.
     { runtime, args: [] },

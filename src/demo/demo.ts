@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { StartupHook } from "../lifecycle/startup.ts";
-import { defineService, type Implementation } from "../rpc/contract.ts";
+import { defineService, type Implementation, type ServerInterceptor } from "../rpc/contract.ts";
+import { RpcError } from "../rpc/errors.ts";
 
 /** The demo service the reference binary hosts. */
 export const demo = defineService("demo", {
@@ -65,5 +66,18 @@ export function demoWarmup(ms: number): StartupHook {
         reject(signal.reason);
       });
     });
+  };
+}
+
+/**
+ * EBB_DEMO_FAIL: every call fails before its handler runs, as a node alive in gossip but broken
+ * (`internal`) or shedding all load (`overloaded`, processed false), for the tail tests and benches.
+ */
+export function demoFailure(mode: "internal" | "overloaded"): ServerInterceptor {
+  const failure = mode === "internal"
+    ? () => new RpcError("EBB_DEMO_FAIL=internal: this node fails every call", "INTERNAL")
+    : () => new RpcError("EBB_DEMO_FAIL=overloaded: this node refuses every call", "OVERLOADED", { processed: false });
+  return () => () => {
+    throw failure();
   };
 }

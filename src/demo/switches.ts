@@ -25,6 +25,13 @@ export const DEMO_SWITCHES = {
     description: "above 0, the demo's startup hook makes 100 warm-up calls to demo.echo, then waits until this long has passed, a stand-in for warming caches",
     readers: ["demo"],
   }),
+  fail: variable({
+    name: "EBB_DEMO_FAIL",
+    schema: z.enum(["none", "internal", "overloaded"], { error: "must be none, internal or overloaded" }),
+    default: "none",
+    description: "internal: every demo call fails INTERNAL (a node alive but broken); overloaded: every demo call is refused OVERLOADED, processed false (a node shedding load)",
+    readers: ["demo"],
+  }),
 };
 
 /** The restart bench's switch, read where a node process installs its signal handlers (`runNode`). */

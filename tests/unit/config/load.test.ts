@@ -217,14 +217,15 @@ test("a cluster key needs 128 random bits: base64 or hex of 16 bytes or more, no
 });
 
 test("the demo and bench switches are read by their own code, outside the node's Config, and are not unknown to it", () => {
-  const env = { EBB_DEMO_WARMUP_MS: "10", EBB_DEMO_RECORD: "true", EBB_BENCH_PLAIN_SHUTDOWN: "1" };
-  assert.deepEqual(readDemoSwitches(env), { warmupMs: 10, record: true });
+  const env = { EBB_DEMO_WARMUP_MS: "10", EBB_DEMO_RECORD: "true", EBB_DEMO_FAIL: "internal", EBB_BENCH_PLAIN_SHUTDOWN: "1" };
+  assert.deepEqual(readDemoSwitches(env), { warmupMs: 10, record: true, fail: "internal" });
   assert.deepEqual(readBenchSwitches(env), { plainShutdown: true });
-  assert.deepEqual(readDemoSwitches({}), { warmupMs: 0, record: false });
+  assert.deepEqual(readDemoSwitches({}), { warmupMs: 0, record: false, fail: "none" });
   assert.deepEqual(readBenchSwitches({}), { plainShutdown: false });
   const config = loadConfig(env);
   assert.deepEqual(config.warnings, []);
-  for (const key of ["demoWarmupMs", "demoRecord", "benchPlainShutdown"]) assert.equal(key in config, false, key);
+  for (const key of ["demoWarmupMs", "demoRecord", "demoFail", "benchPlainShutdown"]) assert.equal(key in config, false, key);
+  assert.throws(() => readDemoSwitches({ EBB_DEMO_FAIL: "sometimes" }), /EBB_DEMO_FAIL="sometimes" must be none, internal or overloaded/);
   assert.throws(
     () => readDemoSwitches({ EBB_DEMO_RECORD: "yes", EBB_DEMO_WARMUP_MS: "-1" }),
     (e: unknown) => e instanceof ConfigError && e.message === 'Invalid configuration: EBB_DEMO_RECORD="yes" must be 1, 0, true or false; EBB_DEMO_WARMUP_MS="-1" must be between 0 and 3600000 ms',

@@ -1,0 +1,72 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createClusterClient } from "../../src/cluster/client.ts";
+import { demo } from "../../src/demo/demo.ts";
+import { RpcError } from "../../src/rpc/errors.ts";
+import { runtime } from "../helpers/net.ts";
+import { HOST_RUNNER, type NodeProcess, type RunnerName, startNodeProcess, stopProcess } from "../helpers/process.ts";
+
+// The bad days on real processes (issue 16): a node alive but failing every call, and a cluster
+// where every node refuses. Nodes on Bun, Deno and the compiled binary.
+
+/** Starts nodes (static addresses: no membership needed), `failing` of them with EBB_DEMO_FAIL=`mode`. */
+async function nodes(runners: RunnerName[], failing: number, mode: "internal" | "overloaded"): Promise<NodeProcess[]> {
+  return Promise.all(runners.map((runner, i) => startNodeProcess(runner, { EBB_NODE_ID: `t${i}-${runner}`, EBB_HTTP_PORT: "0", EBB_DEMO_FAIL: i < failing ? mode : "none" })));
+}
+
+test("outlier ejection: a node failing every call with INTERNAL costs about 5 failed calls, not a quarter of them", async () => {
+  const procs = await nodes(["binary", "bun", "deno", HOST_RUNNER], 1, "internal");
+  const addresses = procs.map((p) => `127.0.0.1:${p.port}`);
+  const ejecting = createClusterClient({ runtime, addresses, warmupMs: 0 });
+  const blind = createClusterClient({ runtime, addresses, warmupMs: 0, outlierEjection: false });
+  try {
+    const failures = async (client: typeof ejecting) => {
+      const api = client.client(demo);
+      let failed = 0;
+      for (let i = 0; i < 1_000; i++) {
+        await api.echo(i).catch((error: RpcError) => {
+          assert.equal(error.code, "INTERNAL", error.message);
+          failed++;
+        });
+      }
+      return failed;
+    };
+    const withEjection = await failures(ejecting);
+    const without = await failures(blind);
+    assert.equal(ejecting.metrics().ejections, 1);
+    assert.ok(withEjection <= 6, `${withEjection} of 1000 failed with ejection`);
+    assert.ok(without >= 150, `${without} of 1000 failed without ejection`);
+    assert.ok(!ejecting.candidates().some((c) => c.addr === addresses[0]), "the failing node is out of the ejecting client's picks");
+  } finally {
+    ejecting.close();
+    blind.close();
+    await Promise.all(procs.map(stopProcess));
+  }
+});
+
+test("retry budget: with every node refusing OVERLOADED, a call is sent about once, not once per node, and the caller hears OVERLOADED", async () => {
+  const procs = await nodes(["binary", "deno", "bun"], 3, "overloaded");
+  const addresses = procs.map((p) => `127.0.0.1:${p.port}`);
+  const budgeted = createClusterClient({ runtime, addresses, warmupMs: 0, retryBudget: { ratio: 0.1, minPerSecond: 1 } });
+  const unbounded = createClusterClient({ runtime, addresses, warmupMs: 0, retryBudget: false });
+  try {
+    const sendsPerCall = async (client: typeof budgeted) => {
+      const api = client.client(demo);
+      const calls = 600;
+      await Promise.all(Array.from({ length: 6 }, async () => {
+        for (let i = 0; i < calls / 6; i++) await assert.rejects(api.echo(i), (error: RpcError) => error.code === "OVERLOADED" || error.code === "UNAVAILABLE");
+      }));
+      const sent = Object.values(client.metrics().sentByNode).reduce((a, b) => a + b, 0);
+      return sent / calls;
+    };
+    const withBudget = await sendsPerCall(budgeted);
+    const without = await sendsPerCall(unbounded);
+    assert.ok(withBudget <= 1.2, `${withBudget.toFixed(2)} sends per call with the budget`);
+    assert.ok(without >= 2.9, `${without.toFixed(2)} sends per call without`);
+    assert.ok((budgeted.metrics().errors.OVERLOADED ?? 0) >= 500, JSON.stringify(budgeted.metrics().errors));
+  } finally {
+    budgeted.close();
+    unbounded.close();
+    await Promise.all(procs.map(stopProcess));
+  }
+});
