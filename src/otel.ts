@@ -67,21 +67,33 @@ export function openTelemetry(options: TracingOptions = {}): Tracing {
     // The caller's span, when it sent one; else a root span (a new trace).
     const parent = hop.parentSpanId === undefined ? ROOT_CONTEXT : remoteParent(hop.traceId, hop.parentSpanId, hop.flags, hop.tracestate);
     const span = tracer.startSpan(call.method, { kind: SpanKind.SERVER, attributes: { ...rpcAttributes(call.method), "rpc.ebb.peer": ctx.peer } }, parent);
+    // This hop's span is the server span: the calls the handler makes name it as their parent. Taken
+    // even when it does not record (a sampler's "drop" must reach the next hop as unsampled), but only
+    // a span of its own: the no-op tracer hands back the parent's context, or an invalid one.
+    const own = span.spanContext();
+    if (trace.isSpanContextValid(own) && own.spanId !== hop.parentSpanId) {
+      hop.traceId = own.traceId;
+      hop.spanId = own.spanId;
+      hop.flags = own.traceFlags;
+    }
     if (!span.isRecording()) return next(call);
     if (ctx.requestId !== undefined) span.setAttribute("rpc.ebb.request_id", ctx.requestId);
-    // This hop's span is the server span: the calls the handler makes name it as their parent.
-    const own = span.spanContext();
-    hop.traceId = own.traceId;
-    hop.spanId = own.spanId;
-    hop.flags = own.traceFlags;
-    ctx.signal.addEventListener("abort", () => span.addEvent("ebb.aborted", { "rpc.ebb.code": RpcError.from(ctx.signal.reason).code }), { once: true });
+    // The span ends when the caller has its answer: at the handler's end, or when the call is answered
+    // without it (its deadline passed, the caller cancelled, a drain gave up), whatever the handler does after.
+    let ended = false;
+    const end = (error?: unknown) => {
+      if (ended) return;
+      ended = true;
+      endSpan(span, error);
+    };
+    ctx.signal.addEventListener("abort", () => end(ctx.signal.reason), { once: true });
     return context.with(trace.setSpan(parent, span), async () => {
       try {
         const result = await next(call);
-        endSpan(span);
+        end();
         return result;
       } catch (error) {
-        endSpan(span, error);
+        end(error);
         throw error;
       }
     });
@@ -104,7 +116,14 @@ export function openTelemetry(options: TracingOptions = {}): Tracing {
         callOptions.onRetry?.(reason, node);
       },
     };
-    return next({ ...call, options }).then(
+    let answer: Promise<unknown>;
+    try {
+      answer = Promise.resolve(next({ ...call, options }));
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+    return answer.then(
       (result) => {
         endSpan(span);
         return result;

@@ -233,8 +233,12 @@ export class ClusterClient implements Transport {
    * deadline, its cancellation, request id and trace.
    */
   call(method: string, input: unknown, options: CallOptions = {}): Promise<unknown> {
-    const parent = currentCall();
-    if (parent) options = inherit(parent, options);
+    const parent = options.inherit === false ? undefined : currentCall();
+    if (parent) {
+      options = inherit(parent, options);
+      // The handler's caller stopped waiting: nothing is sent (a timer or a shared promise that outlived the handler passes `inherit: false`).
+      if (options.timeoutMs === 0) return Promise.reject(new RpcError(`Not sent: the deadline of ${parent.method}, which "${method}" was called for, has passed`, "DEADLINE_EXCEEDED", { processed: false }));
+    }
     if (!this.chain) return this.send(method, input, options);
     // An interceptor that throws, or returns a plain value, still gives the caller a promise.
     try {
@@ -275,7 +279,7 @@ export class ClusterClient implements Transport {
         continue;
       }
       const left = deadline - this.clock.now();
-      if (left <= 0) return this.fail(new RpcError(`Deadline of ${timeoutMs} ms passed before "${method}" could be sent`, "DEADLINE_EXCEEDED"));
+      if (left <= 0) return this.fail(new RpcError(`Deadline of ${timeoutMs} ms passed before "${method}" could be sent`, "DEADLINE_EXCEEDED", { processed: false }));
       const attemptMs = idempotent && this.idempotentRetries && this.attemptTimeoutMs !== undefined && this.attemptTimeoutMs < left ? this.attemptTimeoutMs : left;
       endpoint.inflight++;
       this.stats.sentByNode[endpoint.id] = (this.stats.sentByNode[endpoint.id] ?? 0) + 1;

@@ -109,7 +109,7 @@ export const HEADER_PREFIX = "ebb-meta-";
 function metaHeaders(http: Headers): Record<string, string> | undefined {
   let headers: Record<string, string> | undefined;
   for (const [name, value] of http) {
-    if (name.startsWith(HEADER_PREFIX)) (headers ??= {})[name.slice(HEADER_PREFIX.length)] = value;
+    if (name.startsWith(HEADER_PREFIX)) (headers ??= Object.create(null) as Record<string, string>)[name.slice(HEADER_PREFIX.length)] = value;
   }
   return headers;
 }

@@ -31,11 +31,17 @@ export function currentCall(): CallContext | undefined {
   return enabled ? scope.getStore() : undefined;
 }
 
+/** Nested calls made so far per call: the n of their request ids. */
+const children = new WeakMap<CallContext, number>();
+
 /**
  * The options of a call made inside `parent`'s handler: the rest of the handler's deadline (or the
  * call's own timeout when shorter; the callee sees what is left, nothing taken off), a signal that
  * aborts with the handler's (so the callee is sent `$cancel`, with DEADLINE_EXCEEDED when that is
- * why), the handler's request id, and `traceparent` naming this hop's span, `tracestate` unchanged.
+ * why), a request id derived from the handler's (`<id>.<n>` for its nth nested call: unique per
+ * call, so a store that deduplicates by it keeps two writes apart, and the same again when the
+ * handler's own call is retried and makes its calls in the same order), and `traceparent` naming
+ * this hop's span, `tracestate` unchanged.
  * What the call sets itself wins, but for the deadline, which only shortens. Headers are not
  * passed on: what a handler forwards is its choice (gRPC does the same).
  */
@@ -46,7 +52,11 @@ export function inherit(parent: CallContext, options: CallOptions): CallOptions 
     inherited.timeoutMs = options.timeoutMs === undefined ? left : Math.min(options.timeoutMs, left);
   }
   inherited.signal = options.signal ? AbortSignal.any([options.signal, parent.signal]) : parent.signal;
-  inherited.requestId ??= parent.requestId;
+  if (inherited.requestId === undefined && parent.requestId !== undefined) {
+    const n = (children.get(parent) ?? 0) + 1;
+    children.set(parent, n);
+    inherited.requestId = `${parent.requestId}.${n}`;
+  }
   if (options.traceparent === undefined) {
     inherited.traceparent = childTraceparent(parent.trace);
     inherited.tracestate = parent.trace.tracestate;

@@ -24,6 +24,11 @@ export interface CallOptions {
   /** W3C trace context to send; a call made inside a handler sends the handler's by itself. */
   traceparent?: string;
   tracestate?: string;
+  /**
+   * Cluster client, inside a handler: `false` makes the call its own, inheriting nothing of the
+   * handler's call (for work that outlives it: a timer, a cache fill other calls share). Default true.
+   */
+  inherit?: boolean;
   /** Cluster client: called before each transparent retry (baffled, overloaded, unreachable, lost), with its reason and the node left. */
   onRetry?(reason: string, node: string): void;
 }
@@ -126,6 +131,8 @@ export class Channel implements Transport {
   private idleWaiters: (() => void)[] = [];
   private closing = false;
   private closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A bad answer header was warned about on this connection already. */
+  private warnedHeaders = false;
   private goawayReason: string | undefined;
   /** Something arrived since the keep-alive timer last looked: the server lives. */
   private heard = false;
@@ -455,7 +462,9 @@ export class Channel implements Transport {
     if (headers === undefined) return;
     const problem = checkHeaders(headers);
     if (problem) {
-      this.log.warn(`dropped the headers of an answer from ${this.address}: ${problem}`);
+      // Once per connection: a hostile server could otherwise fill the log.
+      if (!this.warnedHeaders) this.log.warn(`dropped the headers of an answer from ${this.address} (and will drop such headers silently from now on): ${problem}`);
+      this.warnedHeaders = true;
       return;
     }
     try {

@@ -93,6 +93,7 @@ export class ActiveCall implements CallContext {
   }
 
   setHeader(name: string, value: string): void {
+    if (this.answered) throw new Error(`Cannot set answer header "${name}" of ${this.method}: the call was answered already`);
     const next = { ...this.answerHeaders, [name]: value };
     const problem = checkHeaders(next);
     if (problem) throw new RangeError(`Cannot set answer header of ${this.method}: ${problem}`);

@@ -1,4 +1,4 @@
-import { formatTraceparent, MAX_TRACESTATE_CHARS, parseTraceparent } from "../wire/messages.ts";
+import { checkedTracestate, formatTraceparent, parseTraceparent } from "../wire/messages.ts";
 
 /**
  * A call's place in a W3C trace: the trace it belongs to, the span of this hop (new on every node),
@@ -17,8 +17,12 @@ export interface TraceContext {
   readonly tracestate: string | undefined;
 }
 
-/** Sampled: a trace ebb starts is one every tracer down the chain may record (OpenTelemetry's default sampler follows its parent). */
-const SAMPLED = 1;
+/**
+ * A trace ebb starts itself (no tracer decided anything) is marked not sampled, as OpenTelemetry
+ * marks a root it does not record: a sampled flag would make every tracer down the chain that
+ * follows its parent (OpenTelemetry's default) record it, whatever its own sampling ratio.
+ */
+const UNSAMPLED = 0;
 
 function randomHex(bytes: number): string {
   const words = crypto.getRandomValues(new Uint32Array(bytes / 4));
@@ -36,9 +40,8 @@ export const newTraceId = (): string => randomHex(16);
 /** The trace context of a call that came with `traceparent` (and `tracestate`), or of a new trace when it came without. */
 export function traceOf(traceparent: string | undefined, tracestate: string | undefined): TraceContext {
   const parent = parseTraceparent(traceparent);
-  if (!parent) return { traceId: newTraceId(), spanId: newSpanId(), parentSpanId: undefined, flags: SAMPLED, tracestate: undefined };
-  const state = tracestate !== undefined && tracestate.length <= MAX_TRACESTATE_CHARS ? tracestate : undefined;
-  return { traceId: parent.traceId, spanId: newSpanId(), parentSpanId: parent.spanId, flags: parent.flags, tracestate: state };
+  if (!parent) return { traceId: newTraceId(), spanId: newSpanId(), parentSpanId: undefined, flags: UNSAMPLED, tracestate: undefined };
+  return { traceId: parent.traceId, spanId: newSpanId(), parentSpanId: parent.spanId, flags: parent.flags, tracestate: checkedTracestate(tracestate) };
 }
 
 /** The `traceparent` a call made from within `trace`'s span sends. */

@@ -34,8 +34,8 @@ export const MAX_HEADERS = 64;
 export const MAX_HEADER_CHARS = 8_192;
 /** A header name: lower case, as HTTP/2 sends them, and usable as an HTTP header after the gateway's prefix. */
 const HEADER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
-/** A header value: no control characters but tab, so it can travel as an HTTP header value too. */
-const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
+/** A header value: printable ASCII and space, as gRPC's ASCII metadata, so it travels unchanged as an HTTP header value too. */
+const HEADER_VALUE = /^[\x20-\x7e]*$/;
 
 /** What is wrong with `value` as a headers map, or undefined when it is one within the bounds. */
 export function checkHeaders(value: unknown): string | undefined {
@@ -50,9 +50,17 @@ export function checkHeaders(value: unknown): string | undefined {
     if (typeof text !== "string") return `header "${name}" is not a string`;
     chars += name.length + text.length;
     if (chars > MAX_HEADER_CHARS) return `headers are longer than ${MAX_HEADER_CHARS} characters, names and values together`;
-    if (!HEADER_VALUE.test(text)) return `header "${name}" holds a control character`;
+    if (!HEADER_VALUE.test(text)) return `header "${name}" holds a character other than printable ASCII and space`;
   }
   return undefined;
+}
+
+/** What a `tracestate` may hold: printable ASCII (W3C's list-members are narrower still; this keeps it safe to pass on). */
+const TRACESTATE = /^[\x20-\x7e]*$/;
+
+/** `tracestate` if it may be passed on: printable ASCII, at most MAX_TRACESTATE_CHARS; else undefined (dropped). */
+export function checkedTracestate(value: string | undefined): string | undefined {
+  return value !== undefined && value.length <= MAX_TRACESTATE_CHARS && TRACESTATE.test(value) ? value : undefined;
 }
 
 /** W3C trace context's `traceparent`, version 00 (later versions are read as 00, as the spec says). */
@@ -165,11 +173,13 @@ function parseRequest(value: unknown[]): Parsed {
   }
   if (traceparent !== undefined && typeof traceparent !== "string") return { kind: "invalid-request", msgid, reason: "Request meta.traceparent is not a string" };
   if (tracestate !== undefined && typeof tracestate !== "string") return { kind: "invalid-request", msgid, reason: "Request meta.tracestate is not a string" };
-  const checked: RequestMeta = { deadline, id, headers: headers as CallHeaders | undefined };
+  // Without a prototype: a header named like an Object method is absent unless sent.
+  const checked: RequestMeta = { deadline, id, headers: headers === undefined ? undefined : Object.assign(Object.create(null), headers) as CallHeaders };
   // W3C trace context: a traceparent that does not parse is ignored (a new trace starts), and its tracestate with it.
   if (parseTraceparent(traceparent) !== undefined) {
     checked.traceparent = traceparent;
-    if (tracestate !== undefined && tracestate.length <= MAX_TRACESTATE_CHARS) checked.tracestate = tracestate;
+    const state = checkedTracestate(tracestate);
+    if (state !== undefined) checked.tracestate = state;
   }
   return { kind: "request", msgid, method, params, meta: checked };
 }

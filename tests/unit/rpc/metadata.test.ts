@@ -24,6 +24,8 @@ const metaService = defineService("meta", {
   look: { input: z.object({ answer: z.record(z.string(), z.string()).optional() }), output: seen },
   /** Calls `look` through the node's own client, and returns what both hops saw. */
   nested: { input: z.object({ timeoutMs: z.number().optional() }), output: z.object({ outer: seen, inner: seen }) },
+  /** Calls `look` twice through the node's own client, and once more with `inherit: false`, then twice from a timer 400 ms later. */
+  twice: { input: z.object({}), output: z.array(seen) },
   /** Calls `hold` through the node's own client and waits for it. */
   relay: { input: z.object({ tag: z.string() }), output: z.string() },
   /** Waits until its signal aborts, then throws its reason. */
@@ -46,6 +48,15 @@ function sawOf(ctx: Parameters<Implementation<typeof metaService>["look"]>[1]): 
   return JSON.parse(JSON.stringify({ headers: { ...ctx.headers }, requestId: ctx.requestId, deadlineAt: ctx.deadlineAt, traceId, spanId, parentSpanId }));
 }
 
+/** Resolvable promises for what the `twice` handler's timer saw. */
+function deferred() {
+  let resolve!: (value: string) => void;
+  const promise = new Promise<string>((r) => (resolve = r));
+  return { promise, resolve };
+}
+let late = deferred();
+let late2 = deferred();
+
 async function metaNode(overrides: Parameters<typeof startTestNode>[1] = {}) {
   const started = await startTestNode((node) => {
     const self = node.client(metaService);
@@ -57,6 +68,19 @@ async function metaNode(overrides: Parameters<typeof startTestNode>[1] = {}) {
       },
       nested: async ({ timeoutMs }, ctx) => ({ outer: sawOf(ctx), inner: await self.look({}, { timeoutMs }) }),
       relay: ({ tag }) => self.hold({ tag }),
+      twice: async () => {
+        const both = await Promise.all([self.look({}), self.look({})]);
+        const own = await self.look({}, { inherit: false });
+        // Work that outlives the handler's deadline (300 ms, below): inheriting, it is not sent; on its own, it is.
+        setTimeout(() => {
+          self.look({}).then(
+            () => late.resolve("sent"),
+            (error: RpcError) => late.resolve(`${error.code} processed=${error.processed}`),
+          );
+          self.look({}, { inherit: false }).then((saw) => late2.resolve(saw.requestId === undefined ? "no id" : "own"), (error: RpcError) => late2.resolve(error.code));
+        }, 400);
+        return [...both, own];
+      },
       hold: ({ tag }, ctx) =>
         new Promise((_, reject) => {
           ctx.signal.addEventListener("abort", () => {
@@ -100,7 +124,9 @@ test("headers past the bounds: the caller is refused before sending, a raw reque
     [{ headers: tooMany }, /more than 64 headers/],
     [{ headers: { a: 1 } }, /header "a" is not a string/],
     [{ headers: { "a b": "c" } }, /header name "a b"/],
-    [{ headers: { a: "line\r\nbreak" } }, /control character/],
+    [{ headers: { a: "line\r\nbreak" } }, /other than printable ASCII/],
+    [{ headers: { a: "日本" } }, /other than printable ASCII/],
+    [{ headers: { a: "\u0085" } }, /other than printable ASCII/],
     [{ headers: ["a"] }, /not a map/],
     [{ headers: { big: "x".repeat(MAX_HEADER_CHARS) } }, /longer than 8192/],
   ];
@@ -168,7 +194,7 @@ test("a nested call through node.client() inherits the rest of the deadline, the
   const before = Date.now();
   const { outer, inner } = await n.api.nested({}, { timeoutMs: 5_000, requestId: "req-1", traceparent, headers: { tenant: "acme" } });
   assert.equal(outer.requestId, "req-1");
-  assert.equal(inner.requestId, "req-1");
+  assert.equal(inner.requestId, "req-1.1");
   assert.equal(outer.traceId, "0af7651916cd43dd8448eb211c80319c");
   assert.equal(inner.traceId, outer.traceId);
   assert.equal(outer.parentSpanId, "b7ad6b7169203331");
@@ -234,4 +260,17 @@ test("the HTTP gateway maps ebb-meta-* headers both ways, and traceparent", asyn
   const { error } = (await refused.json()) as { error: { code: string; message: string } };
   assert.equal(error.code, "INVALID_REQUEST");
   assert.match(error.message, /ebb-meta-\*: more than 64 headers/);
+});
+
+test("each nested call has a request id of its own, derived from the caller's; inherit: false inherits nothing; a call that outlives its handler is not sent", async () => {
+  await using n = await metaNode();
+  late = deferred();
+  late2 = deferred();
+  const [first, second, own] = await n.api.twice({}, { requestId: "order-7", timeoutMs: 300 });
+  assert.deepEqual([first!.requestId, second!.requestId], ["order-7.1", "order-7.2"]);
+  assert.equal(second!.traceId, first!.traceId);
+  assert.notEqual(own!.requestId, "order-7.3");
+  assert.notEqual(own!.traceId, first!.traceId);
+  assert.equal(await late.promise, "DEADLINE_EXCEEDED processed=false");
+  assert.equal(await late2.promise, "own");
 });

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
-import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { AlwaysOffSampler, BasicTracerProvider, InMemorySpanExporter, ParentBasedSampler, type ReadableSpan, SimpleSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { z } from "zod";
 import { createClusterClient } from "../../../src/cluster/client.ts";
 import { openTelemetry } from "../../../src/otel.ts";
@@ -22,12 +22,26 @@ const stock = defineService("stock", {
   fail: { input: z.object({}), output: z.never() },
   /** Overloaded on its first call in this process (a node shedding), answered after that. */
   flaky: { input: z.object({}), output: z.string() },
+  /** Ignores its signal and answers only when the test releases it. */
+  stall: { input: z.object({}), output: z.string() },
 });
 
-function traced() {
+/** Releases the `stall` handlers waiting. */
+let releaseStalls: () => void = () => {};
+
+function traced(sampler?: ParentBasedSampler) {
   const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  return { exporter, otel: openTelemetry({ tracer: provider.getTracer("test") }) };
+  // Tells the test when a span it waits for ends.
+  let waiters: { name: string; kind: SpanKind; resolve: (span: ReadableSpan) => void }[] = [];
+  const onEnd: SpanProcessor = {
+    onStart: () => {},
+    onEnd: (span) => (waiters = waiters.filter((w) => (w.name === span.name && w.kind === span.kind ? (w.resolve(span), false) : true))),
+    forceFlush: async () => {},
+    shutdown: async () => {},
+  };
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter), onEnd], sampler });
+  const ended = (name: string, kind: SpanKind) => new Promise<ReadableSpan>((resolve) => waiters.push({ name, kind, resolve }));
+  return { exporter, ended, otel: openTelemetry({ tracer: provider.getTracer("test") }) };
 }
 
 /** Two nodes offering both services, each tracing its calls, and a traced cluster client of both. */
@@ -48,6 +62,7 @@ async function cluster(otel: ReturnType<typeof openTelemetry>) {
             if (flakyCalls++ === 0) throw new RpcError("shedding", "OVERLOADED", { processed: false });
             return id;
           },
+          stall: () => new Promise<string>((resolve) => (releaseStalls = () => resolve("late"))),
         });
     }, { nodeId: id });
   const nodes = [await start("o1"), await start("o2")];
@@ -84,7 +99,7 @@ test("a call and its nested call make client and server spans, one trace, each t
   assert.equal(innerServer.attributes["rpc.service"], "stock");
   assert.equal(innerServer.attributes["rpc.method"], "count");
   assert.equal(innerServer.attributes["rpc.system"], "ebb");
-  assert.equal(innerServer.attributes["rpc.ebb.request_id"], outerServer.attributes["rpc.ebb.request_id"]);
+  assert.equal(innerServer.attributes["rpc.ebb.request_id"], `${outerServer.attributes["rpc.ebb.request_id"]}.1`);
 });
 
 test("an application error ends both spans with ERROR and its code; a transparent retry is an event on the client span", async () => {
@@ -117,4 +132,38 @@ test("with no tracer provider registered the interceptors pass calls through and
   const otel = openTelemetry(); // the global API's tracer: a no-op, as nothing registered a provider
   await using c = await cluster(otel);
   assert.equal(await c.client.client(shop).buy({ item: "pen" }), 3);
+});
+
+test("a sampler's drop holds down the chain: no span anywhere when the root is not sampled", async () => {
+  const { exporter, otel } = traced(new ParentBasedSampler({ root: new AlwaysOffSampler() }));
+  await using c = await cluster(otel);
+  assert.equal(await c.client.client(shop).buy({ item: "book" }), 4);
+  assert.deepEqual(exporter.getFinishedSpans().map((span) => `${span.name}/${SpanKind[span.kind]}`), []);
+});
+
+test("a server span ends when the caller is answered (deadline passed), not when a handler that ignores its signal returns", async () => {
+  const { ended, otel } = traced();
+  await using c = await cluster(otel);
+  const serverEnded = ended("stock.stall", SpanKind.SERVER);
+  await assert.rejects(c.client.client(stock).stall({}, { timeoutMs: 200 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+  // The handler has not returned (it waits for releaseStalls), yet the span ends with the node's answer.
+  const server = await serverEnded;
+  assert.equal(server.attributes["rpc.ebb.code"], "DEADLINE_EXCEEDED");
+  releaseStalls();
+});
+
+test("a client span ends when an interceptor inside it throws at once", async () => {
+  const { exporter, otel } = traced();
+  const refuse = () => () => {
+    throw new RpcError("refused by an interceptor", "UNAUTHENTICATED");
+  };
+  const client = createClusterClient({ runtime, addresses: ["127.0.0.1:1"], interceptors: [otel.client, refuse] });
+  try {
+    await assert.rejects(client.call("stock.count", { item: "x" }), (error: RpcError) => error.code === "UNAUTHENTICATED");
+    const [span] = exporter.getFinishedSpans();
+    assert.equal(span?.attributes["rpc.ebb.code"], "UNAUTHENTICATED");
+    assert.equal(span?.status.code, SpanStatusCode.ERROR);
+  } finally {
+    client.close();
+  }
 });
