@@ -22,6 +22,14 @@ async function timed(run: Promise<CliResult>): Promise<CliResult & { ms: number 
   return { ...result, ms: Math.round(performance.now() - started) };
 }
 
+/** A node's `ebb_calls_total` for `method`, by code, from its /metrics. */
+async function callsAnswered(proc: NodeProcess, method: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${proc.httpPort}/metrics`)).text();
+  const counts: Record<string, number> = {};
+  for (const [, code, n] of text.matchAll(new RegExp(`^ebb_calls_total\\{method="${method.replace(".", "\\.")}",code="(\\w+)"\\} (\\d+)$`, "gm"))) counts[code!] = Number(n);
+  return counts;
+}
+
 const FAST = { EBB_SWIM_PROBE_INTERVAL_MS: "200", EBB_SWIM_PROBE_TIMEOUT_MS: "100", EBB_SWIM_GOSSIP_INTERVAL_MS: "50" };
 
 /** Two nodes on `runner`, b joined through a, each seeing the other ready. */
@@ -60,6 +68,7 @@ for (const runner of RUNNER_NAMES) {
     for (const { name: variable } of [...CONFIG_VARIABLES, ...Object.values(DEMO_SWITCHES)]) assert.match(help.stdout, new RegExp(`^  ${variable} `, "m"), `${variable} in --help`);
     assert.match(callHelp.stdout, /^Usage: ebb call <method> \[json\]/m);
     assert.match(callHelp.stdout, /--addr <host:port,...>/);
+    assert.match(callHelp.stdout, /^ {2}--no-check {16}send the input without checking it against the method's schema first$/m);
     assert.match(membersHelp.stdout, /^Usage: ebb members/m);
     for (const option of ["--rate", "--concurrency", "--duration", "--json", "--method", "--input"]) assert.match(benchHelp.stdout, new RegExp(option));
     assert.match(serveHelp.stdout, /EBB_SHUTDOWN_TIMEOUT_MS/);
@@ -101,7 +110,7 @@ for (const runner of RUNNER_NAMES) {
         runCli(runner, ["call", "demo.sleep", '{"ms":5}', "--seeds", `127.0.0.1:${b.port}`]),
         runCli(runner, ["call", "$info", "--addr", addr]),
         runCli(runner, ["call", "demo.nope", "{}", "--addr", addr]),
-        runCli(runner, ["call", "demo.sleep", '{"ms":"soon"}', "--addr", addr]),
+        runCli(runner, ["call", "demo.sleep", '{"ms":"soon"}', "--addr", addr, "--no-check"]),
         runCli(runner, ["call", "demo.echo", "{oops", "--addr", addr]),
         // A port nothing listens on: the one just freed by nobody is not knowable, so use port 1.
         runCli(runner, ["call", "demo.echo", "{}", "--addr", "127.0.0.1:1"]),
@@ -134,6 +143,47 @@ for (const runner of RUNNER_NAMES) {
       assert.match(unreachable.stderr, /not processed: no handler ran/);
     } finally {
       await Promise.all([stopProcess(a), stopProcess(b)]);
+    }
+  });
+
+  test(`${runner}: ebb call checks the input against the method's schema from $info and does not send a bad one; --no-check sends it and the node answers INVALID_PARAMS`, async () => {
+    const node = await startNodeProcess(runner, { EBB_NODE_ID: "checked" });
+    try {
+      const addr = `127.0.0.1:${node.port}`;
+      const schema = 'input schema: {"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":3600000}},"required":["ms"]}';
+      const refused = await runCli(runner, ["call", "demo.sleep", '{"ms":"soon"}', "--addr", addr]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.equal(refused.stdout, "");
+      assert.equal(
+        refused.stderr,
+        [
+          'INVALID_PARAMS: Invalid input for "demo.sleep": ms: Invalid input: expected number, received string',
+          "(not sent: the input does not match the method's input schema from $info; --no-check sends it anyway)",
+          schema,
+          "",
+        ].join("\n"),
+      );
+      const wrongShape = await runCli(runner, ["call", "demo.sleep", "[1]", "--addr", addr]);
+      assert.equal(wrongShape.code, 1, wrongShape.stderr);
+      assert.match(wrongShape.stderr, /^INVALID_PARAMS: Invalid input for "demo\.sleep": Invalid input: expected object, received array\n\(not sent: /);
+      // Nothing reached the node: its own count of demo.sleep calls, by code, is still empty.
+      assert.deepEqual(await callsAnswered(node, "demo.sleep"), {});
+
+      // --no-check sends it: the node refuses it, with its issues, and the schema is shown beside them.
+      const sent = await runCli(runner, ["call", "demo.sleep", '{"ms":"soon"}', "--addr", addr, "--no-check"]);
+      assert.equal(sent.code, 1, sent.stderr);
+      assert.match(sent.stderr, /^INVALID_PARAMS: Invalid input for "demo\.sleep": ms: Invalid input: expected number, received string\ndata: \[/);
+      assert.ok(sent.stderr.endsWith(`\n${schema}\n`), sent.stderr);
+      assert.doesNotMatch(sent.stderr, /not sent/);
+      assert.deepEqual(await callsAnswered(node, "demo.sleep"), { INVALID_PARAMS: 1 });
+
+      // A good input passes the check and is answered.
+      const good = await runCli(runner, ["call", "demo.sleep", '{"ms":1}', "--addr", addr]);
+      assert.equal(good.code, 0, good.stderr);
+      assert.ok((JSON.parse(good.stdout) as { sleptMs: number }).sleptMs >= 0);
+      assert.deepEqual(await callsAnswered(node, "demo.sleep"), { INVALID_PARAMS: 1, OK: 1 });
+    } finally {
+      await stopProcess(node);
     }
   });
 
