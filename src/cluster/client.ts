@@ -1,5 +1,5 @@
 import { type Logger, silentLogger } from "../log.ts";
-import { type Clock, realClock } from "../runtime/clock.ts";
+import { type Clock, realClock, type TimerHandle } from "../runtime/clock.ts";
 import { type CallOptions, type Channel, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, type Transport } from "../rpc/channel.ts";
 import type { ClusterKey } from "../rpc/auth.ts";
 import { createClient, type ServiceClient } from "../rpc/client.ts";
@@ -16,6 +16,7 @@ import { ConnectionPool } from "./pool.ts";
 import { type RetryReason, retryReason } from "./retry.ts";
 import { RetryBudget, type RetryBudgetOptions } from "./budget.ts";
 import { isNodeFault, OutlierDetector, type OutlierOptions } from "./outliers.ts";
+import { DEFAULT_HEDGING, type HedgingOptions, LatencyTracker } from "./hedging.ts";
 
 export type { MembershipView } from "./discovery.ts";
 
@@ -67,6 +68,8 @@ export interface ClusterClientOptions {
   retryBudget?: RetryBudgetOptions | false;
   /** Leaves out nodes whose calls keep failing (see OutlierDetector; defaults in DEFAULT_OUTLIER_EJECTION). `false`: off. */
   outlierEjection?: OutlierOptions | false;
+  /** Hedged calls of idempotent methods (see `ClusterClient.hedged`, HedgingOptions). Off unless given: `{}` takes the defaults. */
+  hedging?: HedgingOptions | false;
 }
 
 /** One call as a client interceptor sees it. */
@@ -103,7 +106,15 @@ export interface ClusterClientMetrics {
   retriesRefused: number;
   /** Times a node was ejected for failing calls. */
   ejections: number;
+  /** Hedges sent, and hedges whose answer came first. */
+  hedges: number;
+  hedgesWon: number;
 }
+
+/** The abort reason of a hedged call's tries that lost: another answered first. */
+const HEDGE_LOST = new RpcError("Another try of this call answered first", "CANCELLED");
+/** Failures of one try of a hedged call that leave its other tries running: the node's, not the request's. */
+const HEDGE_GOES_ON: ReadonlySet<ErrorCode> = new Set(["UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "OVERLOADED", "SHUTTING_DOWN"]);
 
 /** Retries that cost nothing from the budget: a drain or a restart, where sending elsewhere is the whole point and the node count bounds them. */
 const FREE_RETRIES: ReadonlySet<RetryReason | "unreachable"> = new Set(["baffled", "not ready", "unreachable"]);
@@ -147,7 +158,8 @@ export class ClusterClient implements Transport {
    */
   private readonly idPrefix = `${crypto.getRandomValues(new Uint32Array(2)).reduce((text, word) => text + word.toString(36).padStart(7, "0"), "").slice(0, 12)}-`;
   private idCounter = 0;
-  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {}, retriesRefused: 0, ejections: 0 };
+  private readonly stats: ClusterClientMetrics = { calls: 0, errors: {}, retries: {}, inflight: {}, sentByNode: {}, retriesRefused: 0, ejections: 0, hedges: 0, hedgesWon: 0 };
+  private readonly hedging: { options: Required<Omit<HedgingOptions, "delayMs">> & Pick<HedgingOptions, "delayMs">; latency: LatencyTracker } | undefined;
   private readonly budget: RetryBudget | undefined;
   private readonly outliers: OutlierDetector | undefined;
   private readonly log: Logger;
@@ -164,6 +176,13 @@ export class ClusterClient implements Transport {
     this.attemptTimeoutMs = source.attemptTimeoutMs;
     this.budget = source.retryBudget === false ? undefined : new RetryBudget(source.retryBudget ?? {}, () => this.clock.now());
     this.outliers = source.outlierEjection === false ? undefined : new OutlierDetector(source.outlierEjection ?? {});
+    if (source.hedging) {
+      const options = { ...DEFAULT_HEDGING, ...source.hedging };
+      if (!(Number.isInteger(options.maxHedges) && options.maxHedges >= 0 && options.maxHedges <= 4) || !(options.floorMs >= 0) || !(options.quantile > 0 && options.quantile < 1) || (options.delayMs !== undefined && !(options.delayMs >= 0))) {
+        throw new RangeError(`hedging: maxHedges a whole number from 0 to 4, floorMs and delayMs 0 or more, quantile between 0 and 1; not ${JSON.stringify(source.hedging)}`);
+      }
+      this.hedging = { options, latency: new LatencyTracker(options.quantile, options.floorMs) };
+    }
     this.table = new EndpointTable({ warmupMs: source.warmupMs ?? DEFAULT_WARMUP_MS, warmupFloor: source.warmupFloor ?? 0.1, addresses: source.addresses });
     const onChange = () => this.wake();
     const log = (this.log = source.log ?? silentLogger);
@@ -207,8 +226,8 @@ export class ClusterClient implements Transport {
   metrics(): ClusterClientMetrics {
     const inflight: Record<string, number> = {};
     for (const e of this.table.values()) if (e.inflight > 0) inflight[e.id] = e.inflight;
-    const { calls, errors, retries, sentByNode, retriesRefused, ejections } = this.stats;
-    return { calls, errors: { ...errors }, retries: { ...retries }, inflight, sentByNode: { ...sentByNode }, retriesRefused, ejections };
+    const { calls, errors, retries, sentByNode, retriesRefused, ejections, hedges, hedgesWon } = this.stats;
+    return { calls, errors: { ...errors }, retries: { ...retries }, inflight, sentByNode: { ...sentByNode }, retriesRefused, ejections, hedges, hedgesWon };
   }
 
   /** Nodes this client may call now: ids and weights, for tools and tests. */
@@ -248,23 +267,110 @@ export class ClusterClient implements Transport {
     }
   }
 
-  /** One call, its retries included. */
-  private async send(method: string, input: unknown, options: CallOptions): Promise<unknown> {
+  /** One call, its retries and hedges included. */
+  private send(method: string, input: unknown, options: CallOptions): Promise<unknown> {
     this.stats.calls++;
     this.budget?.deposit();
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = this.clock.now() + timeoutMs;
+    const requestId = options.requestId ?? `${this.idPrefix}${(this.idCounter++).toString(36)}`;
+    if (this.hedging && this.idempotent.has(method)) return this.hedged(method, input, options, requestId, deadline);
+    return this.tries(method, input, options, requestId, deadline, undefined);
+  }
+
+  /**
+   * Hedged calls of an idempotent method (gRPC A6): the first try goes out at once; if no answer came
+   * within the hedge delay (`hedgeDelayMs`, the client's fixed one, or the method's observed latency
+   * at the hedging quantile) the same request, same request id, goes to another node, up to
+   * `maxHedges` times, each taken from the retry budget. The first answer wins and the other tries
+   * are cancelled (`$cancel`). A try that fails with a node's fault or refusal leaves the others
+   * running; an answer about the request (APPLICATION, INVALID_PARAMS…) ends the call.
+   */
+  private hedged(method: string, input: unknown, options: CallOptions, requestId: string, deadline: number): Promise<unknown> {
+    const hedging = this.hedging!;
+    const delayMs = options.hedgeDelayMs ?? hedging.options.delayMs ?? hedging.latency.delay(method);
+    const started = this.clock.now();
+    const record = (result: unknown) => {
+      hedging.latency.record(method, this.clock.now() - started);
+      return result;
+    };
+    if (delayMs === undefined || hedging.options.maxHedges === 0) return this.tries(method, input, options, requestId, deadline, undefined).then(record);
+    return new Promise((resolve, reject) => {
+      // Nodes any try of this call has taken or tried: each hedge goes elsewhere.
+      const taken = new Set<Endpoint<Channel>>();
+      const controllers: AbortController[] = [];
+      const service = serviceOf(method);
+      let running = 0;
+      let hedges = 0;
+      let done = false;
+      let timer: TimerHandle | undefined;
+      let lastError: RpcError | undefined;
+      const finish = (winner: AbortController | undefined) => {
+        done = true;
+        timer?.cancel();
+        for (const controller of controllers) if (controller !== winner) controller.abort(HEDGE_LOST);
+      };
+      const launch = (hedge: boolean) => {
+        const controller = new AbortController();
+        controllers.push(controller);
+        running++;
+        const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+        this.tries(method, input, { ...options, signal }, requestId, deadline, taken).then(
+          (result) => {
+            if (done) return;
+            if (hedge) this.stats.hedgesWon++;
+            finish(controller);
+            resolve(record(result));
+          },
+          (error: RpcError) => {
+            running--;
+            if (done) return;
+            lastError = error;
+            // Another try may still answer: a node's fault or refusal says nothing of the request.
+            if ((running > 0 || timer !== undefined) && HEDGE_GOES_ON.has(error.code) && !options.signal?.aborted) return;
+            finish(undefined);
+            reject(error);
+          },
+        );
+      };
+      const arm = () => {
+        timer = this.clock.setTimer(delayMs, () => {
+          timer = undefined;
+          if (done) return;
+          // A hedge needs a node no try has taken, and the budget's leave; else the tries out there go on alone.
+          const free = this.pick(service, taken) !== undefined;
+          if (free && (!this.budget || this.budget.tryWithdraw())) {
+            hedges++;
+            this.stats.hedges++;
+            launch(true);
+          } else if (free) this.stats.retriesRefused++;
+          if (hedges < hedging.options.maxHedges && free) arm();
+          else if (running === 0 && !done) {
+            // Every try failed while waiting to hedge, and no hedge can go: the caller has the call's error.
+            finish(undefined);
+            reject(lastError);
+          }
+        });
+      };
+      launch(false);
+      arm();
+    });
+  }
+
+  /** The tries of one call, one at a time: the first, then retries on other nodes (see retryReason); `taken` is shared by a call's hedges. */
+  private async tries(method: string, input: unknown, options: CallOptions, requestId: string, deadline: number, taken: Set<Endpoint<Channel>> | undefined): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const service = serviceOf(method);
     let idempotent = this.idempotent.has(method);
-    // The nodes this call already tried; allocated on the first retry only.
-    let tried: Set<Endpoint<Channel>> | undefined;
+    // The nodes this call already tried (and, hedged, the ones its other tries took); allocated on the first retry only.
+    let tried = taken;
     // The last try's error, when it ran out of its attempt timeout: what the caller sees if no other node is left.
     let timedOut: RpcError | undefined;
-    const requestId = options.requestId ?? `${this.idPrefix}${(this.idCounter++).toString(36)}`;
     for (;;) {
       // The hot path stays synchronous: a node to call now, on an open connection.
       const endpoint = this.pick(service, tried) ?? (timedOut ? undefined : await this.choose(service, (tried ??= new Set()), deadline, options.signal));
       if (!endpoint) return this.fail(timedOut ?? this.table.noCandidate(service, tried ?? new Set(), this.discovery.error));
+      taken?.add(endpoint);
       let channel: Channel;
       try {
         // Waiting for a connection sends nothing, so any call may give up on a slow one and go elsewhere:
@@ -291,6 +397,8 @@ export class ClusterClient implements Transport {
         return result;
       } catch (error) {
         const rpcError = RpcError.from(error);
+        // A hedge that lost: another try answered; nothing to count.
+        if (options.signal?.reason === HEDGE_LOST) throw rpcError;
         const attemptTimedOut = attemptMs < left;
         // A cancel is the caller's doing, not the node's.
         if (!options.signal?.aborted) this.judge(endpoint, rpcError);

@@ -23,6 +23,8 @@ export const METRIC_FAMILIES = {
   ebb_client_calls_total: { help: "Calls made through this node's cluster clients.", type: "counter" },
   ebb_client_retries_total: { help: "Transparent retries by this node's cluster clients, by reason.", type: "counter" },
   ebb_client_retries_refused_total: { help: "Retries this node's cluster clients did not make because the retry budget was spent (the caller got the error).", type: "counter" },
+  ebb_client_hedges_total: { help: "Hedges this node's cluster clients sent (a second try of an idempotent call still unanswered after the hedge delay).", type: "counter" },
+  ebb_client_hedges_won_total: { help: "Hedges whose answer came first.", type: "counter" },
   ebb_client_ejections_total: { help: "Times this node's cluster clients ejected a node for failing calls (outlier ejection).", type: "counter" },
   ebb_client_weight: { help: "Weight this node's cluster clients give each callable node: rises from 0.1 to 1 over EBB_WARMUP_MS after it is first seen ready.", type: "gauge" },
   ebb_members: { help: "Members known, by status.", type: "gauge" },

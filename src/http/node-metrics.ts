@@ -95,15 +95,19 @@ function clientSamples(clients: readonly ClusterClient[]): NodeSample[] {
   let calls = 0;
   let refused = 0;
   let ejections = 0;
+  let hedges = 0;
+  let hedgesWon = 0;
   for (const cluster of clients) {
     const m = cluster.metrics();
     calls += m.calls;
     refused += m.retriesRefused;
     ejections += m.ejections;
+    hedges += m.hedges;
+    hedgesWon += m.hedgesWon;
     for (const [reason, n] of Object.entries(m.retries)) retries.set(reason, (retries.get(reason) ?? 0) + n);
     for (const c of cluster.candidates()) weights.set(c.id, Math.max(weights.get(c.id) ?? 0, c.weight));
   }
-  const out: NodeSample[] = [["ebb_client_calls_total", {}, calls], ["ebb_client_retries_refused_total", {}, refused], ["ebb_client_ejections_total", {}, ejections]];
+  const out: NodeSample[] = [["ebb_client_calls_total", {}, calls], ["ebb_client_retries_refused_total", {}, refused], ["ebb_client_ejections_total", {}, ejections], ["ebb_client_hedges_total", {}, hedges], ["ebb_client_hedges_won_total", {}, hedgesWon]];
   for (const [id, weight] of weights) out.push(["ebb_client_weight", { node: id }, weight]);
   for (const [reason, n] of retries) out.push(["ebb_client_retries_total", { reason }, n]);
   return out;

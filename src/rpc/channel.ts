@@ -24,6 +24,8 @@ export interface CallOptions {
   /** W3C trace context to send; a call made inside a handler sends the handler's by itself. */
   traceparent?: string;
   tracestate?: string;
+  /** Cluster client with hedging: this call's hedge delay (a method's `hedgeDelayMs` sets it for typed clients). */
+  hedgeDelayMs?: number;
   /**
    * Cluster client, inside a handler: `false` makes the call its own, inheriting nothing of the
    * handler's call (for work that outlives it: a timer, a cache fill other calls share). Default true.

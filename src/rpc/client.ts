@@ -17,8 +17,11 @@ export function createClient<C extends ServiceContract>(contract: C, transport: 
   const client: Record<string, (input: unknown, options?: CallOptions) => Promise<unknown>> = {};
   for (const [method, spec] of Object.entries(contract.methods as Record<string, MethodSpec>)) {
     const name = `${contract.name}.${method}`;
-    const { timeoutMs, retry } = spec;
-    const withDefault = (options: CallOptions | undefined) => (timeoutMs === undefined || options?.timeoutMs !== undefined ? options : { ...options, timeoutMs });
+    const { timeoutMs, retry, hedgeDelayMs } = spec;
+    const withDefault = (options: CallOptions | undefined) => {
+      if ((timeoutMs === undefined || options?.timeoutMs !== undefined) && (hedgeDelayMs === undefined || options?.hedgeDelayMs !== undefined)) return options;
+      return { ...options, timeoutMs: options?.timeoutMs ?? timeoutMs, hedgeDelayMs: options?.hedgeDelayMs ?? hedgeDelayMs };
+    };
     client[method] = retry
       ? (input, options) => callWithRetries(transport, name, input, withDefault(options), retry)
       : (input, options) => transport.call(name, input, withDefault(options));

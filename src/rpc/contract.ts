@@ -31,6 +31,8 @@ export interface MethodSpec<Input extends z.ZodType = z.ZodType, Output extends 
   readonly timeoutMs?: number;
   /** Application-level retries (see RetryPolicy). */
   readonly retry?: RetryPolicy;
+  /** For an idempotent method, the delay before a client with hedging on sends a hedge (its observed latency otherwise). */
+  readonly hedgeDelayMs?: number;
 }
 
 /** `T`, with any key `Shape` does not have typed `never`: a misspelt key in an object literal is a type error. */
@@ -119,6 +121,8 @@ export function defineService<const Name extends string, const Methods extends R
 function policyProblem(spec: MethodSpec): string | undefined {
   const positive = (value: number | undefined) => value === undefined || (Number.isFinite(value) && value > 0);
   if (!positive(spec.timeoutMs)) return `timeoutMs must be a positive number of milliseconds, not ${spec.timeoutMs}`;
+  if (!positive(spec.hedgeDelayMs)) return `hedgeDelayMs must be a positive number of milliseconds, not ${spec.hedgeDelayMs}`;
+  if (spec.hedgeDelayMs !== undefined && spec.idempotent !== true) return "hedgeDelayMs needs idempotent: true (only idempotent methods are hedged)";
   const retry = spec.retry;
   if (retry === undefined) return undefined;
   if (!Number.isInteger(retry.maxAttempts) || retry.maxAttempts < 2 || retry.maxAttempts > 10) return `retry.maxAttempts must be a whole number from 2 to 10, not ${retry.maxAttempts}`;

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { type ClusterClient, type ClusterClientOptions, createClusterClient } from "../../../src/cluster/client.ts";
 import { silentLogger } from "../../../src/log.ts";
 import type { Member, MemberEvent } from "../../../src/membership/types.ts";
-import { defineService, type Implementation } from "../../../src/rpc/contract.ts";
+import { type CallContext, defineService, type Implementation } from "../../../src/rpc/contract.ts";
 import { Dispatcher } from "../../../src/rpc/dispatch.ts";
 import { RpcError } from "../../../src/rpc/errors.ts";
 import { Router } from "../../../src/rpc/router.ts";
@@ -28,14 +28,14 @@ interface FakeNode {
   server: RpcServer;
   /** Calls its handlers received. */
   calls: number;
-  behave: (name: string) => Promise<string> | string;
+  behave: (name: string, ctx: CallContext) => Promise<string> | string;
 }
 
 async function startNode(runtime: MemoryRuntime, name: string): Promise<FakeNode> {
-  const node = { name, calls: 0, behave: (n: string) => n } as FakeNode;
-  const run = () => {
+  const node = { name, calls: 0, behave: ((n: string) => n) as FakeNode["behave"] } as FakeNode;
+  const run = (_input: unknown, ctx: CallContext) => {
     node.calls++;
-    return node.behave(name);
+    return node.behave(name, ctx);
   };
   const handlers: Implementation<typeof svc> = { who: run, whoOnce: run };
   const dispatcher = new Dispatcher({ router: new Router().register(svc, handlers), log: silentLogger });
@@ -290,3 +290,84 @@ test("client: a node failing every call with INTERNAL is ejected after 5 in a ro
   assert.equal(withEjection, 5);
   assert.ok(without >= 60, `without ejection ${without} of 400 failed`);
 });
+
+/** A behaviour that holds each call until its signal aborts, recording the abort's code. */
+function stalls(aborted: string[]): FakeNode["behave"] {
+  return (_name, ctx) =>
+    new Promise((_, reject) =>
+      ctx.signal.addEventListener("abort", () => {
+        aborted.push((ctx.signal.reason as RpcError).code);
+        reject(ctx.signal.reason);
+      }),
+    );
+}
+
+test("hedging: an idempotent call unanswered within the hedge delay goes to another node too; the first answer wins and the stalled try is cancelled", async () => {
+  await using c = await cluster(2, { hedging: { delayMs: 30 } });
+  const aborted: string[] = [];
+  c.nodes[0]!.behave = stalls(aborted);
+  const api = c.client.client(svc);
+  // Every call answered by the healthy node, those that went to the stalled one through a hedge.
+  for (let i = 0; i < 10; i++) assert.equal(await api.who({}), "n1");
+  const { hedges, hedgesWon, errors } = c.client.metrics();
+  assert.ok(hedges >= 1, `hedges ${hedges}`);
+  assert.equal(hedgesWon, hedges);
+  assert.deepEqual(errors, {});
+  // Each stalled try was told to stop ($cancel) once its hedge answered.
+  await until(() => aborted.length === c.nodes[0]!.calls);
+  assert.deepEqual(new Set(aborted), new Set(["CANCELLED"]));
+});
+
+test("hedging: never for a method that is not idempotent; an answer about the request ends a hedged call at once", async () => {
+  await using c = await cluster(2, { hedging: { delayMs: 10 } });
+  const aborted: string[] = [];
+  for (const node of c.nodes) node.behave = stalls(aborted);
+  const api = c.client.client(svc);
+  await assert.rejects(api.whoOnce({}, { timeoutMs: 200 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+  assert.equal(c.client.metrics().hedges, 0);
+  for (const node of c.nodes) {
+    node.behave = () => {
+      throw new RpcError("no such thing", "APPLICATION");
+    };
+  }
+  const started = Date.now();
+  await assert.rejects(api.who({}), (error: RpcError) => error.code === "APPLICATION");
+  assert.ok(Date.now() - started < 200);
+});
+
+test("hedging: hedges come out of the retry budget; refused, the first try goes on alone", async () => {
+  await using c = await cluster(2, { hedging: { delayMs: 10 }, retryBudget: { ratio: 0, minPerSecond: 0 } });
+  let release!: () => void;
+  const held = new Promise<string>((resolve) => (release = () => resolve("held")));
+  for (const node of c.nodes) node.behave = () => held;
+  const call = c.client.client(svc).who({});
+  await until(() => c.client.metrics().retriesRefused === 1);
+  release();
+  assert.equal(await call, "held");
+  assert.equal(c.client.metrics().hedges, 0);
+});
+
+test("hedging: without a fixed delay, a method is hedged once 32 calls were answered, after their 95th percentile", async () => {
+  await using c = await cluster(2, { hedging: {} });
+  const api = c.client.client(svc);
+  for (let i = 0; i < 31; i++) await api.who({});
+  const aborted: string[] = [];
+  c.nodes[0]!.behave = stalls(aborted);
+  c.nodes[1]!.behave = stalls(aborted);
+  // Not known yet: no hedge (both nodes stall; the call runs out of its time).
+  await assert.rejects(api.who({}, { timeoutMs: 100 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+  assert.equal(c.client.metrics().hedges, 0);
+  for (const node of c.nodes) node.behave = (name) => name;
+  for (let i = 0; i < 40; i++) await api.who({});
+  // Now a call that goes to a stalled n0 first is hedged after a few ms (the floor, 5 ms: in-memory calls take less).
+  c.nodes[0]!.behave = stalls(aborted);
+  const before = { tries: c.nodes[0]!.calls, hedges: c.client.metrics().hedges };
+  for (let i = 0; i < 20; i++) assert.equal(await api.who({}, { timeoutMs: 1_000 }), "n1");
+  const stalledTries = c.nodes[0]!.calls - before.tries;
+  assert.ok(stalledTries >= 1, "some call went to n0 first (p2c: 1 in 2 each)");
+  assert.equal(c.client.metrics().hedges - before.hedges, stalledTries);
+});
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
