@@ -289,12 +289,13 @@ export class ClusterClient implements Transport {
   private hedged(method: string, input: unknown, options: CallOptions, requestId: string, deadline: number): Promise<unknown> {
     const hedging = this.hedging!;
     const delayMs = options.hedgeDelayMs ?? hedging.options.delayMs ?? hedging.latency.delay(method);
-    const started = this.clock.now();
-    const record = (result: unknown) => {
+    // The latency of the try that answered, from its own start: a hedge's wait is not the method's
+    // latency (counted in, a frozen node would raise the delay with every hedge it causes).
+    const record = (started: number) => (result: unknown) => {
       hedging.latency.record(method, this.clock.now() - started);
       return result;
     };
-    if (delayMs === undefined || hedging.options.maxHedges === 0) return this.tries(method, input, options, requestId, deadline, undefined).then(record);
+    if (delayMs === undefined || hedging.options.maxHedges === 0) return this.tries(method, input, options, requestId, deadline, undefined).then(record(this.clock.now()));
     return new Promise((resolve, reject) => {
       // Nodes any try of this call has taken or tried: each hedge goes elsewhere.
       const taken = new Set<Endpoint<Channel>>();
@@ -315,12 +316,13 @@ export class ClusterClient implements Transport {
         controllers.push(controller);
         running++;
         const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+        const answered = record(this.clock.now());
         this.tries(method, input, { ...options, signal }, requestId, deadline, taken).then(
           (result) => {
             if (done) return;
             if (hedge) this.stats.hedgesWon++;
             finish(controller);
-            resolve(record(result));
+            resolve(answered(result));
           },
           (error: RpcError) => {
             running--;

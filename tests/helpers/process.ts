@@ -173,7 +173,7 @@ export async function stopProcess(proc: NodeProcess | undefined): Promise<void> 
  * child.kill(): Deno's child_process then reports the signal as the cause of
  * exit even when the child handled it and exited 0 on its own.
  */
-export function sendSignal(proc: NodeProcess, signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGKILL"): void {
+export function sendSignal(proc: NodeProcess, signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGKILL" | "SIGSTOP" | "SIGCONT"): void {
   process.kill(proc.child.pid!, signal);
 }
 

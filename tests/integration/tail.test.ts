@@ -4,7 +4,7 @@ import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { runtime } from "../helpers/net.ts";
-import { HOST_RUNNER, type NodeProcess, type RunnerName, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // The bad days on real processes (issue 16): a node alive but failing every call, and a cluster
 // where every node refuses. Nodes on Bun, Deno and the compiled binary.
@@ -67,6 +67,47 @@ test("retry budget: with every node refusing OVERLOADED, a call is sent about on
   } finally {
     budgeted.close();
     unbounded.close();
+    await Promise.all(procs.map(stopProcess));
+  }
+});
+
+test("hedging: a node frozen (SIGSTOP) under load costs no failed call and no call waits for it", async () => {
+  const procs = await nodes(["binary", "bun", "deno", HOST_RUNNER], 0, "internal");
+  const client = createClusterClient({ runtime, addresses: procs.map((p) => `127.0.0.1:${p.port}`), warmupMs: 0, hedging: {} });
+  const frozen = procs[0]!;
+  try {
+    const api = client.client(demo);
+    // Enough answered calls for the hedge delay to be known (32 per method).
+    for (let i = 0; i < 64; i++) await api.sleep({ ms: 2 });
+    let stopped = false;
+    let maxMs = 0;
+    let calls = 0;
+    const failures: string[] = [];
+    const worker = async () => {
+      // Until the frozen node has been frozen a while, and then thawed.
+      while (!stopped) {
+        const started = performance.now();
+        await api.sleep({ ms: 10 }).catch((error: RpcError) => failures.push(error.code));
+        maxMs = Math.max(maxMs, performance.now() - started);
+        calls++;
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    sendSignal(frozen, "SIGSTOP");
+    try {
+      // Frozen for as long as it takes the workers to make 300 calls (each hedged past it in ms).
+      const frozenAt = calls;
+      while (calls - frozenAt < 300) await api.sleep({ ms: 10 });
+    } finally {
+      sendSignal(frozen, "SIGCONT");
+    }
+    stopped = true;
+    await Promise.all(workers);
+    assert.deepEqual(failures, []);
+    assert.ok(client.metrics().hedgesWon >= 1, JSON.stringify(client.metrics()));
+    assert.ok(maxMs < 1_000, `a call took ${maxMs.toFixed(0)} ms with a node frozen`);
+  } finally {
+    client.close();
     await Promise.all(procs.map(stopProcess));
   }
 });
