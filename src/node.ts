@@ -5,6 +5,7 @@ import { nodeSamples, type NodeStats, nodeStats } from "./http/node-metrics.ts";
 import { serveNodeHttp } from "./http/serve.ts";
 import { InflightCounter } from "./lifecycle/inflight.ts";
 import { InflightLimit } from "./lifecycle/overload.ts";
+import { AdaptiveLimit } from "./lifecycle/adaptive.ts";
 import { type ShutdownSummary, StopSequence } from "./lifecycle/shutdown.ts";
 import { runStartupHooks, StartupError, type StartupHook } from "./lifecycle/startup.ts";
 import { Lifecycle, type LifecycleState, type StateListener } from "./lifecycle/state.ts";
@@ -91,7 +92,8 @@ export function createNode(options: NodeOptions): EbbNode {
   const clusterKey: Keyring | undefined = config.clusterKey && { keys: config.clusterKey, clusterId: config.clusterId };
   const membership = new NodeMembership({ id: config.nodeId, log, maxMessageBytes: config.maxMessageBytes, clusterKey, swim: config.swim, keepaliveMs: config.keepaliveMs });
   const inflight = new InflightCounter();
-  const limit = new InflightLimit(config.nodeId, config.maxInflight, inflight);
+  const adaptive = config.adaptiveConcurrency ? new AdaptiveLimit({ max: config.maxInflight || 100_000 }, performance.now()) : undefined;
+  const limit = new InflightLimit(config.nodeId, config.maxInflight, inflight, adaptive);
   const hooks: { name: string; run: StartupHook }[] = [];
   const startupAbort = new AbortController();
   const clusterClients: ClusterClient[] = [];
@@ -115,7 +117,7 @@ export function createNode(options: NodeOptions): EbbNode {
   const dispatcher = new Dispatcher({
     router,
     log,
-    hooks: { admit: () => lifecycle.admit() ?? limit.check(), enter: () => inflight.enter(), leave: () => inflight.leave() },
+    hooks: { admit: () => lifecycle.admit() ?? limit.check(), enter: () => inflight.enter(), leave: () => inflight.leave(), observe: adaptive ? (ms) => limit.observe(ms) : undefined },
     builtins: nodeBuiltins({ nodeId: config.nodeId, version: VERSION, lifecycle, router, membership, runtime: () => runtime }),
   });
 
@@ -131,7 +133,7 @@ export function createNode(options: NodeOptions): EbbNode {
     },
     { nodeId: config.nodeId, drainDelayMs: config.drainDelayMs, shutdownTimeoutMs: config.shutdownTimeoutMs, clock: realClock, log },
   );
-  const samples = () => nodeSamples({ dispatcher, inflight, lifecycle, membership, overloaded: () => limit.refused, server: () => server, clusterClients, drainSeconds: () => stop.drainSeconds() });
+  const samples = () => nodeSamples({ dispatcher, inflight, lifecycle, membership, overloaded: () => limit.refused, inflightLimit: () => limit.current, server: () => server, clusterClients, drainSeconds: () => stop.drainSeconds() });
 
   async function listen(rt: Runtime): Promise<void> {
     const { maxMessageBytes, limits } = config;

@@ -111,6 +111,9 @@ export interface ClusterClientMetrics {
   hedgesWon: number;
 }
 
+/** The longest a node's `retryAfterMs` keeps it out of this client's picks (a bound on what a node can ask). */
+const MAX_PUSHBACK_MS = 10_000;
+
 /** The abort reason of a hedged call's tries that lost: another answered first. */
 const HEDGE_LOST = new RpcError("Another try of this call answered first", "CANCELLED");
 /** Failures of one try of a hedged call that leave its other tries running: the node's, not the request's. */
@@ -401,6 +404,7 @@ export class ClusterClient implements Transport {
         const rpcError = RpcError.from(error);
         // A hedge that lost: another try answered; nothing to count.
         if (options.signal?.reason === HEDGE_LOST) throw rpcError;
+        if (rpcError.code === "OVERLOADED") this.pushback(endpoint, rpcError.data);
         const attemptTimedOut = attemptMs < left;
         // A cancel is the caller's doing, not the node's.
         if (!options.signal?.aborted) this.judge(endpoint, rpcError);
@@ -481,6 +485,16 @@ export class ClusterClient implements Transport {
       // Nothing to call right now (a restart in progress): wait for the view to change.
       await this.changed(waitUntil - this.clock.now());
     }
+  }
+
+  /**
+   * Pushback: a node that refused a call OVERLOADED with `retryAfterMs` in its data (an adaptive
+   * limit's hint) gets no call from this client for that long, at most MAX_PUSHBACK_MS.
+   */
+  private pushback(endpoint: Endpoint<Channel>, data: unknown): void {
+    const after = typeof data === "object" && data !== null ? (data as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+    if (typeof after !== "number" || !(after > 0)) return;
+    endpoint.backoffUntil = Math.max(endpoint.backoffUntil, this.clock.now() + Math.min(after, MAX_PUSHBACK_MS));
   }
 
   /** Outlier ejection: counts a node fault against the node (an answer of any other kind clears its count), and ejects it past the threshold. */

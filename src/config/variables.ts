@@ -120,6 +120,14 @@ export const MAIN_VARIABLES = {
     default: 10_000,
     description: "requests in flight beyond this are answered OVERLOADED, processed false (try elsewhere); 0: no limit",
   }),
+  /** A concurrency limit that follows latency, under EBB_MAX_INFLIGHT. */
+  adaptiveConcurrency: variable({
+    name: "EBB_ADAPTIVE_CONCURRENCY",
+    schema: z.enum(["0", "1"], { error: "must be 0 or 1" }),
+    default: "0",
+    map: (value) => value === "1",
+    description: "1: the node's limit of requests in flight follows their latency (Gradient2: from 20, within 4 and EBB_MAX_INFLIGHT); past it, OVERLOADED with retryAfterMs, which ebb clients honour for this node",
+  }),
   logLevel: variable({
     name: "EBB_LOG_LEVEL",
     schema: z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }),

@@ -13,6 +13,16 @@ export const demo = defineService("demo", {
     output: z.object({ sleptMs: z.number() }),
     idempotent: true,
   },
+  /**
+   * Works `ms` milliseconds of CPU in 1 ms slices, yielding between them (a handler that computes
+   * and awaits): under concurrency its calls share the CPU and each takes longer. For the
+   * adaptive-concurrency tests and bench.
+   */
+  work: {
+    input: z.object({ ms: z.number().min(0).max(1_000) }),
+    output: z.object({ tookMs: z.number() }),
+    idempotent: true,
+  },
 });
 
 /**
@@ -40,6 +50,18 @@ export function createDemoHandlers(executed?: string[]): Implementation<typeof d
         const timer = setTimeout(done, ms);
         ctx.signal.addEventListener("abort", done);
       });
+    },
+    work: async ({ ms }, ctx) => {
+      record(ctx.requestId);
+      const started = performance.now();
+      let worked = 0;
+      while (worked < ms && !ctx.signal.aborted) {
+        const slice = performance.now();
+        while (performance.now() - slice < Math.min(1, ms - worked));
+        worked += performance.now() - slice;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      return { tookMs: performance.now() - started };
     },
   };
 }

@@ -8,6 +8,7 @@ export const METRIC_FAMILIES = {
   ebb_handled_total: { help: "Handler entries since start.", type: "counter" },
   ebb_baffled_total: { help: "Requests answered SHUTTING_DOWN by the baffle without running a handler.", type: "counter" },
   ebb_not_ready_total: { help: "Requests refused before the node was ready (UNAVAILABLE, processed false).", type: "counter" },
+  ebb_inflight_limit: { help: "The node's limit of requests in flight: EBB_MAX_INFLIGHT, or the adaptive limit under it with EBB_ADAPTIVE_CONCURRENCY=1 (0: no limit).", type: "gauge" },
   ebb_overloaded_total: { help: "Requests answered OVERLOADED (processed false) because EBB_MAX_INFLIGHT were in flight on the node, or EBB_MAX_INFLIGHT_PER_CONNECTION on their connection.", type: "counter" },
   ebb_notifications_dropped_total: { help: "Notifications to a method ([2, method, params]) dropped: ebb answers requests only.", type: "counter" },
   ebb_connections_accepted_total: { help: "RPC connections accepted.", type: "counter" },

@@ -37,6 +37,8 @@ export interface NodeMetricSources {
   membership: NodeMembership;
   /** Requests refused OVERLOADED by the node-wide limit (EBB_MAX_INFLIGHT). */
   overloaded(): number;
+  /** The node's limit of requests in flight now (0: none). */
+  inflightLimit(): number;
   /** The RPC server, once listening. */
   server(): RpcServer | undefined;
   /** The node's own cluster clients (`node.client()`). */
@@ -53,6 +55,7 @@ export function nodeSamples(sources: NodeMetricSources): NodeSample[] {
   out.push(["ebb_inflight", {}, inflight.count], ["ebb_handled_total", {}, inflight.entered]);
   out.push(["ebb_baffled_total", {}, lifecycle.baffledCount], ["ebb_not_ready_total", {}, lifecycle.notReadyCount]);
   out.push(["ebb_overloaded_total", {}, sources.overloaded() + (server?.stats.overloaded ?? 0)]);
+  out.push(["ebb_inflight_limit", {}, sources.inflightLimit()]);
   out.push(["ebb_connections_accepted_total", {}, server?.stats.accepted ?? 0], ["ebb_connections_rejected_total", {}, server?.stats.rejected ?? 0]);
   if (server) {
     const { stats } = server;

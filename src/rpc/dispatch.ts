@@ -32,6 +32,8 @@ export interface DispatchHooks {
   enter?(): void;
   /** A handler has settled (returned, thrown, or been abandoned after abort). */
   leave?(): void;
+  /** A call whose handler ran was answered after `ms` (the adaptive concurrency limit's sample). */
+  observe?(ms: number): void;
 }
 
 /** Built-in `$` methods: answered by ebb itself, never by a service. */
@@ -186,9 +188,13 @@ export class Dispatcher {
       return undefined;
     }
     const started = performance.now();
+    // Set once a handler runs: only those calls are latency samples.
+    let ran = false;
     const reply: Reply = (error, result, headers) => {
       const label = error?.code === "METHOD_NOT_FOUND" ? "unknown" : method;
-      this.stats.record(label, error === null ? "OK" : error.code, (performance.now() - started) / 1_000);
+      const ms = performance.now() - started;
+      this.stats.record(label, error === null ? "OK" : error.code, ms / 1_000);
+      if (ran) this.hooks.observe?.(ms);
       answer(error, result, headers);
     };
     const refused = call.warmup ? undefined : this.hooks.admit?.(method);
@@ -216,6 +222,7 @@ export class Dispatcher {
       return undefined;
     }
     const active = new ActiveCall(route, call, reply, this);
+    ran = true;
     this.hooks.enter?.();
     let result: unknown;
     try {

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { createClusterClient } from "../../src/cluster/client.ts";
 import { demo } from "../../src/demo/demo.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
+import { Channel } from "../../src/rpc/channel.ts";
+import { createClient } from "../../src/rpc/client.ts";
 import { runtime } from "../helpers/net.ts";
 import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
@@ -108,6 +110,56 @@ test("hedging: a node frozen (SIGSTOP) under load costs no failed call and no ca
     assert.ok(maxMs < 1_000, `a call took ${maxMs.toFixed(0)} ms with a node frozen`);
   } finally {
     client.close();
+    await Promise.all(procs.map(stopProcess));
+  }
+});
+
+test("adaptive concurrency: a node offered far more CPU-bound calls than it can run refuses the excess with retryAfterMs, keeps its answers fast, and its limit falls", async () => {
+  const procs = await Promise.all((["binary", "deno", "bun"] as const).map((runner) => startNodeProcess(runner, { EBB_NODE_ID: `adaptive-${runner}`, EBB_ADAPTIVE_CONCURRENCY: "1" })));
+  try {
+    for (const proc of procs) {
+      const channel = await Channel.connect(runtime, { host: "127.0.0.1", port: proc.port });
+      try {
+        const api = createClient(demo, channel);
+        // Quiet first: the node learns its unloaded latency.
+        const quietMs: number[] = [];
+        for (let i = 0; i < 50; i++) {
+          const started = performance.now();
+          await api.work({ ms: 2 });
+          quietMs.push(performance.now() - started);
+        }
+        const quiet = quietMs.sort((a, b) => a - b)[25]!;
+        // Then 64 at a time, for 300 calls.
+        const refusals: { limit: number; retryAfterMs: number }[] = [];
+        const answeredMs: number[] = [];
+        let left = 300;
+        await Promise.all(Array.from({ length: 64 }, async () => {
+          while (left-- > 0) {
+            const started = performance.now();
+            await api.work({ ms: 2 }).then(
+              () => void answeredMs.push(performance.now() - started),
+              (error: RpcError) => {
+                assert.equal(error.code, "OVERLOADED", error.message);
+                assert.equal(error.processed, false);
+                refusals.push(error.data as { limit: number; retryAfterMs: number });
+              },
+            );
+          }
+        }));
+        assert.ok(refusals.length > 0, "the excess was refused");
+        assert.ok(refusals.every((r) => r.limit < 64 && r.retryAfterMs >= 1 && r.retryAfterMs <= 1_000), JSON.stringify(refusals.slice(0, 3)));
+        assert.ok(answeredMs.length >= 20, `${answeredMs.length} answered`);
+        // Admitted calls share the CPU with fewer than half the 64 offered (ratios to the quiet latency: the machine may be busy).
+        const median = answeredMs.sort((a, b) => a - b)[answeredMs.length >> 1]!;
+        assert.ok(median < 32 * quiet, `answered in ${median.toFixed(0)} ms (median), ${quiet.toFixed(1)} ms when quiet`);
+        const metrics = await (await fetch(`http://127.0.0.1:${proc.httpPort}/metrics`)).text();
+        const limit = Number(/^ebb_inflight_limit (\d+)/m.exec(metrics)?.[1]);
+        assert.ok(limit >= 4 && limit < 32, `limit ${limit} on ${proc.port}`);
+      } finally {
+        channel.close();
+      }
+    }
+  } finally {
     await Promise.all(procs.map(stopProcess));
   }
 });

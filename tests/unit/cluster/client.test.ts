@@ -371,3 +371,14 @@ test("hedging: without a fixed delay, a method is hedged once 32 calls were answ
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
 }
+
+test("pushback: a node refusing OVERLOADED with retryAfterMs gets no call from this client for that long", async () => {
+  await using c = await cluster(2);
+  const [pushing, other] = c.nodes as [FakeNode, FakeNode];
+  pushing.behave = () => {
+    throw new RpcError("adaptive limit", "OVERLOADED", { processed: false, data: { retryAfterMs: 10_000 } });
+  };
+  const api = c.client.client(svc);
+  for (let i = 0; i < 30; i++) assert.equal(await api.who({}), other.name);
+  assert.equal(pushing.calls, 1, "called once (p2c picks it within 30 calls), then left out");
+});

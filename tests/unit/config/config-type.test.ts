@@ -21,6 +21,7 @@ interface ConfigShape {
   startupTimeoutMs: number;
   warmupMs: number;
   maxInflight: number;
+  adaptiveConcurrency: boolean;
   limits: ConnectionLimits;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "pretty" | "auto";

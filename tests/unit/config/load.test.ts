@@ -35,6 +35,7 @@ test("loadConfig reads every variable", () => {
     EBB_DEMO_WARMUP_MS: "10",
     EBB_WARMUP_MS: "30000",
     EBB_MAX_INFLIGHT: "0",
+    EBB_ADAPTIVE_CONCURRENCY: "1",
     EBB_MAX_CONNECTIONS: "500",
     EBB_MAX_INFLIGHT_PER_CONNECTION: "64",
     EBB_READ_TIMEOUT_MS: "2000",
@@ -64,6 +65,7 @@ test("loadConfig reads every variable", () => {
     startupTimeoutMs: 5000,
     warmupMs: 30_000,
     maxInflight: 0,
+    adaptiveConcurrency: true,
     limits: {
       maxConnections: 500,
       maxInflightPerConnection: 64,
