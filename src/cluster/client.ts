@@ -37,8 +37,16 @@ export interface ClusterClientOptions {
   warmupMs?: number;
   /** Weight of a node at the start of its warm-up. Default 0.1. */
   warmupFloor?: number;
-  /** Member-list refresh interval in seeds mode. Default 1 s. */
+  /** Member-list refresh interval in seeds mode, while no membership watch runs. Default 1 s. */
   refreshMs?: number;
+  /**
+   * Seeds mode: watch a connected node's membership (`$watch`: its list, then each change as it
+   * happens) instead of polling `$members` every `refreshMs`; the poll goes on every
+   * `watchRefreshMs` (60 s) as a safety net. Default true; `false`: poll only.
+   */
+  watch?: boolean;
+  /** The safety-net poll's interval while a watch runs. Default 60 s. */
+  watchRefreshMs?: number;
   /** Deadline of calls that set none. Default 30 s. */
   timeoutMs?: number;
   /** Retry calls of idempotent methods whose connection was lost mid-call. Default true. */
@@ -191,7 +199,8 @@ export class ClusterClient implements Transport {
     const log = (this.log = source.log ?? silentLogger);
     const { runtime, clusterKey, connectTimeoutMs, keepaliveMs } = source;
     const onConnected = (channel: Channel) => this.learnFrom(channel);
-    this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange, onConnected });
+    const onNotification = (method: string, params: unknown[], endpoint: Endpoint<Channel>) => method === "$watch" && this.discovery.changed(params, endpoint);
+    this.pool = new ConnectionPool(this.table, { runtime, clock: this.clock, log, maxMessageBytes: source.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, clusterKey, connectTimeoutMs, keepaliveMs, onChange, onConnected, onNotification });
     const membersFrom = (addr: string) => this.pool.membersFrom(addr);
     const interceptors = source.interceptors ?? [];
     if (interceptors.length > 0) {
@@ -199,7 +208,8 @@ export class ClusterClient implements Transport {
       for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
       this.chain = next;
     }
-    this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange, log });
+    const watch = source.watch === false ? undefined : (endpoint: Endpoint) => this.pool.watch(endpoint as Endpoint<Channel>);
+    this.discovery = new Discovery(this.table, { ...source, refreshMs: source.refreshMs ?? 1_000, clock: this.clock, membersFrom, onChange, log, watch });
     this.discovery.start();
   }
 

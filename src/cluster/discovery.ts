@@ -2,7 +2,8 @@ import { type Logger, silentLogger } from "../log.ts";
 import type { Member, MemberEvent } from "../membership/types.ts";
 import type { Clock, TimerHandle } from "../runtime/clock.ts";
 import { RpcError } from "../rpc/errors.ts";
-import type { EndpointTable } from "./endpoints.ts";
+import { parseMemberList } from "../membership/schema.ts";
+import type { Endpoint, EndpointTable } from "./endpoints.ts";
 
 /** Where the client learns about nodes. */
 export interface MembershipView {
@@ -26,7 +27,19 @@ export interface DiscoveryOptions {
   onChange(): void;
   /** Debug lines: each list taken (and from where) and each node that failed to give one. */
   log?: Logger;
+  /**
+   * Seeds mode: subscribes to a connected node's membership changes (`$watch`), resolving with its
+   * member list and a promise that resolves when the watch ends (its connection closed); the
+   * changes then come to `changed`. Without it (or with nodes that do not offer `$watch`)
+   * discovery polls every `refreshMs`.
+   */
+  watch?(endpoint: Endpoint): Promise<{ members: Member[]; ended: Promise<void> }>;
+  /** The poll's interval while a watch runs: a safety net for what one node's view misses. Default 60 s. */
+  watchRefreshMs?: number;
 }
+
+/** Default of `DiscoveryOptions.watchRefreshMs`. */
+export const WATCH_REFRESH_MS = 60_000;
 
 /** Most addresses of members discovery remembers, to ask when every seed is gone. */
 const MAX_LEARNED = 64;
@@ -66,6 +79,12 @@ export class Discovery {
   /** The refresh under way, which a timer tick or a caller joins rather than start another. */
   private refreshing: Promise<void> | undefined;
   private readonly log: Logger;
+  /** The node whose membership changes this client watches (`$watch`), while its connection lasts. */
+  private watched: Endpoint | undefined;
+  /** A watch being set up. */
+  private watching: Promise<void> | undefined;
+  /** A node answered `$watch` METHOD_NOT_FOUND (an older node): polling only, from then on. */
+  private watchUnsupported = false;
 
   constructor(
     private readonly table: EndpointTable,
@@ -88,12 +107,14 @@ export class Discovery {
     }
     for (const addr of addresses ?? []) this.table.upsert(addr, addr, undefined, true, clock.now());
     if (seeds?.length) {
+      // While a watch runs, changes come as they happen and the poll only backs it up.
+      const interval = () => (this.watched ? (this.options.watchRefreshMs ?? WATCH_REFRESH_MS) : this.options.refreshMs);
       const tick = () => {
-        this.timer = clock.setTimer(this.options.refreshMs, tick);
+        this.timer = clock.setTimer(interval(), tick);
         void this.refresh();
       };
       void this.refresh();
-      this.timer = clock.setTimer(this.options.refreshMs, tick);
+      this.timer = clock.setTimer(interval(), tick);
     }
   }
 
@@ -131,6 +152,7 @@ export class Discovery {
         this.log.debug("member list", { from: addr, members: members.map((m) => `${m.id}@${m.addr} ${m.status} ${m.meta.state}`) });
         this.apply(members, true);
         this.learn(members);
+        void this.watch();
         return;
       } catch (error) {
         // Try the next one; remember why, for the error of a call that finds no node.
@@ -140,6 +162,60 @@ export class Discovery {
       }
     }
     this.log.debug("member list refresh reached no node", { asked: [...ask] });
+    this.options.onChange();
+  }
+
+  /**
+   * Watches a connected node's membership (`$watch`) when none is watched: its member list is taken
+   * as a refresh's, its changes come to `changed`. When its connection closes, the poll takes over at
+   * once and the next list taken starts a watch on another node (a fresh snapshot: nothing is missed).
+   */
+  private watch(): Promise<void> {
+    const watch = this.options.watch;
+    if (!watch || this.watched || this.watchUnsupported || this.stopped) return Promise.resolve();
+    return (this.watching ??= (async () => {
+      // A node the client is connected to, else any ready one (the watch opens the connection).
+      const usable = [...this.table.values()].filter((e) => !e.gone && e.ready && e.channel?.goaway === undefined);
+      const connected = usable.filter((e) => e.channel && !e.channel.closed);
+      const choices = connected.length > 0 ? connected : usable;
+      const endpoint = choices[this.rounds % Math.max(1, choices.length)];
+      if (!endpoint) return;
+      try {
+        const { members, ended } = await watch(endpoint);
+        if (this.stopped || endpoint.gone || !endpoint.channel || endpoint.channel.closed) return;
+        this.watched = endpoint;
+        this.log.debug("watching membership", { on: endpoint.addr, members: members.length });
+        if (members.length > 0 && this.related(members)) {
+          this.apply(members, true);
+          this.learn(members);
+        }
+        void ended.then(() => {
+          if (this.watched !== endpoint) return;
+          this.watched = undefined;
+          this.log.debug("membership watch ended: polling", { on: endpoint.addr });
+          void this.refresh();
+        });
+      } catch (error) {
+        const rpcError = RpcError.from(error, "UNAVAILABLE");
+        if (rpcError.code === "METHOD_NOT_FOUND") this.watchUnsupported = true;
+        this.log.debug("no membership watch", { on: endpoint.addr, error: rpcError.rawMessage });
+      }
+    })().finally(() => (this.watching = undefined)));
+  }
+
+  /** A `$watch` notification from `from`'s connection: one member changed, as that node sees it. */
+  changed(params: unknown[], from: Endpoint): void {
+    if (from !== this.watched || this.stopped) return;
+    const event = params[0];
+    const member = typeof event === "object" && event !== null ? (event as { member?: unknown }).member : undefined;
+    const [parsed] = parseMemberList([member]) ?? [];
+    if (!parsed) {
+      this.log.debug("malformed $watch notification dropped", { from: from.addr });
+      return;
+    }
+    this.table.change(parsed, this.options.clock.now());
+    if (parsed.status === "alive" || parsed.status === "suspect") this.learn([parsed]);
+    else this.learned = this.learned.filter((l) => l.addr !== parsed.addr);
     this.options.onChange();
   }
 

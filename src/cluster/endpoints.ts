@@ -136,16 +136,7 @@ export class EndpointTable<C extends Connection = Connection> {
     const seen = new Set<string>();
     for (const member of members) {
       seen.add(member.id);
-      const known = this.byId.get(member.id);
-      if (member.status === "dead" || member.status === "left") {
-        // At another address it is an earlier life of a node that restarted there: news of the old one is not news of this one.
-        if (known && known.addr === member.addr && !this.answering(known, now)) this.retire(known);
-        continue;
-      }
-      // Suspect in one node's answer (perhaps a lossy node's, which suspects everyone): usable still while
-      // the client's own connection answers; in this node's own membership view, a suspect is not used.
-      const usable = member.meta.state === "ready" && (member.status === "alive" || (partial && known !== undefined && this.answering(known, now)));
-      this.upsert(member.id, member.addr, member.meta.services, usable, now);
+      this.change(member, now, partial);
     }
     if (this.staticAddresses.size === 0) {
       for (const endpoint of this.byId.values()) {
@@ -155,6 +146,23 @@ export class EndpointTable<C extends Connection = Connection> {
         } else if ((endpoint.omitted = (endpoint.omitted ?? 0) + 1) >= OMITTED_LISTS && !this.isConnected(endpoint)) this.retire(endpoint);
       }
     }
+  }
+
+  /**
+   * One member as a list or a watched node's event (`partial`: one node's view) tells of it, the
+   * others untouched: alive and ready is callable; dead or left is retired, at that address only.
+   */
+  change(member: Member, now: number, partial = true): void {
+    const known = this.byId.get(member.id);
+    if (member.status === "dead" || member.status === "left") {
+      // At another address it is an earlier life of a node that restarted there: news of the old one is not news of this one.
+      if (known && known.addr === member.addr && !this.answering(known, now)) this.retire(known);
+      return;
+    }
+    // Suspect in one node's view (perhaps a lossy node's, which suspects everyone): usable still while
+    // the client's own connection answers; in this node's own membership view, a suspect is not used.
+    const usable = member.meta.state === "ready" && (member.status === "alive" || (partial && known !== undefined && this.answering(known, now)));
+    this.upsert(member.id, member.addr, member.meta.services, usable, now);
   }
 
   /** An open connection to the node that has not said `$goaway`. */

@@ -24,6 +24,8 @@ export interface ConnectionPoolOptions {
   onChange(): void;
   /** A connection to an endpoint opened, before any call is sent on it. */
   onConnected?(channel: Channel): void;
+  /** A notification other than `$goaway` arrived on an endpoint's connection (`$watch`). */
+  onNotification?(method: string, params: unknown[], endpoint: Endpoint<Channel>): void;
 }
 
 /** How long a seed has to answer `$members`. */
@@ -67,7 +69,7 @@ export class ConnectionPool {
         channel = await this.open(endpoint.addr, {
           maxMessageBytes: this.options.maxMessageBytes,
           log: this.options.log,
-          onNotification: (method) => method === "$goaway" && this.options.onChange(),
+          onNotification: (method, params) => (method === "$goaway" ? this.options.onChange() : this.options.onNotification?.(method, params, endpoint)),
           onClose: () => {
             if (endpoint.channel === channel) endpoint.channel = undefined;
             this.options.onChange();
@@ -98,6 +100,18 @@ export class ConnectionPool {
     } finally {
       channel.close();
     }
+  }
+
+  /**
+   * Watches the membership of the node behind `endpoint` (`$watch` on its connection): its member
+   * list, and a promise that resolves when the watch ends with the connection. The changes come as
+   * notifications, through `onNotification`.
+   */
+  async watch(endpoint: Endpoint<Channel>): Promise<{ members: Member[]; ended: Promise<void> }> {
+    const channel = await this.connect(endpoint, MEMBERS_TIMEOUT_MS);
+    const answer = await channel.call("$watch", undefined, { timeoutMs: MEMBERS_TIMEOUT_MS });
+    const members = memberList(typeof answer === "object" && answer !== null ? (answer as { members?: unknown }).members : undefined, endpoint.addr);
+    return { members, ended: channel.whenClosed() };
   }
 
   /** Closes every connection. */

@@ -17,6 +17,20 @@ export interface IncomingCall {
   readonly peer: string;
   /** A startup hook's warm-up call: not subject to admission (the node is still starting). */
   readonly warmup?: boolean;
+  /** The caller's connection, for `$` methods that talk back on it (`$watch`); none over HTTP. */
+  readonly connection?: CallerConnection;
+}
+
+/** What a `$` method may do with the caller's connection. */
+export interface CallerConnection {
+  /** Sends a notification to the caller. */
+  notify(method: string, params: unknown[]): void;
+  /** Bytes written to the caller and not yet taken by the network. */
+  readonly bufferedBytes: number;
+  /** Calls `listener` once, when the connection closes. */
+  onClose(listener: () => void): void;
+  /** Closes the connection. */
+  close(): void;
 }
 
 /** Receives the single answer to a call, and the headers its handler set, if any. */
@@ -37,7 +51,7 @@ export interface DispatchHooks {
 }
 
 /** Built-in `$` methods: answered by ebb itself, never by a service. */
-export type BuiltinMethod = (input: unknown, peer: string) => unknown | Promise<unknown>;
+export type BuiltinMethod = (input: unknown, peer: string, connection: CallerConnection | undefined) => unknown | Promise<unknown>;
 
 /** Options of a `Dispatcher`. */
 export interface DispatcherOptions {
@@ -281,7 +295,7 @@ export class Dispatcher {
     }
     let result: unknown;
     try {
-      result = fn(call.params[0], call.peer);
+      result = fn(call.params[0], call.peer, call.connection);
     } catch (error) {
       reply(RpcError.from(error));
       return;

@@ -5,7 +5,7 @@ import { BatchWriter } from "./batch-writer.ts";
 import { type CallHeaders, NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
 import { type AuthFailure, AUTH_TIMEOUT_MS, type ClusterKey, ClusterKeyCheck } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
-import type { ActiveCall, Dispatcher } from "./dispatch.ts";
+import type { ActiveCall, CallerConnection, Dispatcher } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
 import { errorText } from "../error-text.ts";
 
@@ -187,7 +187,7 @@ export class RpcServer {
 }
 
 /** One accepted connection: decodes requests, dispatches them, batches the answers. */
-export class ServerConnection {
+export class ServerConnection implements CallerConnection {
   readonly handlers: SocketHandlers;
   private readonly decoder: MessageDecoder;
   private readonly writer: BatchWriter;
@@ -213,6 +213,8 @@ export class ServerConnection {
   /** When our side ended (`finished`); a peer that never closes its side is closed for it ENDED_LINGER_MS later. */
   private finishedAt = 0;
   private closed = false;
+  /** Called once when the connection closes (`$watch` subscriptions end with it). */
+  private closeListeners: (() => void)[] | undefined;
   /** With a cluster key: false until the peer completes the `$auth` handshake. */
   private authenticated: boolean;
   private readonly keyCheck: ClusterKeyCheck | undefined;
@@ -264,6 +266,17 @@ export class ServerConnection {
   notify(method: string, params: unknown[]): void {
     if (this.closed) return;
     this.writer.send([NOTIFICATION, method, params]);
+  }
+
+  /** Bytes written and not yet taken by the network. */
+  get bufferedBytes(): number {
+    return this.socket.bufferedBytes;
+  }
+
+  /** Calls `listener` once when this connection closes (at once if it has). */
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else (this.closeListeners ??= []).push(listener);
   }
 
   /**
@@ -417,7 +430,7 @@ export class ServerConnection {
         // Declared first: a call answered at once replies before dispatch returns.
         let active: ActiveCall | undefined;
         active = this.server.options.dispatcher.dispatch(
-          { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote },
+          { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote, connection: parsed.method.charCodeAt(0) === 36 /* $ */ ? this : undefined },
           (error, result, headers) => {
             if (this.calls.get(msgid) === active) this.calls.delete(msgid);
             // Answer headers go only to a caller that sent a meta: a plain msgpack-rpc client reads 4 elements.
@@ -525,6 +538,8 @@ export class ServerConnection {
     this.account();
     this.server.forget(this);
     if (error) this.log.debug("connection closed with an error", { peer: this.peer, error: error.message });
+    for (const listener of this.closeListeners ?? []) listener();
+    this.closeListeners = undefined;
     const gone = new RpcError("The caller disconnected", "CANCELLED");
     for (const active of this.calls.values()) active.abort(gone);
     this.calls.clear();
