@@ -133,9 +133,9 @@ for (const runner of RUNNER_NAMES) {
       assert.match(invalid.stderr, /^input schema: \{"type":"object","properties":\{"ms":\{"type":"integer","minimum":0,"maximum":3600000\}\},"required":\["ms"\]\}$/m);
       assert.equal(described.code, 0, described.stderr);
       assert.match(described.stdout, /^demo\.sleep {2}\(idempotent\)\n {2}input: {2}\{"type":"object".*\n {2}output: \{"type":"object"/m);
-      assert.match(described.stdout, /^2 methods of 1 service, as described by [ab]$/m);
+      assert.match(described.stdout, /^3 methods of 1 service, as described by [ab]$/m);
       assert.equal(describedJson.code, 0, describedJson.stderr);
-      assert.deepEqual((JSON.parse(describedJson.stdout) as Record<string, { name: string; idempotent: boolean }[]>).demo!.map((m) => `${m.name} ${m.idempotent}`), ["demo.echo true", "demo.sleep true"]);
+      assert.deepEqual((JSON.parse(describedJson.stdout) as Record<string, { name: string; idempotent: boolean }[]>).demo!.map((m) => `${m.name} ${m.idempotent}`), ["demo.echo true", "demo.sleep true", "demo.work true"]);
       assert.equal(badJson.code, 2);
       assert.match(badJson.stderr, /The input is not valid JSON/);
       assert.equal(unreachable.code, 1);

@@ -94,7 +94,7 @@ test(
     assert.equal(eventOf(events, "echo").same, true, "every msgpack type the client encodes came back as sent");
     assert.deepEqual(eventOf(events, "pipelined").results, [2, 1, 0]);
     const info = eventOf(events, "info");
-    assert.deepEqual([info.node, info.state, info.methods], ["plain-a", "ready", { "demo.echo": true, "demo.sleep": true }]);
+    assert.deepEqual([info.node, info.state, info.methods], ["plain-a", "ready", { "demo.echo": true, "demo.sleep": true, "demo.work": true }]);
     const ping = eventOf(events, "ping");
     assert.deepEqual([ping.node, ping.state], ["plain-a", "ready"]);
     assert.ok(Math.abs(Number(ping.time) - Date.now()) < 60_000, `$ping's time ${ping.time} is milliseconds since 1970 (a uint 64)`);
