@@ -5,8 +5,8 @@ import { demo } from "../../src/demo/demo.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { Channel } from "../../src/rpc/channel.ts";
 import { createClient } from "../../src/rpc/client.ts";
-import { runtime } from "../helpers/net.ts";
-import { HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
+import { LogCapture, runtime, until } from "../helpers/net.ts";
+import { FAST_SWIM_ENV, HOST_RUNNER, type NodeProcess, type RunnerName, sendSignal, startNodeProcess, stopProcess } from "../helpers/process.ts";
 
 // The bad days on real processes (issue 16): a node alive but failing every call, and a cluster
 // where every node refuses. Nodes on Bun, Deno and the compiled binary.
@@ -160,6 +160,27 @@ test("adaptive concurrency: a node offered far more CPU-bound calls than it can 
       }
     }
   } finally {
+    await Promise.all(procs.map(stopProcess));
+  }
+});
+
+test("watched discovery: a seeds-mode client hears of a node joining and draining from its watch, with no poll due", async () => {
+  const first = await startNodeProcess("binary", { ...FAST_SWIM_ENV, EBB_NODE_ID: "watch-a" });
+  const procs = [first, await startNodeProcess("deno", { ...FAST_SWIM_ENV, EBB_NODE_ID: "watch-b", EBB_SEEDS: `127.0.0.1:${first.port}` })];
+  const logs = new LogCapture();
+  // Polls every minute: within the test, what the client learns it learns from its watch.
+  const client = createClusterClient({ runtime, seeds: [`127.0.0.1:${first.port}`], refreshMs: 60_000, watchRefreshMs: 60_000, log: logs.logger });
+  try {
+    await client.whenAvailable("demo", 2, 20_000);
+    await logs.next((l) => l.msg === "watching membership");
+    const third = await startNodeProcess(HOST_RUNNER, { ...FAST_SWIM_ENV, EBB_NODE_ID: "watch-c", EBB_SEEDS: `127.0.0.1:${first.port}` });
+    procs.push(third);
+    await client.whenAvailable("demo", 3, 20_000);
+    sendSignal(third, "SIGTERM");
+    await until(() => !client.candidates("demo").some((c) => c.id === "watch-c"), "the draining node left the client's view");
+    assert.equal(await third.exited, 0);
+  } finally {
+    client.close();
     await Promise.all(procs.map(stopProcess));
   }
 });

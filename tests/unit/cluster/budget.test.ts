@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RetryBudget } from "../../../src/cluster/budget.ts";
 import { isNodeFault, OutlierDetector, type OutlierState } from "../../../src/cluster/outliers.ts";
+import { LatencyTracker } from "../../../src/cluster/hedging.ts";
 
 test("retry budget: retries may number the ratio of calls plus the floor over the window, and the window slides", () => {
   let now = 0;
@@ -78,4 +79,19 @@ test("outliers: a node is ejected after consecutive faults, for a growing interv
   const only: OutlierState = { faults: 0, ejectedUntil: 0, ejections: 0 };
   for (let i = 0; i < 10; i++) assert.equal(detector.record(only, true, 0, 0, 1), undefined);
   assert.throws(() => new OutlierDetector({ maxEjectedShare: 2 }), RangeError);
+});
+
+test("hedge delay: unknown until 32 answers, then their quantile over the last 256, at least the floor", () => {
+  const tracker = new LatencyTracker(0.95, 5);
+  for (let i = 0; i < 31; i++) tracker.record("m", 10);
+  assert.equal(tracker.delay("m"), undefined);
+  tracker.record("m", 10);
+  assert.equal(tracker.delay("m"), 10);
+  // 256 answers of 1..256 ms: the 95th percentile is 244 ms.
+  for (let i = 1; i <= 256; i++) tracker.record("m", i);
+  assert.equal(tracker.delay("m"), 244);
+  // Fast answers: the floor.
+  for (let i = 0; i < 256; i++) tracker.record("m", 1);
+  assert.equal(tracker.delay("m"), 5);
+  assert.equal(tracker.delay("other"), undefined);
 });
