@@ -119,6 +119,9 @@ export interface ClusterClientMetrics {
   hedgesWon: number;
 }
 
+/** Most tries of one call, retries included: a bound on what one call can cost, whatever the budget has left. */
+const MAX_TRIES = 10;
+
 /** The longest a node's `retryAfterMs` keeps it out of this client's picks (a bound on what a node can ask). */
 const MAX_PUSHBACK_MS = 10_000;
 
@@ -318,7 +321,6 @@ export class ClusterClient implements Transport {
       let hedges = 0;
       let done = false;
       let timer: TimerHandle | undefined;
-      let lastError: RpcError | undefined;
       const finish = (winner: AbortController | undefined) => {
         done = true;
         timer?.cancel();
@@ -340,9 +342,9 @@ export class ClusterClient implements Transport {
           (error: RpcError) => {
             running--;
             if (done) return;
-            lastError = error;
-            // Another try may still answer: a node's fault or refusal says nothing of the request.
-            if ((running > 0 || timer !== undefined) && HEDGE_GOES_ON.has(error.code) && !options.signal?.aborted) return;
+            // Another try still running may answer: a node's fault or refusal says nothing of the request. With
+            // none running, the failed try already made the retries it could: the caller has its error now.
+            if (running > 0 && HEDGE_GOES_ON.has(error.code) && !options.signal?.aborted) return;
             finish(undefined);
             reject(error);
           },
@@ -351,20 +353,18 @@ export class ClusterClient implements Transport {
       const arm = () => {
         timer = this.clock.setTimer(delayMs, () => {
           timer = undefined;
-          if (done) return;
-          // A hedge needs a node no try has taken, and the budget's leave; else the tries out there go on alone.
-          const free = this.pick(service, taken) !== undefined;
-          if (free && (!this.budget || this.budget.tryWithdraw())) {
-            hedges++;
-            this.stats.hedges++;
-            launch(true);
-          } else if (free) this.stats.retriesRefused++;
-          if (hedges < hedging.options.maxHedges && free) arm();
-          else if (running === 0 && !done) {
-            // Every try failed while waiting to hedge, and no hedge can go: the caller has the call's error.
-            finish(undefined);
-            reject(lastError);
+          // A hedge needs time left, a node no try has taken, and the budget's leave; refused any of
+          // them, the tries out there go on alone and no other hedge is tried for this call.
+          if (done || options.signal?.aborted || this.clock.now() >= deadline) return;
+          if (this.pick(service, taken) === undefined) return;
+          if (this.budget && !this.budget.tryWithdraw()) {
+            this.stats.retriesRefused++;
+            return;
           }
+          hedges++;
+          this.stats.hedges++;
+          launch(true);
+          if (hedges < hedging.options.maxHedges) arm();
         });
       };
       launch(false);
@@ -381,6 +381,16 @@ export class ClusterClient implements Transport {
     let tried = taken;
     // The last try's error, when it ran out of its attempt timeout: what the caller sees if no other node is left.
     let timedOut: RpcError | undefined;
+    // A call's first drain-or-restart retry is free; more come out of the budget (a storm of them is bounded too).
+    let freeUsed = false;
+    let retries = 0;
+    const allowed = (free: boolean) => {
+      if (++retries >= MAX_TRIES) return false;
+      if (free && !freeUsed) return (freeUsed = true);
+      if (!this.budget || this.budget.tryWithdraw()) return true;
+      this.stats.retriesRefused++;
+      return false;
+    };
     for (;;) {
       // The hot path stays synchronous: a node to call now, on an open connection.
       const endpoint = this.pick(service, tried) ?? (timedOut ? undefined : await this.choose(service, (tried ??= new Set()), deadline, options.signal));
@@ -396,6 +406,7 @@ export class ClusterClient implements Transport {
         // A key mismatch is the same on every node: say so rather than try them all.
         if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
         (tried ??= new Set()).add(endpoint);
+        if (!allowed(true)) return this.fail(RpcError.from(error, "UNAVAILABLE"));
         this.retried("unreachable", endpoint.id, options);
         continue;
       }
@@ -422,10 +433,7 @@ export class ClusterClient implements Transport {
         idempotent = this.idempotent.has(method);
         const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent, idempotentRetries: this.idempotentRetries, attemptTimedOut });
         if (!reason) return this.fail(rpcError);
-        if (!FREE_RETRIES.has(reason) && this.budget && !this.budget.tryWithdraw()) {
-          this.stats.retriesRefused++;
-          return this.fail(rpcError);
-        }
+        if (!allowed(FREE_RETRIES.has(reason))) return this.fail(rpcError);
         timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
         (tried ??= new Set()).add(endpoint);
         this.retried(reason, endpoint.id, options);
@@ -444,7 +452,9 @@ export class ClusterClient implements Transport {
    */
   private learnFrom(channel: Channel): void {
     channel.call("$info", undefined, { timeoutMs: INFO_TIMEOUT_MS }).then((answer) => {
-      for (const [service, methods] of Object.entries(parseInfo(answer)?.services ?? {})) {
+      const info = parseInfo(answer);
+      if (info?.node !== undefined) for (const e of this.table.values()) if (e.channel === channel) e.nodeId = info.node;
+      for (const [service, methods] of Object.entries(info?.services ?? {})) {
         for (const m of methods) {
           // A method's own service decides, not the key it was listed under: a node cannot slip a contract's method in.
           if (serviceOf(m.name) !== service || this.typed.has(service)) continue;
@@ -474,6 +484,8 @@ export class ClusterClient implements Transport {
   private pick(service: string | undefined, tried: Set<Endpoint<Channel>> | undefined): Endpoint<Channel> | undefined {
     const now = this.clock.now();
     let candidates = this.table.eligible(service, tried, now);
+    // Every node left is ejected: better a node that failed lately than none (Envoy's panic mode).
+    if (candidates.length === 0 && this.outliers) candidates = this.table.eligible(service, tried, now, true);
     if (candidates.length <= 1) return candidates[0];
     // A node still connecting (perhaps to a host that never answers) only when none is connected.
     if (candidates.some((e) => e.connecting !== undefined) && candidates.some((e) => e.channel !== undefined && !e.channel.closed)) {
@@ -492,8 +504,9 @@ export class ClusterClient implements Transport {
       if (this.closed || signal?.aborted || this.clock.now() >= waitUntil || this.refusedByKey) return undefined;
       // Static addresses, all tried by this call: no other node can turn up, so waiting cannot help.
       if (this.discovery.isStatic && tried.size >= this.table.size) return undefined;
-      // Nothing to call right now (a restart in progress): wait for the view to change.
-      await this.changed(waitUntil - this.clock.now());
+      // Nothing to call right now (a restart in progress, nodes pushing back): wait for the view to change, or a backoff to end.
+      const backoffEnds = this.table.nextBackoffEnd(this.clock.now()) ?? Infinity;
+      await this.changed(Math.min(waitUntil, backoffEnds) - this.clock.now());
     }
   }
 
@@ -502,8 +515,12 @@ export class ClusterClient implements Transport {
    * limit's hint) gets no call from this client for that long, at most MAX_PUSHBACK_MS.
    */
   private pushback(endpoint: Endpoint<Channel>, data: unknown): void {
-    const after = typeof data === "object" && data !== null ? (data as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+    if (typeof data !== "object" || data === null) return;
+    const { retryAfterMs: after, node } = data as { retryAfterMs?: unknown; node?: unknown };
     if (typeof after !== "number" || !(after > 0)) return;
+    // Only the node's own refusal (it names itself): one a handler passed on from a node behind it says
+    // nothing of this one. A static address is named by its `$info` once asked, and not pushed back before.
+    if (node !== (endpoint.nodeId ?? endpoint.id)) return;
     endpoint.backoffUntil = Math.max(endpoint.backoffUntil, this.clock.now() + Math.min(after, MAX_PUSHBACK_MS));
   }
 

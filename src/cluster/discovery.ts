@@ -38,6 +38,9 @@ export interface DiscoveryOptions {
   watchRefreshMs?: number;
 }
 
+/** Changes kept that a watched node sent before its `$watch` answer was taken (more: the next poll catches up). */
+const MAX_EARLY_CHANGES = 1_024;
+
 /** Default of `DiscoveryOptions.watchRefreshMs`. */
 export const WATCH_REFRESH_MS = 60_000;
 
@@ -85,6 +88,8 @@ export class Discovery {
   private watching: Promise<void> | undefined;
   /** A node answered `$watch` METHOD_NOT_FOUND (an older node): polling only, from then on. */
   private watchUnsupported = false;
+  /** The node asked for a watch, and the changes it sent before its answer was taken (they may come in the same read). */
+  private pendingWatch: { endpoint: Endpoint; early: unknown[][] } | undefined;
 
   constructor(
     private readonly table: EndpointTable,
@@ -180,8 +185,10 @@ export class Discovery {
       const choices = connected.length > 0 ? connected : usable;
       const endpoint = choices[this.rounds % Math.max(1, choices.length)];
       if (!endpoint) return;
+      const pending = (this.pendingWatch = { endpoint, early: [] });
       try {
         const { members, ended } = await watch(endpoint);
+        this.pendingWatch = undefined;
         if (this.stopped || endpoint.gone || !endpoint.channel || endpoint.channel.closed) return;
         this.watched = endpoint;
         this.log.debug("watching membership", { on: endpoint.addr, members: members.length });
@@ -189,6 +196,8 @@ export class Discovery {
           this.apply(members, true);
           this.learn(members);
         }
+        // Changes sent right after the answer, read before it was taken: after the list, in order.
+        for (const params of pending.early) this.changed(params, endpoint);
         void ended.then(() => {
           if (this.watched !== endpoint) return;
           this.watched = undefined;
@@ -196,6 +205,7 @@ export class Discovery {
           void this.refresh();
         });
       } catch (error) {
+        this.pendingWatch = undefined;
         const rpcError = RpcError.from(error, "UNAVAILABLE");
         if (rpcError.code === "METHOD_NOT_FOUND") this.watchUnsupported = true;
         this.log.debug("no membership watch", { on: endpoint.addr, error: rpcError.rawMessage });
@@ -205,6 +215,10 @@ export class Discovery {
 
   /** A `$watch` notification from `from`'s connection: one member changed, as that node sees it. */
   changed(params: unknown[], from: Endpoint): void {
+    if (this.pendingWatch?.endpoint === from && this.pendingWatch.early.length < MAX_EARLY_CHANGES) {
+      this.pendingWatch.early.push(params);
+      return;
+    }
     if (from !== this.watched || this.stopped) return;
     const event = params[0];
     const member = typeof event === "object" && event !== null ? (event as { member?: unknown }).member : undefined;
@@ -214,8 +228,9 @@ export class Discovery {
       return;
     }
     this.table.change(parsed, this.options.clock.now());
-    if (parsed.status === "alive" || parsed.status === "suspect") this.learn([parsed]);
-    else this.learned = this.learned.filter((l) => l.addr !== parsed.addr);
+    // The learned addresses, kept by hand here: learn() walks the whole table, too much for every change.
+    this.learned = this.learned.filter((l) => l.addr !== parsed.addr);
+    if (parsed.status === "alive" || parsed.status === "suspect") this.learned = [{ addr: parsed.addr, failures: 0 }, ...this.learned].slice(0, MAX_LEARNED);
     this.options.onChange();
   }
 

@@ -34,6 +34,8 @@ export interface Endpoint<C extends Connection = Connection> extends OutlierStat
   answeredAt?: number;
   /** Member lists in a row that left the node out (see OMITTED_LISTS). */
   omitted?: number;
+  /** The node's id as its `$info` says, once asked: a static address's endpoint is named by its address. */
+  nodeId?: string;
   gone: boolean;
 }
 
@@ -51,6 +53,8 @@ export const ANSWERED_TRUST_MS = 1_000;
  * answered knows only itself), and one such list must not empty the table.
  */
 export const OMITTED_LISTS = 3;
+/** Most nodes a table holds: past it, members it does not know are not taken (a bound on what a node's list or watch can make a client hold). */
+export const MAX_ENDPOINTS = 4_096;
 
 /** Options of the endpoint table. */
 export interface EndpointTableOptions {
@@ -154,6 +158,7 @@ export class EndpointTable<C extends Connection = Connection> {
    */
   change(member: Member, now: number, partial = true): void {
     const known = this.byId.get(member.id);
+    if (!known && this.byId.size >= MAX_ENDPOINTS) return;
     if (member.status === "dead" || member.status === "left") {
       // At another address it is an earlier life of a node that restarted there: news of the old one is not news of this one.
       if (known && known.addr === member.addr && !this.answering(known, now)) this.retire(known);
@@ -177,10 +182,10 @@ export class EndpointTable<C extends Connection = Connection> {
   }
 
   /** Nodes a call to `service` may go to now: ready, not tried, not backing off, not draining, offering it. */
-  eligible(service: string | undefined, tried: ReadonlySet<Endpoint<C>> | undefined, now: number): Endpoint<C>[] {
+  eligible(service: string | undefined, tried: ReadonlySet<Endpoint<C>> | undefined, now: number, ejectedToo = false): Endpoint<C>[] {
     const out: Endpoint<C>[] = [];
     for (const e of this.byId.values()) {
-      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now || e.ejectedUntil > now) continue;
+      if (e.gone || !e.ready || tried?.has(e) || e.backoffUntil > now || (e.ejectedUntil > now && !ejectedToo)) continue;
       if (e.channel?.goaway !== undefined) continue;
       if (service !== undefined && e.services !== undefined && !e.services.includes(service)) continue;
       out.push(e);
@@ -194,12 +199,20 @@ export class EndpointTable<C extends Connection = Connection> {
     return endpoint.readySince === undefined ? warmupFloor : warmupWeight(endpoint.readySince, now, warmupMs, warmupFloor);
   }
 
-  /** Nodes ejected now (outlier ejection), and nodes known. */
+  /** The earliest end of a backoff (a failed connection, a pushback) still running, if any. */
+  nextBackoffEnd(now: number): number | undefined {
+    let next: number | undefined;
+    for (const e of this.byId.values()) if (!e.gone && e.backoffUntil > now && (next === undefined || e.backoffUntil < next)) next = e.backoffUntil;
+    return next;
+  }
+
+  /** Nodes ejected now (outlier ejection), and nodes that could be called but for that: the share is of those. */
   ejectedCount(now: number): { ejected: number; total: number } {
     let ejected = 0;
     let total = 0;
     for (const e of this.byId.values()) {
-      if (e.gone) continue;
+      // Not ready, or backing off from a failed connection (a static address that is down): not callable anyway.
+      if (e.gone || !e.ready || (e.backoffUntil > now && e.ejectedUntil <= now)) continue;
       total++;
       if (e.ejectedUntil > now) ejected++;
     }

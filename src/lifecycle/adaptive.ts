@@ -73,7 +73,9 @@ export class AdaptiveLimit {
   private update(shortMs: number): void {
     const { min, max, tolerance, smoothing } = this.options;
     this.shortMs = shortMs;
-    this.minMs = this.minMs === 0 ? shortMs : Math.min(shortMs, this.minMs * MIN_DRIFT);
+    // At the floor's concurrency or below, what the window measured is the unloaded latency: a lasting
+    // change of the work (a slower dependency) is learnt at once, not over minutes of drift.
+    this.minMs = this.minMs === 0 || this.peakInflight <= this.options.min ? shortMs : Math.min(shortMs, this.minMs * MIN_DRIFT);
     const gradient = Math.max(0.5, Math.min(1, (tolerance * this.minMs) / Math.max(shortMs, 1e-3)));
     const estimate = this.current * gradient + Math.sqrt(this.current);
     // App-limited: a node using less than half its limit has not shown it can take more.

@@ -38,7 +38,7 @@ export class InflightLimit {
       return new RpcError(`Node ${this.nodeId} has ${count} requests in flight, its limit (EBB_MAX_INFLIGHT)`, "OVERLOADED", { data: { inflight: count, limit } });
     }
     const retryAfterMs = Math.min(MAX_RETRY_AFTER_MS, Math.max(1, Math.round(this.adaptive.shortMs)));
-    return new RpcError(`Node ${this.nodeId} has ${count} requests in flight, its adaptive limit (EBB_ADAPTIVE_CONCURRENCY)`, "OVERLOADED", { data: { inflight: count, limit, retryAfterMs } });
+    return new RpcError(`Node ${this.nodeId} has ${count} requests in flight, its adaptive limit (EBB_ADAPTIVE_CONCURRENCY)`, "OVERLOADED", { data: { inflight: count, limit, retryAfterMs, node: this.nodeId } });
   }
 
   /** A call that ran answered after `ms`: a latency sample for the adaptive limit. */

@@ -18,8 +18,8 @@ export interface BuiltinSources {
 
 /** Most connections watching one node's membership at once (`$watch`). */
 export const MAX_WATCHERS = 1_024;
-/** A watcher that leaves this many bytes of notifications unread is closed: a client that stopped reading. */
-export const MAX_WATCH_BACKLOG_BYTES = 1 << 20;
+/** A watcher that leaves this many bytes of notifications unread is closed: a client that stopped reading (1,024 of them hold 256 MiB at most). */
+export const MAX_WATCH_BACKLOG_BYTES = 256 * 1024;
 
 /** ebb's own methods on every node: `$ping`, `$info`, `$members`, `$watch`, and the membership's `$swim.*`. */
 export function nodeBuiltins(sources: BuiltinSources): Record<string, BuiltinMethod> {

@@ -38,7 +38,8 @@ async function startNode(runtime: MemoryRuntime, name: string): Promise<FakeNode
     return node.behave(name, ctx);
   };
   const handlers: Implementation<typeof svc> = { who: run, whoOnce: run };
-  const dispatcher = new Dispatcher({ router: new Router().register(svc, handlers), log: silentLogger });
+  // `$info` names the node, as a real node's does (pushback is taken from a node that names itself).
+  const dispatcher = new Dispatcher({ router: new Router().register(svc, handlers), log: silentLogger, builtins: { $info: () => ({ node: name, services: {} }) } });
   node.server = new RpcServer(runtime, { dispatcher, log: silentLogger, maxMessageBytes: 1024 * 1024 });
   const { port } = await node.server.listen("127.0.0.1", 0);
   node.addr = `127.0.0.1:${port}`;
@@ -376,9 +377,48 @@ test("pushback: a node refusing OVERLOADED with retryAfterMs gets no call from t
   await using c = await cluster(2);
   const [pushing, other] = c.nodes as [FakeNode, FakeNode];
   pushing.behave = () => {
-    throw new RpcError("adaptive limit", "OVERLOADED", { processed: false, data: { retryAfterMs: 10_000 } });
+    throw new RpcError("adaptive limit", "OVERLOADED", { processed: false, data: { retryAfterMs: 10_000, node: pushing.name } });
   };
   const api = c.client.client(svc);
   for (let i = 0; i < 30; i++) assert.equal(await api.who({}), other.name);
   assert.equal(pushing.calls, 1, "called once (p2c picks it within 30 calls), then left out");
+});
+
+test("pushback: a refusal a node passes on from another (naming that one) leaves the node that relayed it in", async () => {
+  await using c = await cluster(2);
+  const [relaying, other] = c.nodes as [FakeNode, FakeNode];
+  relaying.behave = () => {
+    throw new RpcError("a node behind me is over its limit", "OVERLOADED", { processed: false, data: { retryAfterMs: 10_000, node: "behind" } });
+  };
+  const api = c.client.client(svc);
+  for (let i = 0; i < 30; i++) assert.equal(await api.who({}), other.name);
+  assert.ok(relaying.calls > 1, `the relaying node was called ${relaying.calls} times`);
+});
+
+test("hedging: a call whose only try fails ends at once, and a hedge the budget refuses is asked for once, not again and again", async () => {
+  await using c = await cluster(2, { hedging: { delayMs: 5 }, retryBudget: { ratio: 0, minPerSecond: 0 } });
+  for (const node of c.nodes) {
+    node.behave = () => {
+      throw new Error("boom");
+    };
+  }
+  const started = Date.now();
+  await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 5_000 }), (error: RpcError) => error.code === "INTERNAL");
+  assert.ok(Date.now() - started < 1_000);
+  const aborted: string[] = [];
+  for (const node of c.nodes) node.behave = stalls(aborted);
+  await assert.rejects(c.client.client(svc).who({}, { timeoutMs: 300 }), (error: RpcError) => error.code === "DEADLINE_EXCEEDED");
+  assert.equal(c.client.metrics().retriesRefused, 1);
+});
+
+test("one call makes at most 10 tries, whatever the budget has left: 20 addresses that refuse connections", async () => {
+  const runtime = createMemoryRuntime();
+  const addresses = Array.from({ length: 20 }, (_, i) => `127.0.0.1:${40_000 + i}`);
+  const client = createClusterClient({ runtime, addresses, warmupMs: 0, retryBudget: false });
+  try {
+    await assert.rejects(client.call("svc.who", {}), (error: RpcError) => error.code === "UNAVAILABLE");
+    assert.ok((client.metrics().retries.unreachable ?? 0) <= 9, JSON.stringify(client.metrics().retries));
+  } finally {
+    client.close();
+  }
 });

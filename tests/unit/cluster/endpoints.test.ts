@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ANSWERED_TRUST_MS, type Connection, type Endpoint, EndpointTable } from "../../../src/cluster/endpoints.ts";
+import { ANSWERED_TRUST_MS, type Connection, type Endpoint, EndpointTable, MAX_ENDPOINTS } from "../../../src/cluster/endpoints.ts";
 import type { Member, MemberStatus } from "../../../src/membership/types.ts";
 
 /** A stand-in connection: records close, resolves whenIdle at once. */
@@ -180,4 +180,27 @@ test("endpoint table: a node one member list calls suspect stays usable while th
   // The same from this node's own membership view: a suspect is out, whatever the connection says.
   table.apply([member("a", "h:1", "ready", "suspect"), member("b", "h:2", "ready", "suspect")], 1_000 + ANSWERED_TRUST_MS);
   assert.deepEqual(ids(table.eligible("demo", undefined, 2_000)), []);
+});
+
+test("endpoint table: a list or a watch naming more members than MAX_ENDPOINTS fills it no further", () => {
+  const table = new EndpointTable({ warmupMs: 0, warmupFloor: 0.1 });
+  for (let i = 0; i < MAX_ENDPOINTS + 100; i++) table.change(member(`m${i}`, `h:${i}`), 0);
+  assert.equal(table.size, MAX_ENDPOINTS);
+  // Known members are still updated.
+  table.change(member("m0", "h:0", "ready", "left"), 1);
+  assert.equal(table.size, MAX_ENDPOINTS - 1);
+});
+
+test("endpoint table: the ejection share counts the nodes that could be called, not ones down or not ready; with all of those ejected, they are called anyway", () => {
+  const table = new EndpointTable({ warmupMs: 0, warmupFloor: 0.1 });
+  table.apply([member("a", "h:1"), member("b", "h:2"), member("c", "h:3"), member("d", "h:4", "starting")], 0);
+  const [a, b, c] = ["a", "b", "c"].map((id) => [...table.values()].find((e) => e.id === id)!);
+  // c is down: its connection failed, it backs off.
+  table.connectFailed(c!, 0);
+  assert.deepEqual(table.ejectedCount(0), { ejected: 0, total: 2 });
+  a!.ejectedUntil = 10_000;
+  assert.deepEqual(table.ejectedCount(0), { ejected: 1, total: 2 });
+  b!.ejectedUntil = 10_000;
+  assert.deepEqual(ids(table.eligible("demo", undefined, 0)), []);
+  assert.deepEqual(ids(table.eligible("demo", undefined, 0, true)), ["a", "b"]);
 });
