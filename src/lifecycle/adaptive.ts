@@ -19,12 +19,14 @@ export interface AdaptiveLimitOptions {
 const DEFAULTS = { initial: 20, min: 4, tolerance: 1.2, smoothing: 0.2, windowMs: 100, minSamples: 10 };
 /** The unloaded latency is forgotten this much a window (about 35 s to double at 100 ms windows), so a lasting change of the work is learnt. */
 const MIN_DRIFT = 1.002;
+/** The same, while the limit is held at its floor. */
+const FLOOR_DRIFT = 1.01;
 
 /**
  * A concurrency limit that follows measured latency, as Envoy's adaptive concurrency filter and
  * Netflix's gradient limiters do: per window, the window's mean latency is compared with the
  * unloaded latency (the least window mean seen, forgotten slowly: MIN_DRIFT); while it stays
- * within `tolerance` of it the limit grows by about its square root (the queue it allows), and
+ * within `tolerance` of it the limit grows by about half its square root (the queue it allows), and
  * when latency rises beyond it the limit shrinks by the ratio (a gradient of at least one half,
  * smoothed). An update while the node is not using half its limit does not grow it (app-limited:
  * spare capacity unused proves nothing). A handler whose latency grows with concurrency (CPU, a
@@ -73,11 +75,13 @@ export class AdaptiveLimit {
   private update(shortMs: number): void {
     const { min, max, tolerance, smoothing } = this.options;
     this.shortMs = shortMs;
-    // At the floor's concurrency or below, what the window measured is the unloaded latency: a lasting
-    // change of the work (a slower dependency) is learnt at once, not over minutes of drift.
-    this.minMs = this.minMs === 0 || this.peakInflight <= this.options.min ? shortMs : Math.min(shortMs, this.minMs * MIN_DRIFT);
+    // Held at the floor, the unloaded latency is forgotten faster (1% a window): either load is what
+    // slows the calls, and the limit falls back after a few windows, or the work itself got slower (a
+    // dependency), which is learnt in tens of seconds instead of minutes of drift.
+    const drift = this.current < min + 1 ? FLOOR_DRIFT : MIN_DRIFT;
+    this.minMs = this.minMs === 0 ? shortMs : Math.min(shortMs, this.minMs * drift);
     const gradient = Math.max(0.5, Math.min(1, (tolerance * this.minMs) / Math.max(shortMs, 1e-3)));
-    const estimate = this.current * gradient + Math.sqrt(this.current);
+    const estimate = this.current * gradient + Math.sqrt(this.current) / 2;
     // App-limited: a node using less than half its limit has not shown it can take more.
     if (estimate > this.current && this.peakInflight < this.current / 2) return;
     this.current = Math.min(max, Math.max(min, this.current * (1 - smoothing) + estimate * smoothing));

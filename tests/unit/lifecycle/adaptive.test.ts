@@ -18,7 +18,7 @@ test("adaptive limit: steady latency with the node busy grows the limit toward t
   const limit = new AdaptiveLimit({ max: 200 }, clock.now);
   assert.equal(limit.limit, 20);
   const grown = feed(limit, clock, 50, 10, (l) => l);
-  assert.ok(grown > 60, `grew to ${grown}`);
+  assert.ok(grown > 40, `grew to ${grown}`);
   assert.ok(feed(limit, clock, 500, 10, (l) => l) === 200, "reaches the ceiling, never beyond");
 });
 
