@@ -10,6 +10,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createClusterClient } from "../../src/cluster/client.ts";
+import { WATCH_SETTLE_MS } from "../../src/cluster/discovery.ts";
 import { configWith } from "../../src/config/load.ts";
 import { demo, demoHandlers } from "../../src/demo/demo.ts";
 import { DEFAULT_SWIM_CONFIG } from "../../src/membership/types.ts";
@@ -58,8 +59,8 @@ async function idle(watch: boolean) {
   const counted = counting(runtime);
   const client = createClusterClient({ runtime: counted.runtime, seeds, watch });
   await client.whenAvailable("demo", N, 30_000);
-  // Settled: the first list (and the watch's snapshot) are in.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  // Settled: the first list and the watch's snapshot are in, and the poll has slowed down (WATCH_SETTLE_MS).
+  await new Promise((resolve) => setTimeout(resolve, (watch ? WATCH_SETTLE_MS : 0) + 2_000));
   const from = counted.bytes();
   await new Promise((resolve) => setTimeout(resolve, SECONDS * 1_000));
   const perSecond = (counted.bytes() - from) / SECONDS;

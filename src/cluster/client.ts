@@ -47,6 +47,8 @@ export interface ClusterClientOptions {
   watch?: boolean;
   /** The safety-net poll's interval while a watch runs. Default 60 s. */
   watchRefreshMs?: number;
+  /** For this long after a watch begins, the poll keeps its `refreshMs` pace (the watched node's view may be partial). Default 10 s. */
+  watchSettleMs?: number;
   /** Deadline of calls that set none. Default 30 s. */
   timeoutMs?: number;
   /** Retry calls of idempotent methods whose connection was lost mid-call. Default true. */

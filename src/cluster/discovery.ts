@@ -36,10 +36,19 @@ export interface DiscoveryOptions {
   watch?(endpoint: Endpoint): Promise<{ members: Member[]; ended: Promise<void> }>;
   /** The poll's interval while a watch runs: a safety net for what one node's view misses. Default 60 s. */
   watchRefreshMs?: number;
+  /** How long after a watch begins the poll keeps its `refreshMs` pace (WATCH_SETTLE_MS). */
+  watchSettleMs?: number;
 }
 
 /** Changes kept that a watched node sent before its `$watch` answer was taken (more: the next poll catches up). */
 const MAX_EARLY_CHANGES = 1_024;
+
+/**
+ * For this long after a watch begins, the poll keeps its fast pace (asking the connected nodes in
+ * turn): the watched node's own view may be partial (a node just restarted, not yet told of every
+ * member), and during a rolling restart one such view must not be the client's only source.
+ */
+export const WATCH_SETTLE_MS = 10_000;
 
 /** Default of `DiscoveryOptions.watchRefreshMs`. */
 export const WATCH_REFRESH_MS = 60_000;
@@ -84,6 +93,8 @@ export class Discovery {
   private readonly log: Logger;
   /** The node whose membership changes this client watches (`$watch`), while its connection lasts. */
   private watched: Endpoint | undefined;
+  /** When the watch began (client clock). */
+  private watchedSince = 0;
   /** A watch being set up. */
   private watching: Promise<void> | undefined;
   /** A node answered `$watch` METHOD_NOT_FOUND (an older node): polling only, from then on. */
@@ -112,15 +123,25 @@ export class Discovery {
     }
     for (const addr of addresses ?? []) this.table.upsert(addr, addr, undefined, true, clock.now());
     if (seeds?.length) {
-      // While a watch runs, changes come as they happen and the poll only backs it up.
-      const interval = () => (this.watched ? (this.options.watchRefreshMs ?? WATCH_REFRESH_MS) : this.options.refreshMs);
-      const tick = () => {
-        this.timer = clock.setTimer(interval(), tick);
-        void this.refresh();
-      };
       void this.refresh();
-      this.timer = clock.setTimer(interval(), tick);
+      this.schedule();
     }
+  }
+
+  /**
+   * Arms the next poll: after `refreshMs`, or `watchRefreshMs` while a watch runs (changes then come
+   * as they happen, and the poll only backs the watch up). Re-armed when a watch ends, so that a
+   * poll 60 s away does not leave the client blind.
+   */
+  private schedule(): void {
+    this.timer?.cancel();
+    if (this.stopped) return;
+    const settled = this.watched !== undefined && this.options.clock.now() - this.watchedSince >= (this.options.watchSettleMs ?? WATCH_SETTLE_MS);
+    const interval = settled ? Math.max(this.options.refreshMs, this.options.watchRefreshMs ?? WATCH_REFRESH_MS) : this.options.refreshMs;
+    this.timer = this.options.clock.setTimer(interval, () => {
+      this.schedule();
+      void this.refresh();
+    });
   }
 
   /**
@@ -191,6 +212,7 @@ export class Discovery {
         this.pendingWatch = undefined;
         if (this.stopped || endpoint.gone || !endpoint.channel || endpoint.channel.closed) return;
         this.watched = endpoint;
+        this.watchedSince = this.options.clock.now();
         this.log.debug("watching membership", { on: endpoint.addr, members: members.length });
         if (members.length > 0 && this.related(members)) {
           this.apply(members, true);
@@ -198,10 +220,12 @@ export class Discovery {
         }
         // Changes sent right after the answer, read before it was taken: after the list, in order.
         for (const params of pending.early) this.changed(params, endpoint);
+
         void ended.then(() => {
           if (this.watched !== endpoint) return;
           this.watched = undefined;
           this.log.debug("membership watch ended: polling", { on: endpoint.addr });
+          this.schedule();
           void this.refresh();
         });
       } catch (error) {

@@ -110,3 +110,29 @@ test("when the watched node goes, the client polls at once and watches another n
     await b.shutdown();
   }
 });
+
+test("when the watch ends and no node answers, the client polls at its fast pace again (not the watch's 60 s), and finds the cluster back", async () => {
+  const runtime = createMemoryRuntime();
+  let a = await startNode(runtime, "a");
+  const port = a.rpcAddress.port;
+  let watchingSince: number | undefined;
+  const log = createLogger({ node: "client", level: "debug", write: (line) => void (JSON.parse(line).msg === "watching membership" && (watchingSince ??= Date.now())) });
+  const client = createClusterClient({ runtime, seeds: [`127.0.0.1:${port}`], refreshMs: 100, watchRefreshMs: 60_000, watchSettleMs: 200, log });
+  try {
+    await client.whenAvailable("probe", 1, 5_000);
+    // Watching past the settling time and a few of the fast poll's intervals: what is being tested is the poll re-armed at the slow pace meanwhile.
+    while (watchingSince === undefined || Date.now() - watchingSince < 500) await new Promise((resolve) => setTimeout(resolve, 20));
+    // The whole cluster goes; a node comes back on the seed's address a moment later.
+    await a.shutdown();
+    a = createNode({ config: configWith({ nodeId: "a2", host: "127.0.0.1", rpcPort: port, httpPort: null, swim: FAST_SWIM }), runtime }).register(probe, probeHandlers);
+    await a.start();
+    const started = Date.now();
+    while (!client.candidates("probe").some((c) => c.id === "a2")) {
+      assert.ok(Date.now() - started < 5_000, "the client found the node back on the seed's address");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  } finally {
+    client.close();
+    await a.shutdown();
+  }
+});
