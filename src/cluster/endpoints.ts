@@ -104,8 +104,14 @@ export class EndpointTable<C extends Connection = Connection> {
       endpoint.readySince = now;
       // A new life (a restart on the same address): what the client held against the old one is forgotten.
       endpoint.faults = endpoint.ejections = endpoint.ejectedUntil = 0;
-      // Ready again after a drain on the same address: the old connection said goaway; use a new one.
-      if (endpoint.channel?.goaway !== undefined) endpoint.channel.close();
+      // Ready again after a drain on the same address (a restart there, or a stale list naming the draining node
+      // ready): the old connection said goaway, so new calls get a new one; the calls on it finish first, as the
+      // node answers every call it read (closing it now cancelled them: seen in a rolling restart).
+      const old = endpoint.channel;
+      if (old?.goaway !== undefined) {
+        endpoint.channel = undefined;
+        void old.whenIdle().then(() => old.close());
+      }
     }
     if (!ready) endpoint.readySince = this.staticAddresses.has(addr) ? endpoint.readySince : undefined;
     endpoint.ready = ready;

@@ -19,13 +19,15 @@ export interface AdaptiveLimitOptions {
 const DEFAULTS = { initial: 20, min: 4, tolerance: 1.2, smoothing: 0.2, windowMs: 100, minSamples: 10 };
 /** The unloaded latency is forgotten this much a window (about 35 s to double at 100 ms windows), so a lasting change of the work is learnt. */
 const MIN_DRIFT = 1.002;
+/** Latencies a window keeps for its 90th percentile (the latest ones). */
+const WINDOW_SAMPLES = 256;
 /** The same, while the limit is held at its floor. */
 const FLOOR_DRIFT = 1.01;
 
 /**
  * A concurrency limit that follows measured latency, as Envoy's adaptive concurrency filter and
- * Netflix's gradient limiters do: per window, the window's mean latency is compared with the
- * unloaded latency (the least window mean seen, forgotten slowly: MIN_DRIFT); while it stays
+ * Netflix's gradient limiters do: per window, the window's 90th-percentile latency is compared with
+ * the unloaded latency (the least such figure seen, forgotten slowly: MIN_DRIFT); while it stays
  * within `tolerance` of it the limit grows by about half its square root (the queue it allows), and
  * when latency rises beyond it the limit shrinks by the ratio (a gradient of at least one half,
  * smoothed). An update while the node is not using half its limit does not grow it (app-limited:
@@ -43,6 +45,8 @@ export class AdaptiveLimit {
   private windowStart: number;
   /** The last window's mean latency: what a refused caller is told to wait (`retryAfterMs`). */
   shortMs = 0;
+  /** The window's latest latencies (a ring of WINDOW_SAMPLES): its 90th percentile is what the limit follows. */
+  private readonly recent = new Float64Array(WINDOW_SAMPLES);
 
   constructor(options: AdaptiveLimitOptions, now: number) {
     this.options = { ...DEFAULTS, ...options };
@@ -62,19 +66,23 @@ export class AdaptiveLimit {
   /** One call ran `ms` with `inflight` calls in flight when it ended (itself included). */
   sample(ms: number, inflight: number, now: number): void {
     this.sumMs += ms;
+    this.recent[this.samples % WINDOW_SAMPLES] = ms;
     this.samples++;
     if (inflight > this.peakInflight) this.peakInflight = inflight;
     if (now - this.windowStart < this.options.windowMs || this.samples < this.options.minSamples) return;
-    this.update(this.sumMs / this.samples);
+    const kept = this.recent.slice(0, Math.min(this.samples, WINDOW_SAMPLES)).sort();
+    this.update(this.sumMs / this.samples, kept[Math.ceil(kept.length * 0.9) - 1]!);
     this.sumMs = 0;
     this.samples = 0;
     this.peakInflight = 0;
     this.windowStart = now;
   }
 
-  private update(shortMs: number): void {
+  private update(meanMs: number, tailMs: number): void {
     const { min, max, tolerance, smoothing } = this.options;
-    this.shortMs = shortMs;
+    this.shortMs = meanMs;
+    // The tail, not the mean: what callers of an overloaded node suffer first is its slowest calls.
+    const shortMs = tailMs;
     // Held at the floor, the unloaded latency is forgotten faster (1% a window): either load is what
     // slows the calls, and the limit falls back after a few windows, or the work itself got slower (a
     // dependency), which is learnt in tens of seconds instead of minutes of drift.

@@ -100,7 +100,7 @@ test("endpoint table: warm-up weight runs from when the node was seen ready; a d
   assert.equal(table.weight(a, 20_000), 0.1);
 });
 
-test("endpoint table: ready again after a drain closes the connection that said goaway", () => {
+test("endpoint table: ready again after a drain closes the connection that said goaway (once idle) and takes calls again", async () => {
   const table = new EndpointTable<FakeConnection>({ warmupMs: 0, warmupFloor: 0.1 });
   table.apply([member("a", "h:1")], 0);
   const a = [...table.values()][0]!;
@@ -110,7 +110,9 @@ test("endpoint table: ready again after a drain closes the connection that said 
   table.apply([member("a", "h:1", "draining")], 1);
   assert.equal(channel.closed, false);
   table.apply([member("a", "h:1")], 2);
+  await Promise.resolve();
   assert.equal(channel.closed, true);
+  assert.deepEqual(ids(table.eligible("demo", undefined, 2)), ["a"]);
 });
 
 test("endpoint table: backoff 100 ms doubling to 5 s, reset by a connection", () => {
@@ -203,4 +205,27 @@ test("endpoint table: the ejection share counts the nodes that could be called, 
   b!.ejectedUntil = 10_000;
   assert.deepEqual(ids(table.eligible("demo", undefined, 0)), []);
   assert.deepEqual(ids(table.eligible("demo", undefined, 0, true)), ["a", "b"]);
+});
+
+test("endpoint table: a draining node listed ready again keeps its goaway connection until its calls are done, and new calls get a new one", async () => {
+  const table = new EndpointTable<FakeConnection>({ warmupMs: 0, warmupFloor: 0.1 });
+  table.apply([member("a", "h:1")], 0);
+  const a = [...table.values()][0]!;
+  let idle!: () => void;
+  const draining = new (class extends FakeConnection {
+    override goaway = "draining";
+    override whenIdle(): Promise<void> {
+      return new Promise((resolve) => (idle = resolve));
+    }
+  })();
+  a.channel = draining;
+  table.apply([member("a", "h:1", "draining")], 1);
+  // A stale list from another node still calls it ready.
+  table.apply([member("a", "h:1")], 2);
+  assert.equal(a.channel, undefined, "new calls open a new connection");
+  assert.equal(draining.closed, false, "the calls in flight on the old one are not cut");
+  idle();
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(draining.closed, true, "closed once idle");
 });
