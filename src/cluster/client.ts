@@ -121,6 +121,12 @@ export interface ClusterClientMetrics {
   hedgesWon: number;
 }
 
+/** A call's retries so far, for `mayRetry`. */
+interface RetryCount {
+  made: number;
+  freeUsed: boolean;
+}
+
 /** Most tries of one call, retries included: a bound on what one call can cost, whatever the budget has left. */
 const MAX_TRIES = 10;
 
@@ -383,16 +389,8 @@ export class ClusterClient implements Transport {
     let tried = taken;
     // The last try's error, when it ran out of its attempt timeout: what the caller sees if no other node is left.
     let timedOut: RpcError | undefined;
-    // A call's first drain-or-restart retry is free; more come out of the budget (a storm of them is bounded too).
-    let freeUsed = false;
-    let retries = 0;
-    const allowed = (free: boolean) => {
-      if (++retries >= MAX_TRIES) return false;
-      if (free && !freeUsed) return (freeUsed = true);
-      if (!this.budget || this.budget.tryWithdraw()) return true;
-      this.stats.retriesRefused++;
-      return false;
-    };
+    // This call's retries so far; made on the first one, so a call that needs none allocates nothing for them.
+    let retries: RetryCount | undefined;
     for (;;) {
       // The hot path stays synchronous: a node to call now, on an open connection.
       const endpoint = this.pick(service, tried) ?? (timedOut ? undefined : await this.choose(service, (tried ??= new Set()), deadline, options.signal));
@@ -408,7 +406,7 @@ export class ClusterClient implements Transport {
         // A key mismatch is the same on every node: say so rather than try them all.
         if (error instanceof RpcError && error.code === "UNAUTHENTICATED") return this.fail(error);
         (tried ??= new Set()).add(endpoint);
-        if (!allowed(true)) return this.fail(RpcError.from(error, "UNAVAILABLE"));
+        if (!this.mayRetry((retries ??= { made: 0, freeUsed: false }), true)) return this.fail(RpcError.from(error, "UNAVAILABLE"));
         this.retried("unreachable", endpoint.id, options);
         continue;
       }
@@ -435,7 +433,7 @@ export class ClusterClient implements Transport {
         idempotent = this.idempotent.has(method);
         const reason = retryReason({ code: rpcError.code, processed: rpcError.processed, idempotent, idempotentRetries: this.idempotentRetries, attemptTimedOut });
         if (!reason) return this.fail(rpcError);
-        if (!allowed(FREE_RETRIES.has(reason))) return this.fail(rpcError);
+        if (!this.mayRetry((retries ??= { made: 0, freeUsed: false }), FREE_RETRIES.has(reason))) return this.fail(rpcError);
         timedOut = reason === "attempt timed out (idempotent)" ? rpcError : undefined;
         (tried ??= new Set()).add(endpoint);
         this.retried(reason, endpoint.id, options);
@@ -510,6 +508,19 @@ export class ClusterClient implements Transport {
       const backoffEnds = this.table.nextBackoffEnd(this.clock.now()) ?? Infinity;
       await this.changed(Math.min(waitUntil, backoffEnds) - this.clock.now());
     }
+  }
+
+  /**
+   * Whether one more retry of a call may go: at most MAX_TRIES tries in all; the call's first
+   * drain-or-restart retry (`free`) costs nothing, the others come out of the retry budget, so a
+   * storm of them is bounded too.
+   */
+  private mayRetry(count: RetryCount, free: boolean): boolean {
+    if (++count.made >= MAX_TRIES) return false;
+    if (free && !count.freeUsed) return (count.freeUsed = true);
+    if (!this.budget || this.budget.tryWithdraw()) return true;
+    this.stats.retriesRefused++;
+    return false;
   }
 
   /**

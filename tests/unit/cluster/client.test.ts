@@ -12,6 +12,7 @@ import { Router } from "../../../src/rpc/router.ts";
 import { RpcServer } from "../../../src/rpc/server.ts";
 import { createMemoryRuntime, type MemoryRuntime } from "../../../src/runtime/memory.ts";
 import { ManualClock, settle } from "../../helpers/clock.ts";
+import { until } from "../../helpers/net.ts";
 import { realClock } from "../../../src/runtime/clock.ts";
 
 const svc = defineService("svc", {
@@ -315,7 +316,7 @@ test("hedging: an idempotent call unanswered within the hedge delay goes to anot
   assert.equal(hedgesWon, hedges);
   assert.deepEqual(errors, {});
   // Each stalled try was told to stop ($cancel) once its hedge answered.
-  await until(() => aborted.length === c.nodes[0]!.calls);
+  await until(() => aborted.length === c.nodes[0]!.calls, "every stalled try was cancelled");
   assert.deepEqual(new Set(aborted), new Set(["CANCELLED"]));
 });
 
@@ -342,7 +343,7 @@ test("hedging: hedges come out of the retry budget; refused, the first try goes 
   const held = new Promise<string>((resolve) => (release = () => resolve("held")));
   for (const node of c.nodes) node.behave = () => held;
   const call = c.client.client(svc).who({});
-  await until(() => c.client.metrics().retriesRefused === 1);
+  await until(() => c.client.metrics().retriesRefused === 1, "the hedge was refused");
   release();
   assert.equal(await call, "held");
   assert.equal(c.client.metrics().hedges, 0);
@@ -368,10 +369,6 @@ test("hedging: without a fixed delay, a method is hedged once 32 calls were answ
   assert.ok(stalledTries >= 1, "some call went to n0 first (p2c: 1 in 2 each)");
   assert.equal(c.client.metrics().hedges - before.hedges, stalledTries);
 });
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-}
 
 test("pushback: a node refusing OVERLOADED with retryAfterMs gets no call from this client for that long", async () => {
   await using c = await cluster(2);

@@ -1,12 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createClusterClient } from "../../../src/cluster/client.ts";
+import { type ClusterClientOptions, createClusterClient } from "../../../src/cluster/client.ts";
 import { configWith } from "../../../src/config/load.ts";
-import { createLogger } from "../../../src/log.ts";
 import { DEFAULT_SWIM_CONFIG } from "../../../src/membership/types.ts";
 import { createNode, type EbbNode } from "../../../src/node.ts";
 import { Channel } from "../../../src/rpc/channel.ts";
 import { createMemoryRuntime, type MemoryRuntime } from "../../../src/runtime/memory.ts";
+import { LogCapture, until } from "../../helpers/net.ts";
 import { probe, probeHandlers } from "../../helpers/services.ts";
 
 // Watched discovery (issue 16, item 5): `$watch` on whole nodes over the in-memory runtime.
@@ -55,28 +55,30 @@ test("$watch answers the member list, then notifies each membership change on th
   }
 });
 
-test("a seeds-mode client learns a new node and a leaving one through its watch, long before its next poll", async () => {
-  const runtime = createMemoryRuntime();
+/** Nodes a and b (b joined through a), and a seeds-mode client of them whose debug log is captured, polling every `refreshMs`. */
+async function watchedCluster(runtime: MemoryRuntime, options: Partial<ClusterClientOptions> = {}) {
   const a = await startNode(runtime, "a");
   const seeds = [`127.0.0.1:${a.rpcAddress.port}`];
   const b = await startNode(runtime, "b", seeds);
-  const lines: string[] = [];
-  const log = createLogger({ node: "client", level: "debug", write: (line) => lines.push(line) });
-  // A poll every 60 s: whatever the client learns within the test, it learns from the watch.
-  const client = createClusterClient({ runtime, seeds, refreshMs: 60_000, watchRefreshMs: 60_000, log });
+  const logs = new LogCapture();
+  // A poll every 60 s: whatever the client learns within a test, it learns from the watch.
+  const client = createClusterClient({ runtime, seeds, refreshMs: 60_000, watchRefreshMs: 60_000, log: logs.logger, ...options });
+  await client.whenAvailable("probe", 2, 5_000);
+  return { a, b, seeds, logs, client };
+}
+
+const watchingOn = (logs: LogCapture, unlike?: string) => logs.next((l) => l.msg === "watching membership" && l.on !== unlike).then((l) => l.on as string);
+
+test("a seeds-mode client learns a new node and a leaving one through its watch, long before its next poll", async () => {
+  const runtime = createMemoryRuntime();
+  const { a, b, seeds, logs, client } = await watchedCluster(runtime);
   let c: EbbNode | undefined;
   try {
-    await client.whenAvailable("probe", 2, 5_000);
-    const watching = () => lines.some((l) => l.includes("watching membership"));
-    while (!watching()) await new Promise((resolve) => setTimeout(resolve, 5));
+    await watchingOn(logs);
     c = await startNode(runtime, "c", seeds);
     await client.whenAvailable("probe", 3, 5_000);
     await c.shutdown();
-    const started = Date.now();
-    while (client.candidates("probe").some((e) => e.id === "c")) {
-      assert.ok(Date.now() - started < 5_000, "c left the client's view");
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await until(() => !client.candidates("probe").some((e) => e.id === "c"), "c left the client's view", 5_000);
   } finally {
     client.close();
     await c?.shutdown();
@@ -87,23 +89,13 @@ test("a seeds-mode client learns a new node and a leaving one through its watch,
 
 test("when the watched node goes, the client polls at once and watches another node", async () => {
   const runtime = createMemoryRuntime();
-  const a = await startNode(runtime, "a");
-  const seeds = [`127.0.0.1:${a.rpcAddress.port}`];
-  const b = await startNode(runtime, "b", seeds);
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({ node: "client", level: "debug", write: (line) => lines.push(JSON.parse(line)) });
-  const client = createClusterClient({ runtime, seeds, refreshMs: 60_000, watchRefreshMs: 60_000, log });
+  const { a, b, logs, client } = await watchedCluster(runtime);
   try {
-    await client.whenAvailable("probe", 2, 5_000);
-    const watchedOn = async (count: number) => {
-      while (lines.filter((l) => l.msg === "watching membership").length < count) await new Promise((resolve) => setTimeout(resolve, 5));
-      return lines.filter((l) => l.msg === "watching membership").at(-1)!.on as string;
-    };
-    const first = await watchedOn(1);
+    const first = await watchingOn(logs);
     const [watched, other] = first === `127.0.0.1:${a.rpcAddress.port}` ? [a, b] : [b, a];
     await watched.shutdown();
     // A new watch on the node left, with no poll due for a minute.
-    assert.equal(await watchedOn(2), `127.0.0.1:${other.rpcAddress.port}`);
+    assert.equal(await watchingOn(logs, first), `127.0.0.1:${other.rpcAddress.port}`);
   } finally {
     client.close();
     await a.shutdown();
@@ -115,22 +107,18 @@ test("when the watch ends and no node answers, the client polls at its fast pace
   const runtime = createMemoryRuntime();
   let a = await startNode(runtime, "a");
   const port = a.rpcAddress.port;
-  let watchingSince: number | undefined;
-  const log = createLogger({ node: "client", level: "debug", write: (line) => void (JSON.parse(line).msg === "watching membership" && (watchingSince ??= Date.now())) });
-  const client = createClusterClient({ runtime, seeds: [`127.0.0.1:${port}`], refreshMs: 100, watchRefreshMs: 60_000, watchSettleMs: 200, log });
+  const logs = new LogCapture();
+  const client = createClusterClient({ runtime, seeds: [`127.0.0.1:${port}`], refreshMs: 100, watchRefreshMs: 60_000, watchSettleMs: 200, log: logs.logger });
   try {
     await client.whenAvailable("probe", 1, 5_000);
-    // Watching past the settling time and a few of the fast poll's intervals: what is being tested is the poll re-armed at the slow pace meanwhile.
-    while (watchingSince === undefined || Date.now() - watchingSince < 500) await new Promise((resolve) => setTimeout(resolve, 20));
+    await watchingOn(logs);
+    // Time passing is what is tested: past the settling time and a few of the fast poll's intervals, the poll is re-armed at the slow pace.
+    await new Promise((resolve) => setTimeout(resolve, 500));
     // The whole cluster goes; a node comes back on the seed's address a moment later.
     await a.shutdown();
     a = createNode({ config: configWith({ nodeId: "a2", host: "127.0.0.1", rpcPort: port, httpPort: null, swim: FAST_SWIM }), runtime }).register(probe, probeHandlers);
     await a.start();
-    const started = Date.now();
-    while (!client.candidates("probe").some((c) => c.id === "a2")) {
-      assert.ok(Date.now() - started < 5_000, "the client found the node back on the seed's address");
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await until(() => client.candidates("probe").some((c) => c.id === "a2"), "the client found the node back on the seed's address", 5_000);
   } finally {
     client.close();
     await a.shutdown();
