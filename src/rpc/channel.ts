@@ -2,8 +2,8 @@ import { type Logger, silentLogger } from "../log.ts";
 import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
-import { type CallHeaders, checkHeaders, NOTIFICATION, parseMessage, REQUEST, type RequestMeta } from "../wire/messages.ts";
-import { type DeadlineHandle, deadlines } from "./deadlines.ts";
+import { type CallHeaders, checkHeaders, isResponse, NOTIFICATION, parseMessage, type RequestMeta } from "../wire/messages.ts";
+import { Deadline, deadlines } from "./deadlines.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS, KEEPALIVE_METHOD, MIN_KEEPALIVE_MS } from "./server.ts";
@@ -98,13 +98,27 @@ const MAX_UNANSWERED_CONNECTS = 3;
 /** Default of `ChannelOptions.keepaliveMs`. */
 export const DEFAULT_KEEPALIVE_MS = 10_000;
 
-interface Pending {
-  resolve(value: unknown): void;
-  reject(error: RpcError): void;
-  timer: DeadlineHandle;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  onHeaders: ((headers: CallHeaders) => void) | undefined;
+/** A call waiting for its answer; itself the entry of its deadline on the wheel (one object per call). */
+class Pending extends Deadline {
+  resolve!: (value: unknown) => void;
+  reject!: (error: RpcError) => void;
+  onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly channel: Channel,
+    readonly msgid: number,
+    readonly method: string,
+    readonly timeoutMs: number,
+    readonly signal: AbortSignal | undefined,
+    readonly onHeaders: ((headers: CallHeaders) => void) | undefined,
+  ) {
+    super();
+  }
+
+  /** The deadline passed with no answer. */
+  fire(): void {
+    this.channel.expire(this);
+  }
 }
 
 /**
@@ -281,39 +295,41 @@ export class Channel implements Transport {
       if (options.traceparent !== undefined) meta.traceparent = options.traceparent;
       if (options.tracestate !== undefined) meta.tracestate = options.tracestate;
     }
-    return new Promise<unknown>((resolve, reject) => {
-      const entry: Pending = {
-        resolve,
-        reject,
-        signal,
-        onAbort: undefined,
-        onHeaders: options.onHeaders,
-        timer: deadlines.schedule(timeoutMs, () => {
-          this.settle(msgid)?.reject(new RpcError(`No answer from ${this.address} to "${method}" within ${timeoutMs} ms`, "DEADLINE_EXCEEDED"));
-        }),
-      };
-      if (signal) {
-        entry.onAbort = () => {
-          if (!this.settle(msgid)) return;
-          // The server stops the handler for the same reason: a deadline that passed upstream is the callee's too.
-          const code = abortCode(signal);
-          this.notify("$cancel", code === "CANCELLED" ? [msgid] : [msgid, code]);
-          const what = code === "CANCELLED" ? "cancelled" : "given up: the caller's deadline passed";
-          reject(new RpcError(`Call to "${method}" ${what}`, code, { cause: signal.reason }));
-        };
-        signal.addEventListener("abort", entry.onAbort, { once: true });
-      }
-      this.pending.set(msgid, entry);
-      this.sent = true;
-      try {
-        this.writer.send(meta ? [REQUEST, msgid, method, params, meta] : [REQUEST, msgid, method, params]);
-      } catch (error) {
-        // Nothing was sent (too deep for EBB_MAX_DEPTH, or a value msgpack cannot carry).
-        this.settle(msgid);
-        const reason = errorText(error);
-        reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
-      }
+    const entry = new Pending(this, msgid, method, timeoutMs, signal, options.onHeaders);
+    const promise = new Promise<unknown>((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
     });
+    if (signal) {
+      entry.onAbort = () => {
+        if (!this.settle(msgid)) return;
+        // The server stops the handler for the same reason: a deadline that passed upstream is the callee's too.
+        const code = abortCode(signal);
+        this.notify("$cancel", code === "CANCELLED" ? [msgid] : [msgid, code]);
+        const what = code === "CANCELLED" ? "cancelled" : "given up: the caller's deadline passed";
+        entry.reject(new RpcError(`Call to "${method}" ${what}`, code, { cause: signal.reason }));
+      };
+      signal.addEventListener("abort", entry.onAbort, { once: true });
+    }
+    this.pending.set(msgid, entry);
+    deadlines.arm(entry, timeoutMs);
+    this.sent = true;
+    try {
+      this.writer.sendRequest(msgid, method, params, meta);
+    } catch (error) {
+      // Nothing was sent (too deep for EBB_MAX_DEPTH, or a value msgpack cannot carry).
+      this.settle(msgid);
+      const reason = errorText(error);
+      entry.reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
+    }
+    return promise;
+  }
+
+  /** @internal A call's deadline passed with no answer. */
+  expire(entry: Pending): void {
+    if (this.pending.get(entry.msgid) !== entry) return;
+    this.settle(entry.msgid);
+    entry.reject(new RpcError(`No answer from ${this.address} to "${entry.method}" within ${entry.timeoutMs} ms`, "DEADLINE_EXCEEDED"));
   }
 
   /** Sends a notification. */
@@ -418,7 +434,7 @@ export class Channel implements Transport {
     const entry = this.pending.get(msgid);
     if (!entry) return undefined;
     this.pending.delete(msgid);
-    entry.timer.cancel();
+    entry.cancel();
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -440,14 +456,18 @@ export class Channel implements Transport {
       return;
     }
     for (const message of messages) {
-      const parsed = parseMessage(message);
-      if (parsed.kind === "response") {
-        const entry = this.settle(parsed.msgid);
+      // Answers, nearly every message, are read in place; anything else goes through parseMessage.
+      if (isResponse(message)) {
+        const entry = this.settle(message[1]);
         if (!entry) continue; // Answer to a call that already timed out or was cancelled.
-        if (parsed.meta !== undefined && entry.onHeaders) this.answerHeaders(parsed.meta, entry.onHeaders);
-        if (parsed.error === null || parsed.error === undefined) entry.resolve(parsed.result);
-        else entry.reject(RpcError.fromWire(parsed.error));
-      } else if (parsed.kind === "notification") {
+        if (message[4] !== undefined && entry.onHeaders) this.answerHeaders(message[4], entry.onHeaders);
+        const error = message[2];
+        if (error === null || error === undefined) entry.resolve(message[3]);
+        else entry.reject(RpcError.fromWire(error));
+        continue;
+      }
+      const parsed = parseMessage(message);
+      if (parsed.kind === "notification") {
         if (parsed.method === "$goaway") this.onGoaway(parsed.params[0]);
         this.options.onNotification?.(parsed.method, parsed.params);
       } else if (parsed.kind === "malformed") {

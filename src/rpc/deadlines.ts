@@ -8,16 +8,52 @@ export const WHEEL_RESOLUTION_MS = 25;
 /** Deadlines shorter than this get their own precise timer. */
 export const WHEEL_MIN_MS = 1_000;
 
-class WheelEntry implements DeadlineHandle {
-  constructor(
-    readonly fire: () => void,
-    readonly bucket: Set<WheelEntry>,
-    readonly key: number,
-    private readonly wheel: DeadlineWheel,
-  ) {}
+/**
+ * One deadline on the wheel. A caller that has an object per call already (the channel's pending
+ * call) extends this and is itself the entry: no wrapper and no closure per call. Entries of one
+ * bucket form an intrusive doubly linked list, so arming and cancelling cost no hashing.
+ */
+export abstract class Deadline implements DeadlineHandle {
+  /** @internal */ bucket: Bucket | undefined = undefined;
+  /** @internal */ prev: Deadline | undefined = undefined;
+  /** @internal */ next: Deadline | undefined = undefined;
+  /** @internal A precise timer of its own (deadlines shorter than the wheel's minimum). */
+  timer: TimerHandle | undefined = undefined;
+
+  /** Runs when the deadline passes, unless cancelled before. */
+  abstract fire(): void;
 
   cancel(): void {
-    if (this.bucket.delete(this) && this.bucket.size === 0) this.wheel.dropBucket(this.key);
+    const bucket = this.bucket;
+    if (bucket) {
+      this.bucket = undefined;
+      if (this.prev) this.prev.next = this.next;
+      else bucket.head = this.next;
+      if (this.next) this.next.prev = this.prev;
+      this.prev = this.next = undefined;
+      if (bucket.head === undefined) bucket.wheel.dropBucket(bucket);
+    } else if (this.timer) {
+      this.timer.cancel();
+      this.timer = undefined;
+    }
+  }
+}
+
+/** @internal The deadlines due in one slot of the wheel. */
+interface Bucket {
+  readonly key: number;
+  readonly wheel: DeadlineWheel;
+  head: Deadline | undefined;
+}
+
+/** `schedule`'s entry: a deadline that calls a function. */
+class CallbackDeadline extends Deadline {
+  constructor(private readonly callback: () => void) {
+    super();
+  }
+
+  fire(): void {
+    this.callback();
   }
 }
 
@@ -44,31 +80,42 @@ export class DeadlineWheel {
     private readonly clock: Clock = realClock,
   ) {}
 
-  private readonly buckets = new Map<number, Set<WheelEntry>>();
+  private readonly buckets = new Map<number, Bucket>();
   private timer: DeadlineHandle | undefined;
   private armedKey = Infinity;
 
   /** Calls `fire` after `ms` (long deadlines up to WHEEL_RESOLUTION_MS late) unless cancelled. */
   schedule(ms: number, fire: () => void): DeadlineHandle {
-    if (ms < this.minMs) return this.clock.setTimer(ms, fire);
-    const key = Math.ceil((this.clock.now() + ms) / this.resolutionMs);
-    let bucket = this.buckets.get(key);
-    if (!bucket) {
-      bucket = new Set();
-      this.buckets.set(key, bucket);
-      if (key < this.armedKey) this.arm(key);
-    }
-    const entry = new WheelEntry(fire, bucket, key, this);
-    bucket.add(entry);
+    const entry = new CallbackDeadline(fire);
+    this.arm(entry, ms);
     return entry;
   }
 
-  /** @internal An emptied bucket leaves the wheel; its timer, if armed, finds nothing and re-arms if other buckets are left. */
-  dropBucket(key: number): void {
-    this.buckets.delete(key);
+  /** Arms `entry` to fire after `ms`, as `schedule` does; `entry.cancel()` disarms it. An entry is armed once. */
+  arm(entry: Deadline, ms: number): void {
+    if (ms < this.minMs) {
+      entry.timer = this.clock.setTimer(ms, () => entry.fire());
+      return;
+    }
+    const key = Math.ceil((this.clock.now() + ms) / this.resolutionMs);
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      bucket = { key, wheel: this, head: undefined };
+      this.buckets.set(key, bucket);
+      if (key < this.armedKey) this.wake(key);
+    }
+    entry.bucket = bucket;
+    entry.next = bucket.head;
+    if (bucket.head) bucket.head.prev = entry;
+    bucket.head = entry;
   }
 
-  private arm(key: number): void {
+  /** @internal An emptied bucket leaves the wheel; its timer, if armed, finds nothing and re-arms if other buckets are left. */
+  dropBucket(bucket: Bucket): void {
+    if (this.buckets.get(bucket.key) === bucket) this.buckets.delete(bucket.key);
+  }
+
+  private wake(key: number): void {
     this.timer?.cancel();
     this.armedKey = key;
     // A later deadline wakes after MAX_SLEEP_MS and re-arms; cancelling the timer whenever the wheel
@@ -81,7 +128,7 @@ export class DeadlineWheel {
     this.armedKey = Infinity;
     const now = this.clock.now();
     let next = Infinity;
-    const due: Set<WheelEntry>[] = [];
+    const due: Bucket[] = [];
     for (const [key, bucket] of this.buckets) {
       if (key * this.resolutionMs <= now) {
         due.push(bucket);
@@ -90,8 +137,16 @@ export class DeadlineWheel {
         next = key;
       }
     }
-    if (next !== Infinity) this.arm(next);
-    for (const bucket of due) for (const entry of bucket) entry.fire();
+    if (next !== Infinity) this.wake(next);
+    for (const bucket of due) {
+      // Taken from the head one at a time: an entry cancelled by one that fires before it is unlinked, and never fires.
+      for (let entry = bucket.head; entry; entry = bucket.head) {
+        bucket.head = entry.next;
+        if (entry.next) entry.next.prev = undefined;
+        entry.bucket = entry.next = undefined;
+        entry.fire();
+      }
+    }
   }
 }
 

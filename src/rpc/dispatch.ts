@@ -19,6 +19,11 @@ export interface IncomingCall {
   readonly warmup?: boolean;
   /** The caller's connection, for `$` methods that talk back on it (`$watch`); none over HTTP. */
   readonly connection?: CallerConnection;
+  /**
+   * `performance.now()` when the transport read the call: the calls of one read share it (on Deno
+   * each reading of the clock is a call into the runtime). Dispatch reads the clock when absent.
+   */
+  readonly receivedAt?: number;
 }
 
 /** What a `$` method may do with the caller's connection. */
@@ -81,6 +86,8 @@ export class ActiveCall implements CallContext {
     call: IncomingCall,
     reply: Reply,
     private readonly owner: Dispatcher,
+    /** `performance.now()` when the call reached dispatch. */
+    readonly started: number,
   ) {
     this.method = route.name;
     this.peer = call.peer;
@@ -144,6 +151,7 @@ export class ActiveCall implements CallContext {
     if (!reply) return;
     this.reply = undefined;
     this.timer?.cancel();
+    this.owner.answered(this, error);
     reply(error, result, this.answerHeaders);
   }
 
@@ -201,46 +209,32 @@ export class Dispatcher {
       this.builtin(call, answer);
       return undefined;
     }
-    const started = performance.now();
-    // Set once a handler runs: only those calls are latency samples.
-    let ran = false;
-    const reply: Reply = (error, result, headers) => {
-      const label = error?.code === "METHOD_NOT_FOUND" ? "unknown" : method;
-      const ms = performance.now() - started;
-      this.stats.record(label, error === null ? "OK" : error.code, ms / 1_000);
-      if (ran) this.hooks.observe?.(ms);
-      answer(error, result, headers);
-    };
+    const started = call.receivedAt ?? performance.now();
     const refused = call.warmup ? undefined : this.hooks.admit?.(method);
-    if (refused) {
-      reply(refused);
-      return undefined;
-    }
+    if (refused) return this.refuse(method, started, refused, answer);
     const route = this.router.route(method);
-    if (!route) {
-      reply(new RpcError(`Unknown method "${method}"`, "METHOD_NOT_FOUND"));
-      return undefined;
-    }
+    if (!route) return this.refuse(method, started, new RpcError(`Unknown method "${method}"`, "METHOD_NOT_FOUND"), answer);
     if (params.length > 1) {
-      reply(new RpcError(`Method "${method}" takes one parameter, got ${params.length}`, "INVALID_PARAMS"));
-      return undefined;
+      return this.refuse(method, started, new RpcError(`Method "${method}" takes one parameter, got ${params.length}`, "INVALID_PARAMS"), answer);
     }
     const deadline = call.meta?.deadline;
     if (deadline !== undefined && deadline <= 0) {
-      reply(new RpcError(`Deadline passed before "${method}" started`, "DEADLINE_EXCEEDED"));
-      return undefined;
+      return this.refuse(method, started, new RpcError(`Deadline passed before "${method}" started`, "DEADLINE_EXCEEDED"), answer);
     }
-    const parsed = route.spec.input.safeParse(params[0]);
-    if (!parsed.success) {
-      reply(new RpcError(`Invalid input for "${method}": ${summarize(parsed.error.issues)}`, "INVALID_PARAMS", { data: parsed.error.issues }));
-      return undefined;
+    let input = params[0];
+    if (route.checksInput) {
+      const parsed = route.spec.input.safeParse(input);
+      if (!parsed.success) {
+        const error = new RpcError(`Invalid input for "${method}": ${summarize(parsed.error.issues)}`, "INVALID_PARAMS", { data: parsed.error.issues });
+        return this.refuse(method, started, error, answer);
+      }
+      input = parsed.data;
     }
-    const active = new ActiveCall(route, call, reply, this);
-    ran = true;
+    const active = new ActiveCall(route, call, answer, this, started);
     this.hooks.enter?.();
     let result: unknown;
     try {
-      result = runInCall(active, route.handler as (input: unknown, ctx: CallContext) => unknown, parsed.data);
+      result = runInCall(active, route.handler as (input: unknown, ctx: CallContext) => unknown, input);
     } catch (error) {
       active.settle(this.failure(route, error), undefined);
       return undefined;
@@ -259,6 +253,20 @@ export class Dispatcher {
     return undefined;
   }
 
+  /** Answers a call no handler ran for (refused, unknown, invalid): counted in the stats, not a latency sample. */
+  private refuse(method: string, started: number, error: RpcError, answer: Reply): undefined {
+    this.stats.record(error.code === "METHOD_NOT_FOUND" ? "unknown" : method, error.code, (performance.now() - started) / 1_000);
+    answer(error);
+    return undefined;
+  }
+
+  /** @internal A call whose handler ran is answered: counted, and a latency sample. */
+  answered(call: ActiveCall, error: RpcError | null): void {
+    const ms = performance.now() - call.started;
+    this.stats.record(error?.code === "METHOD_NOT_FOUND" ? "unknown" : call.method, error === null ? "OK" : error.code, ms / 1_000);
+    this.hooks.observe?.(ms);
+  }
+
   /** Aborts every running call with `reason`: each caller is answered now, each handler sees its signal. */
   abortAll(reason: RpcError): void {
     for (const call of this.active) call.abort(reason);
@@ -271,6 +279,10 @@ export class Dispatcher {
   }
 
   private finish(route: Route, active: ActiveCall, value: unknown): void {
+    if (!route.checksOutput) {
+      active.settle(null, value);
+      return;
+    }
     const checked = route.spec.output.safeParse(value);
     if (checked.success) {
       active.settle(null, checked.data);

@@ -33,6 +33,19 @@ export interface Route {
   handler: Handler<MethodSpec>;
   /** The service's own handler. */
   readonly own: Handler<MethodSpec>;
+  /** False when the input schema accepts any value unchanged (`z.unknown()`): parsing is then skipped, as it could only say yes. */
+  readonly checksInput: boolean;
+  /** The same for the output schema. */
+  readonly checksOutput: boolean;
+}
+
+/**
+ * True for a schema that accepts every value and returns it unchanged: `z.unknown()` or `z.any()`
+ * with no refinement (a refinement lives in the schema's checks; a transform, default or
+ * optional wraps it in another schema type).
+ */
+export function acceptsAnything(schema: z.ZodType): boolean {
+  return (schema instanceof z.ZodUnknown || schema instanceof z.ZodAny) && !schema._zod.def.checks?.length;
 }
 
 /** Maps `service.method` names to handlers. */
@@ -50,7 +63,15 @@ export class Router {
       const handler = (implementation as Record<string, Handler<MethodSpec> | undefined>)[method];
       if (typeof handler !== "function") throw new TypeError(`No handler for "${contract.name}.${method}"`);
       const name = `${contract.name}.${method}`;
-      this.routes.set(name, { name, service: contract.name, spec, own: handler, handler: this.intercepted(name, handler) });
+      this.routes.set(name, {
+        name,
+        service: contract.name,
+        spec,
+        own: handler,
+        handler: this.intercepted(name, handler),
+        checksInput: !acceptsAnything(spec.input),
+        checksOutput: !acceptsAnything(spec.output),
+      });
       const info: MethodInfo = { name, idempotent: spec.idempotent === true, input: jsonSchemaOf(spec.input, "input"), output: jsonSchemaOf(spec.output, "output") };
       if (spec.timeoutMs !== undefined) info.timeoutMs = spec.timeoutMs;
       if (spec.retry !== undefined) info.retry = spec.retry;

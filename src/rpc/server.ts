@@ -367,10 +367,12 @@ export class ServerConnection implements CallerConnection {
     } finally {
       this.account();
     }
+    // One reading of the clock for every call of this read: when they arrived, for their durations.
+    const receivedAt = messages.length > 0 ? performance.now() : 0;
     try {
       for (const message of messages) {
         if (this.closed || this.finished) return;
-        this.handle(message);
+        this.handle(message, receivedAt);
       }
     } catch (error) {
       // A bug of ours, not the peer's: say so loudly, and keep the process up.
@@ -407,7 +409,7 @@ export class ServerConnection implements CallerConnection {
     }, 0);
   }
 
-  private handle(message: unknown): void {
+  private handle(message: unknown, receivedAt: number): void {
     const parsed = parseMessage(message);
     if (!this.authenticated && parsed.kind !== "malformed") return this.authenticate(parsed);
     switch (parsed.kind) {
@@ -430,7 +432,14 @@ export class ServerConnection implements CallerConnection {
         // Declared first: a call answered at once replies before dispatch returns.
         let active: ActiveCall | undefined;
         active = this.server.options.dispatcher.dispatch(
-          { method: parsed.method, params: parsed.params, meta: parsed.meta, peer: this.socket.remote, connection: parsed.method.charCodeAt(0) === 36 /* $ */ ? this : undefined },
+          {
+            method: parsed.method,
+            params: parsed.params,
+            meta: parsed.meta,
+            peer: this.socket.remote,
+            connection: parsed.method.charCodeAt(0) === 36 /* $ */ ? this : undefined,
+            receivedAt,
+          },
           (error, result, headers) => {
             if (this.calls.get(msgid) === active) this.calls.delete(msgid);
             // Answer headers go only to a caller that sent a meta: a plain msgpack-rpc client reads 4 elements.
@@ -484,9 +493,8 @@ export class ServerConnection implements CallerConnection {
   private respond(msgid: number, error: RpcError | null, result: unknown, method?: string, headers?: CallHeaders): void {
     if (this.closed) return;
     try {
-      const wireError = error ? error.toWire() : null;
-      const value = error ? null : (result ?? null);
-      this.writer.send(headers ? [RESPONSE, msgid, wireError, value, { headers }] : [RESPONSE, msgid, wireError, value]);
+      if (error) this.writer.send(headers ? [RESPONSE, msgid, error.toWire(), null, { headers }] : [RESPONSE, msgid, error.toWire(), null]);
+      else this.writer.sendResult(msgid, result ?? null, headers && { headers });
     } catch (cause) {
       // The answer cannot be written (too deep, a value msgpack has no type for): the caller
       // still gets exactly one answer, an INTERNAL error that says why.

@@ -123,6 +123,11 @@ export function isMsgid(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff;
 }
 
+/** True for a decoded response (`[1, msgid, error, result]`, meta optional): the one check parseMessage makes of responses, for readers that take them in place. */
+export function isResponse(value: unknown): value is [typeof RESPONSE, number, unknown, unknown, unknown?] {
+  return Array.isArray(value) && value[0] === RESPONSE && (value.length === 4 || value.length === 5) && isMsgid(value[1]);
+}
+
 /** Checks a decoded value against the msgpack-rpc message shapes. */
 export function parseMessage(value: unknown): Parsed {
   if (!Array.isArray(value)) return { kind: "malformed", reason: "message is not an array" };
@@ -130,7 +135,7 @@ export function parseMessage(value: unknown): Parsed {
     case REQUEST:
       return parseRequest(value);
     case RESPONSE:
-      if ((value.length !== 4 && value.length !== 5) || !isMsgid(value[1])) return { kind: "malformed", reason: "response is not [1, msgid, error, result] or [1, msgid, error, result, meta]" };
+      if (!isResponse(value)) return { kind: "malformed", reason: "response is not [1, msgid, error, result] or [1, msgid, error, result, meta]" };
       return { kind: "response", msgid: value[1], error: value[2], result: value[3], meta: value[4] };
     case NOTIFICATION:
       if (value.length !== 3 || typeof value[1] !== "string" || !Array.isArray(value[2])) {

@@ -55,7 +55,7 @@ test("a request at the nesting limit is echoed whole: the limit is the same in a
 test("a result too deep to encode becomes one INTERNAL answer and leaves the counter exactly once", async () => {
   for (let i = 0; i < 50; i++) {
     const error = await rejectsWith(honest.nest({ levels: 40 }), "INTERNAL");
-    assert.match(error.message, /Result of "probe.nest" cannot be encoded: Too deep objects in depth 17/);
+    assert.match(error.message, /Result of "probe.nest" cannot be encoded: Too deep objects in depth 16/);
   }
   const error = await rejectsWith(honest.unencodable("x"), "INTERNAL");
   assert.match(error.message, /Result of "probe.unencodable" cannot be encoded/);

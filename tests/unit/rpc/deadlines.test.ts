@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type DeadlineHandle, DeadlineWheel } from "../../../src/rpc/deadlines.ts";
+import { Deadline, type DeadlineHandle, DeadlineWheel } from "../../../src/rpc/deadlines.ts";
 import { ManualClock } from "../../helpers/clock.ts";
 
 /** Schedules `ms` on the wheel; `elapsed` is the virtual time it took to fire (undefined until it does). */
@@ -101,4 +101,47 @@ test("a long deadline fires on time though the wheel's timer wakes every second"
   clock.tick(60_100);
   const elapsed = far.elapsed();
   assert.ok(elapsed !== undefined && elapsed >= 60_000 && elapsed <= 60_025, `fired after ${elapsed} ms, asked 60,000`);
+});
+
+test("a deadline cancelled by one that fires before it in the same bucket never fires", () => {
+  const clock = new ManualClock();
+  const wheel = new DeadlineWheel(10, 0, clock);
+  const fired: string[] = [];
+  let second: DeadlineHandle | undefined;
+  // Both land in one bucket; whichever fires first cancels the other.
+  const first = wheel.schedule(20, () => {
+    fired.push("first");
+    second!.cancel();
+  });
+  second = wheel.schedule(21, () => {
+    fired.push("second");
+    first.cancel();
+  });
+  clock.tick(40);
+  assert.equal(fired.length, 1, `fired: ${fired.join(", ")}`);
+  // Cancelling what fired already, or twice, does nothing.
+  first.cancel();
+  second.cancel();
+  clock.tick(40);
+  assert.equal(fired.length, 1);
+});
+
+test("an object extending Deadline is its own wheel entry", () => {
+  const clock = new ManualClock();
+  const wheel = new DeadlineWheel(10, 0, clock);
+  class Call extends Deadline {
+    firedAt: number | undefined;
+    fire(): void {
+      this.firedAt = clock.now();
+    }
+  }
+  const calls = [30, 30, 50, 70].map((ms) => {
+    const call = new Call();
+    wheel.arm(call, ms);
+    return call;
+  });
+  calls[1]!.cancel();
+  calls[3]!.cancel();
+  clock.tick(100);
+  assert.deepEqual(calls.map((call) => call.firedAt), [30, undefined, 50, undefined]);
 });

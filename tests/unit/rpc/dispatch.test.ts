@@ -129,3 +129,30 @@ test("abortAll answers every running call and aborts its handler", async () => {
   dispatcher.abortAll(new RpcError("shutdown timed out", "CANCELLED"));
   for (const { error } of await Promise.all(pending)) assert.equal(error?.code, "CANCELLED");
 });
+
+test("a z.unknown() schema is not parsed, but a refined one is: input and output alike", async () => {
+  const loose = defineService("loose", {
+    any: { input: z.unknown(), output: z.unknown() },
+    odd: { input: z.unknown().refine((value) => typeof value === "number" && value % 2 === 1, "must be odd"), output: z.any() },
+    even: { input: z.unknown(), output: z.unknown().refine((value) => value === 2, "must be 2") },
+  });
+  const router = new Router().register(loose, { any: (input) => input, odd: (input) => input, even: (input) => input });
+  const routes = ["loose.any", "loose.odd", "loose.even"].map((name) => router.route(name)!);
+  assert.deepEqual(routes.map((r) => [r.checksInput, r.checksOutput]), [[false, false], [true, false], [false, true]]);
+  const dispatcher = new Dispatcher({ router, log: silentLogger });
+  const call = (method: string, input: unknown) =>
+    new Promise<{ error: RpcError | null; result: unknown }>((resolve) => dispatcher.dispatch({ method, params: [input], meta: undefined, peer: "test" }, (error, result) => resolve({ error, result })));
+  // Not parsed: the very object comes back, not a copy.
+  const value = { nested: [1, { deep: true }] };
+  assert.equal((await call("loose.any", value)).result, value);
+  assert.equal((await call("loose.odd", 3)).result, 3);
+  const even = await call("loose.odd", 4);
+  assert.equal(even.error?.code, "INVALID_PARAMS");
+  assert.match(even.error!.message, /must be odd/);
+  assert.equal((await call("loose.even", 2)).result, 2);
+  assert.equal((await call("loose.even", 3)).error?.code, "INTERNAL");
+  // Every answer is counted, refusals included.
+  const stats = dispatcher.stats.methods;
+  assert.deepEqual([...stats.get("loose.odd")!.codes], [["OK", 1], ["INVALID_PARAMS", 1]]);
+  assert.deepEqual([...stats.get("loose.even")!.codes], [["OK", 1], ["INTERNAL", 1]]);
+});
