@@ -10,6 +10,15 @@ const MAX_CACHED_METHODS = 256;
 /** `"deadline"` as a one-key msgpack map's key: fixmap(1), fixstr(8), the bytes. */
 const DEADLINE_KEY = new Uint8Array([0x81, 0xa8, ...new TextEncoder().encode("deadline")]);
 
+/** The deadline of a meta that holds nothing else, when it is a whole number of milliseconds that fits 32 bits: written by hand. */
+function onlyDeadline(meta: RequestMeta): number | undefined {
+  const { deadline } = meta;
+  if (deadline === undefined || !Number.isInteger(deadline) || deadline < 0 || deadline > 0xffff_ffff) return undefined;
+  // Any other key, even one set to undefined, goes through the encoder as it always did.
+  for (const key in meta) if (key !== "deadline") return undefined;
+  return deadline;
+}
+
 /**
  * Writes messages to a socket, batching every message produced in one tick
  * into one write: pipelined replies cost one syscall, not one each.
@@ -49,35 +58,37 @@ export class BatchWriter {
 
   /** Queues `[0, msgid, method, params]`, or `[0, msgid, method, params, meta]`; throws, queuing nothing, when it cannot be encoded. */
   sendRequest(msgid: number, method: string, params: unknown[], meta: RequestMeta | undefined): void {
-    const start = this.length;
-    try {
-      this.byte(meta ? 0x95 : 0x94);
-      this.byte(REQUEST);
-      this.uint(msgid);
-      this.append(this.methodBytes(method));
-      this.append(this.innerEncoder.encodeSharedRef(params));
-      if (meta) this.meta(meta);
-    } catch (error) {
-      this.length = start;
-      throw error;
+    // Everything that runs the caller's code (a getter may write another message) or reuses the
+    // encoder's buffer comes first; the message is then appended whole, so nothing lands inside it.
+    const name = this.methodBytes(method);
+    const deadline = meta && onlyDeadline(meta);
+    const metaBytes = meta && deadline === undefined ? this.innerEncoder.encode(meta) : undefined;
+    const body = this.innerEncoder.encodeSharedRef(params);
+    this.byte(meta ? 0x95 : 0x94);
+    this.byte(REQUEST);
+    this.uint(msgid);
+    this.append(name);
+    this.append(body);
+    if (deadline !== undefined) {
+      this.append(DEADLINE_KEY);
+      this.uint(deadline);
+    } else if (metaBytes) {
+      this.append(metaBytes);
     }
     this.schedule();
   }
 
   /** Queues `[1, msgid, null, result]`, or with `meta` as a fifth element; throws, queuing nothing, when it cannot be encoded. */
   sendResult(msgid: number, result: unknown, meta?: object): void {
-    const start = this.length;
-    try {
-      this.byte(meta ? 0x95 : 0x94);
-      this.byte(RESPONSE);
-      this.uint(msgid);
-      this.byte(0xc0);
-      this.append(this.innerEncoder.encodeSharedRef(result));
-      if (meta) this.append(this.innerEncoder.encodeSharedRef(meta));
-    } catch (error) {
-      this.length = start;
-      throw error;
-    }
+    // As in sendRequest: encode first (copying all but the last), append whole.
+    const metaBytes = meta && this.innerEncoder.encode(meta);
+    const body = this.innerEncoder.encodeSharedRef(result);
+    this.byte(meta ? 0x95 : 0x94);
+    this.byte(RESPONSE);
+    this.uint(msgid);
+    this.byte(0xc0);
+    this.append(body);
+    if (metaBytes) this.append(metaBytes);
     this.schedule();
   }
 
@@ -99,20 +110,6 @@ export class BatchWriter {
       this.scheduled = true;
       queueMicrotask(this.flushNow);
     }
-  }
-
-  /** A meta of only a whole-millisecond deadline (every plain call's) by hand; any other through the encoder. */
-  private meta(meta: RequestMeta): void {
-    const { deadline } = meta;
-    if (
-      deadline !== undefined && Number.isInteger(deadline) && deadline >= 0 && deadline <= 0xffff_ffff &&
-      meta.id === undefined && meta.headers === undefined && meta.traceparent === undefined && meta.tracestate === undefined
-    ) {
-      this.append(DEADLINE_KEY);
-      this.uint(deadline);
-      return;
-    }
-    this.append(this.innerEncoder.encodeSharedRef(meta));
   }
 
   /** The method name as a msgpack string, encoded once per name. */

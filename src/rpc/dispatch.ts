@@ -86,8 +86,10 @@ export class ActiveCall implements CallContext {
     call: IncomingCall,
     reply: Reply,
     private readonly owner: Dispatcher,
-    /** `performance.now()` when the call reached dispatch. */
+    /** `performance.now()` when the call was received: its duration in the stats runs from here. */
     readonly started: number,
+    /** `performance.now()` when its handler was about to run: the adaptive limit's latency sample runs from here. */
+    readonly dispatched: number,
   ) {
     this.method = route.name;
     this.peer = call.peer;
@@ -230,7 +232,9 @@ export class Dispatcher {
       }
       input = parsed.data;
     }
-    const active = new ActiveCall(route, call, answer, this, started);
+    // The adaptive limit's sample starts here, not when the read arrived: calls queued behind
+    // others of the same read would otherwise carry their wait, a figure the peer shapes by batching.
+    const active = new ActiveCall(route, call, answer, this, started, this.hooks.observe ? performance.now() : started);
     this.hooks.enter?.();
     let result: unknown;
     try {
@@ -262,9 +266,9 @@ export class Dispatcher {
 
   /** @internal A call whose handler ran is answered: counted, and a latency sample. */
   answered(call: ActiveCall, error: RpcError | null): void {
-    const ms = performance.now() - call.started;
-    this.stats.record(error?.code === "METHOD_NOT_FOUND" ? "unknown" : call.method, error === null ? "OK" : error.code, ms / 1_000);
-    this.hooks.observe?.(ms);
+    const now = performance.now();
+    this.stats.record(error?.code === "METHOD_NOT_FOUND" ? "unknown" : call.method, error === null ? "OK" : error.code, (now - call.started) / 1_000);
+    this.hooks.observe?.(now - call.dispatched);
   }
 
   /** Aborts every running call with `reason`: each caller is answered now, each handler sees its signal. */

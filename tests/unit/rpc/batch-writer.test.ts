@@ -97,3 +97,25 @@ test("method names are encoded once each, and the cache of them stays bounded", 
   const methods = (writer as unknown as { methods: Map<string, Uint8Array> }).methods;
   assert.ok(methods.size <= 256, `${methods.size} method names kept`);
 });
+
+test("a value whose getter writes another message while it is encoded cannot split a message: each arrives whole", () => {
+  const { socket, written } = sink();
+  const writer = new BatchWriter(socket);
+  const sneaky = (note: string) => ({
+    get x() {
+      writer.send([2, note, []]);
+      return 1;
+    },
+  });
+  writer.sendResult(5, sneaky("during a result"), { headers: { a: "b" } });
+  writer.sendRequest(6, "m", [sneaky("during a request")], { deadline: 10 });
+  writer.sendRequest(7, "m", [sneaky("during a request with meta")], { deadline: 10, id: "r" });
+  assert.deepEqual(flushed(writer, written), [
+    [2, "during a result", []],
+    [1, 5, null, { x: 1 }, { headers: { a: "b" } }],
+    [2, "during a request", []],
+    [0, 6, "m", [{ x: 1 }], { deadline: 10 }],
+    [2, "during a request with meta", []],
+    [0, 7, "m", [{ x: 1 }], { deadline: 10, id: "r" }],
+  ]);
+});
