@@ -93,7 +93,7 @@ const noisy = results.flatMap((r) => Object.values(r.summary).flatMap((row) => O
 const when = results.map((r) => `${runtimeName(r)} ${r.date.slice(0, 10)}`).join(", ");
 const block = [
   START,
-  `1 connection, 64 calls in flight, \`{a: 1, b: "hello"}\`, calls/s (median of the rounds; ${when}${results.every((r) => r.pinned) ? "; client and server pinned to a core each" : ""}${noisy ? `; ${noisy} noisy rounds left out` : ""}):`,
+  `1 connection, 64 calls in flight, \`{a: 1, b: "hello"}\`, calls/s (median of the rounds; ${when}${results.every((r) => r.pinned) ? "; client and server pinned to a core each" : ""}${noisy ? `; ${noisy} noisy round${noisy === 1 ? "" : "s"} left out` : ""}):`,
   "",
   ...pipelined,
   "",
