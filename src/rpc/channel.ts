@@ -76,6 +76,9 @@ export interface ChannelOptions {
   onClose?(error?: Error): void;
 }
 
+/** The options of a call that sets none (shared: nothing writes to it). */
+const NO_OPTIONS: CallOptions = Object.freeze({});
+
 /** Default of `ChannelOptions.defaultTimeoutMs`. */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** Default of `ChannelOptions.maxMessageBytes`. */
@@ -143,6 +146,8 @@ export class Channel implements Transport {
   /** Deadline of calls that set none. */
   readonly defaultTimeoutMs: number;
   private nextMsgid = 0;
+  /** The msgids have wrapped around once: a new one may still be in use. */
+  private msgidsWrapped = false;
   private isClosed = false;
   private idleWaiters: (() => void)[] = [];
   private closing = false;
@@ -266,7 +271,7 @@ export class Channel implements Transport {
   }
 
   /** Sends a raw msgpack-rpc request with any params. */
-  request(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
+  request(method: string, params: unknown[], options: CallOptions = NO_OPTIONS): Promise<unknown> {
     if (this.isClosed || this.closing) {
       return Promise.reject(new RpcError(`Connection to ${this.address} is closed`, "UNAVAILABLE", { processed: false }));
     }
@@ -425,8 +430,10 @@ export class Channel implements Transport {
 
   private allocateMsgid(): number {
     let msgid = this.nextMsgid;
-    while (this.pending.has(msgid)) msgid = (msgid + 1) >>> 0;
+    // Until msgids wrap around (2^32 calls), none can still be pending: no lookup needed.
+    if (this.msgidsWrapped) while (this.pending.has(msgid)) msgid = (msgid + 1) >>> 0;
     this.nextMsgid = (msgid + 1) >>> 0;
+    if (this.nextMsgid === 0) this.msgidsWrapped = true;
     return msgid;
   }
 

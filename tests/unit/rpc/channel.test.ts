@@ -107,3 +107,26 @@ test("a slow answer does not hold up a fast one on the same channel", async () =
     await memory.close();
   }
 });
+
+test("msgids wrap around at 2^32 and then skip the ones still in flight", async () => {
+  const memory = await startMemoryServer();
+  try {
+    const channel = await memory.channel();
+    const ids = channel as unknown as { nextMsgid: number };
+    // A call left in flight at msgid 0, then the counter moved to just below the wrap.
+    const slow = channel.call("probe.wait", { ms: 60_000, tag: "wrap" });
+    await probeReached("wrap", "started");
+    ids.nextMsgid = 0xffff_fffe;
+    // 0xfffffffe and 0xffffffff, then 0 is taken by the slow call: the next is 1.
+    for (const expected of [0xffff_fffe, 0xffff_ffff]) {
+      assert.equal(await channel.call("probe.echo", expected), expected);
+    }
+    assert.equal(ids.nextMsgid, 0);
+    assert.equal(await channel.call("probe.echo", "after the wrap"), "after the wrap");
+    assert.equal(ids.nextMsgid, 2, "msgid 0 was in flight, so the call after the wrap took 1");
+    memory.server.closeAll();
+    await rejectsWith(slow, "UNAVAILABLE");
+  } finally {
+    await memory.close();
+  }
+});
