@@ -11,11 +11,11 @@ const MAX_CACHED_METHODS = 256;
 const DEADLINE_KEY = new Uint8Array([0x81, 0xa8, ...new TextEncoder().encode("deadline")]);
 
 /** The deadline of a meta that holds nothing else, when it is a whole number of milliseconds that fits 32 bits: written by hand. */
-function onlyDeadline(meta: RequestMeta): number | undefined {
-  const { deadline } = meta;
+function onlyDeadline(meta: RequestMeta | number): number | undefined {
+  const deadline = typeof meta === "number" ? meta : meta.deadline;
   if (deadline === undefined || !Number.isInteger(deadline) || deadline < 0 || deadline > 0xffff_ffff) return undefined;
   // Any other key, even one set to undefined, goes through the encoder as it always did.
-  for (const key in meta) if (key !== "deadline") return undefined;
+  if (typeof meta === "object") for (const key in meta) if (key !== "deadline") return undefined;
   return deadline;
 }
 
@@ -56,15 +56,18 @@ export class BatchWriter {
     this.schedule();
   }
 
-  /** Queues `[0, msgid, method, params]`, or `[0, msgid, method, params, meta]`; throws, queuing nothing, when it cannot be encoded. */
-  sendRequest(msgid: number, method: string, params: unknown[], meta: RequestMeta | undefined): void {
+  /**
+   * Queues `[0, msgid, method, params]`, or `[0, msgid, method, params, meta]`; a number as `meta`
+   * stands for `{deadline: meta}`. Throws, queuing nothing, when it cannot be encoded.
+   */
+  sendRequest(msgid: number, method: string, params: unknown[], meta: RequestMeta | number | undefined): void {
     // Everything that runs the caller's code (a getter may write another message) or reuses the
     // encoder's buffer comes first; the message is then appended whole, so nothing lands inside it.
     const name = this.methodBytes(method);
-    const deadline = meta && onlyDeadline(meta);
-    const metaBytes = meta && deadline === undefined ? this.innerEncoder.encode(meta) : undefined;
+    const deadline = meta === undefined ? undefined : onlyDeadline(meta);
+    const metaBytes = meta !== undefined && deadline === undefined ? this.innerEncoder.encode(typeof meta === "number" ? { deadline: meta } : meta) : undefined;
     const body = this.innerEncoder.encodeSharedRef(params);
-    this.byte(meta ? 0x95 : 0x94);
+    this.byte(meta === undefined ? 0x94 : 0x95);
     this.byte(REQUEST);
     this.uint(msgid);
     this.append(name);

@@ -288,8 +288,13 @@ export class Channel implements Transport {
     }
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const msgid = this.allocateMsgid();
-    let meta: RequestMeta | undefined;
-    if (!this.options.plain) {
+    // What is sent as meta: nothing (plain), the deadline alone (most calls: no object made), or a map.
+    let meta: RequestMeta | number | undefined;
+    if (this.options.plain) {
+      meta = undefined;
+    } else if (options.requestId === undefined && options.headers === undefined && options.traceparent === undefined && options.tracestate === undefined) {
+      meta = timeoutMs;
+    } else {
       meta = { deadline: timeoutMs };
       if (options.requestId !== undefined) meta.id = options.requestId;
       if (options.headers !== undefined) {

@@ -119,3 +119,13 @@ test("a value whose getter writes another message while it is encoded cannot spl
     [0, 7, "m", [{ x: 1 }], { deadline: 10, id: "r" }],
   ]);
 });
+
+test("a number as meta stands for a meta that is only that deadline, whole or not", () => {
+  const { socket, written } = sink();
+  const writer = new BatchWriter(socket);
+  for (const deadline of [0, 1, 30_000, 0xffff_ffff, 1.5, 2 ** 33]) writer.sendRequest(9, "m", [], deadline);
+  assert.deepEqual(
+    flushed(writer, written),
+    [0, 1, 30_000, 0xffff_ffff, 1.5, 2 ** 33].map((deadline) => [0, 9, "m", [], { deadline }]),
+  );
+});
