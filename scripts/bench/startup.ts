@@ -21,6 +21,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { type NodeProcess, ROOT, RUNNERS, type RunnerName, sendSignal, spawnCommand, spawnNode, stopProcess } from "../../tests/helpers/process.ts";
+import { residentBytes } from "./cpu.ts";
 import { median, table } from "./stats.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -34,9 +35,7 @@ function pause(ms: number): Promise<void> {
 }
 
 function residentMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return kb / 1024;
+  return (residentBytes(pid) ?? Number.NaN) / (1024 * 1024);
 }
 
 /** How to start the baseline on each runner. */

@@ -259,7 +259,7 @@ export class Dispatcher {
 
   /** Answers a call no handler ran for (refused, unknown, invalid): counted in the stats, not a latency sample. */
   private refuse(method: string, started: number, error: RpcError, answer: Reply): undefined {
-    this.stats.record(error.code === "METHOD_NOT_FOUND" ? "unknown" : method, error.code, (performance.now() - started) / 1_000);
+    this.stats.record(statsLabel(method, error), error.code, (performance.now() - started) / 1_000);
     answer(error);
     return undefined;
   }
@@ -267,7 +267,7 @@ export class Dispatcher {
   /** @internal A call whose handler ran is answered: counted, and a latency sample. */
   answered(call: ActiveCall, error: RpcError | null): void {
     const now = performance.now();
-    this.stats.record(error?.code === "METHOD_NOT_FOUND" ? "unknown" : call.method, error === null ? "OK" : error.code, (now - call.started) / 1_000);
+    this.stats.record(statsLabel(call.method, error), error === null ? "OK" : error.code, (now - call.started) / 1_000);
     this.hooks.observe?.(now - call.dispatched);
   }
 
@@ -319,6 +319,11 @@ export class Dispatcher {
     if (isThenable(result)) result.then((value) => reply(null, value), (error) => reply(RpcError.from(error)));
     else reply(null, result);
   }
+}
+
+/** The method a call is counted under: unknown ones together as "unknown", so a peer cannot mint labels. */
+function statsLabel(method: string, error: RpcError | null): string {
+  return error?.code === "METHOD_NOT_FOUND" ? "unknown" : method;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
