@@ -81,10 +81,13 @@ export async function gateway(c: Context, dispatcher: Dispatcher, maxDepth = DEF
   let callerGone: AbortSignal | undefined;
   let onGone: (() => void) | undefined;
   const answer = await new Promise<{ error: RpcError | null; result: unknown; headers?: CallHeaders }>((resolve) => {
-    const active = dispatcher.dispatch(
-      { method, params: input === undefined ? [] : [input], meta, peer: "http" },
-      (error, result, headers) => resolve({ error, result, headers }),
-    );
+    const active = dispatcher.dispatch({
+      method,
+      params: input === undefined ? [] : [input],
+      meta,
+      peer: "http",
+      reply: (error, result, headers) => resolve({ error, result, headers }),
+    });
     if (!active) return;
     // A caller that goes away cancels its call, as on TCP.
     onGone = () => active.abort(new RpcError("The HTTP caller went away", "CANCELLED"));

@@ -8,7 +8,7 @@ import { CallStats } from "./call-stats.ts";
 import { RpcError } from "./errors.ts";
 import type { Route, Router } from "./router.ts";
 
-/** One call as any transport hands it to the dispatcher. */
+/** One call as any transport hands it to the dispatcher; it takes its one answer itself (`reply`). */
 export interface IncomingCall {
   readonly method: string;
   /** msgpack-rpc params; the method's input is `params[0]`. */
@@ -24,6 +24,8 @@ export interface IncomingCall {
    * each reading of the clock is a call into the runtime). Dispatch reads the clock when absent.
    */
   readonly receivedAt?: number;
+  /** Receives the single answer to the call, and the headers its handler set, if any. Called exactly once. */
+  reply(error: RpcError | null, result?: unknown, headers?: CallHeaders): void;
 }
 
 /** What a `$` method may do with the caller's connection. */
@@ -37,9 +39,6 @@ export interface CallerConnection {
   /** Closes the connection. */
   close(): void;
 }
-
-/** Receives the single answer to a call, and the headers its handler set, if any. */
-export type Reply = (error: RpcError | null, result?: unknown, headers?: CallHeaders) => void;
 
 const NO_HEADERS: CallHeaders = Object.freeze({});
 
@@ -66,39 +65,48 @@ export interface DispatcherOptions {
   builtins?: Record<string, BuiltinMethod>;
 }
 
-/** A call that reached its handler and has not settled yet. */
+/**
+ * A call that reached its handler and has not settled yet; the handler's `ctx`. Made for every call,
+ * so it holds little: what the context offers is read from the incoming call when asked.
+ */
 export class ActiveCall implements CallContext {
-  readonly method: string;
-  readonly requestId: string | undefined;
-  readonly deadlineAt: number | undefined;
-  readonly peer: string;
-  readonly headers: CallHeaders;
-  private readonly meta: RequestMeta | undefined;
-  private traceContext: TraceContext | undefined;
-  private answerHeaders: Record<string, string> | undefined;
-  private controller: AbortController | undefined;
-  private abortReason: RpcError | undefined;
-  private timer: DeadlineHandle | undefined;
-  private reply: Reply | undefined;
+  private traceContext: TraceContext | undefined = undefined;
+  private answerHeaders: Record<string, string> | undefined = undefined;
+  private controller: AbortController | undefined = undefined;
+  private abortReason: RpcError | undefined = undefined;
+  private timer: DeadlineHandle | undefined = undefined;
+  private wallDeadline: number | undefined = undefined;
+  /** False once the caller has its answer. */
+  private unanswered = true;
 
   constructor(
-    route: Route,
-    call: IncomingCall,
-    reply: Reply,
+    readonly method: string,
+    private readonly call: IncomingCall,
     private readonly owner: Dispatcher,
-    /** `performance.now()` when the call was received: its duration in the stats runs from here. */
+    /** `performance.now()` when the call was received: its duration in the stats, and its deadline, run from here. */
     readonly started: number,
     /** `performance.now()` when its handler was about to run: the adaptive limit's latency sample runs from here. */
     readonly dispatched: number,
-  ) {
-    this.method = route.name;
-    this.peer = call.peer;
-    this.meta = call.meta;
-    this.requestId = call.meta?.id;
-    this.headers = call.meta?.headers ?? NO_HEADERS;
-    this.reply = reply;
-    const deadline = call.meta?.deadline;
-    this.deadlineAt = deadline === undefined ? undefined : Date.now() + deadline;
+  ) {}
+
+  get peer(): string {
+    return this.call.peer;
+  }
+
+  get requestId(): string | undefined {
+    return this.call.meta?.id;
+  }
+
+  get headers(): CallHeaders {
+    return this.call.meta?.headers ?? NO_HEADERS;
+  }
+
+  /** Wall-clock time (`Date.now()`) past which the caller no longer waits: its deadline, counted from when the call was received. */
+  get deadlineAt(): number | undefined {
+    const deadline = this.call.meta?.deadline;
+    if (deadline === undefined) return undefined;
+    // Read once: the two clocks are read apart, and the figure must not move between readings.
+    return (this.wallDeadline ??= Date.now() - (performance.now() - this.started) + deadline);
   }
 
   /**
@@ -106,15 +114,17 @@ export class ActiveCall implements CallContext {
    * interrupt a synchronous handler, so the common fast path skips the timer.
    */
   watchDeadline(): void {
-    if (this.deadlineAt === undefined || this.answered) return;
-    const left = this.deadlineAt - Date.now();
+    const deadline = this.call.meta?.deadline;
+    if (deadline === undefined || this.answered) return;
+    const left = deadline - (performance.now() - this.started);
     const expire = () => this.abort(new RpcError(`Deadline exceeded in ${this.method}`, "DEADLINE_EXCEEDED"));
     if (left <= 0) expire();
     else this.timer = deadlines.schedule(left, expire);
   }
 
   get trace(): TraceContext {
-    return (this.traceContext ??= traceOf(this.meta?.traceparent, this.meta?.tracestate));
+    const meta = this.call.meta;
+    return (this.traceContext ??= traceOf(meta?.traceparent, meta?.tracestate));
   }
 
   setHeader(name: string, value: string): void {
@@ -136,7 +146,7 @@ export class ActiveCall implements CallContext {
 
   /** True once the caller has its answer. */
   get answered(): boolean {
-    return this.reply === undefined;
+    return !this.unanswered;
   }
 
   /** Answers the caller with `reason` now and tells the handler to stop. */
@@ -149,12 +159,11 @@ export class ActiveCall implements CallContext {
 
   /** Sends the answer, once; a late result after abort is dropped. */
   answer(error: RpcError | null, result: unknown): void {
-    const reply = this.reply;
-    if (!reply) return;
-    this.reply = undefined;
+    if (!this.unanswered) return;
+    this.unanswered = false;
     this.timer?.cancel();
     this.owner.answered(this, error);
-    reply(error, result, this.answerHeaders);
+    this.call.reply(error, result, this.answerHeaders);
   }
 
   /** The handler settled: answer if not answered yet, and leave. Runs once per call. */
@@ -179,6 +188,12 @@ export class Dispatcher {
   private readonly hooks: DispatchHooks;
   private readonly builtins: Record<string, BuiltinMethod>;
   private readonly active = new Set<ActiveCall>();
+  /** Open `timeTogether` spans: while any is, answers are timed when the outermost ends. */
+  private spans = 0;
+  /** Answers waiting for the clock: stats label, code and start of each, side by side (kept, not reallocated). */
+  private readonly untimedLabels: string[] = [];
+  private readonly untimedCodes: string[] = [];
+  private readonly untimedStarts: number[] = [];
 
   constructor(options: DispatcherOptions) {
     this.router = options.router;
@@ -198,43 +213,81 @@ export class Dispatcher {
   /** A startup hook's in-process call to this node's own services: admitted while the node is starting. */
   warmupCall(method: string, input?: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.dispatch({ method, params: input === undefined ? [] : [input], meta: undefined, peer: "startup", warmup: true }, (error, result) =>
-        error ? reject(error) : resolve(result),
-      );
+      this.dispatch({
+        method,
+        params: input === undefined ? [] : [input],
+        meta: undefined,
+        peer: "startup",
+        warmup: true,
+        reply: (error, result) => (error ? reject(error) : resolve(result)),
+      });
     });
   }
 
-  /** Runs `call`; `reply` is called exactly once. Returns the running call, or undefined if answered at once. */
-  dispatch(call: IncomingCall, answer: Reply): ActiveCall | undefined {
+  /**
+   * Runs `fn`, timing the calls answered meanwhile together when it returns: one reading of the
+   * clock for all (on Deno each is a call into the runtime). A transport wraps each read in it:
+   * answers to the calls of one read are written together after it, so the time they took is the
+   * same for all, and it is when the read is done. Spans may nest; the outermost times.
+   */
+  timeTogether<T>(fn: () => T): T {
+    this.spans++;
+    try {
+      return fn();
+    } finally {
+      if (--this.spans === 0 && this.untimedLabels.length > 0) this.timeUntimed();
+    }
+  }
+
+  private timeUntimed(): void {
+    const now = performance.now();
+    const { untimedLabels: labels, untimedCodes: codes, untimedStarts: starts } = this;
+    for (let i = 0; i < labels.length; i++) this.stats.record(labels[i]!, codes[i]!, (now - starts[i]!) / 1_000);
+    labels.length = codes.length = starts.length = 0;
+  }
+
+  /** Counts an answer in the stats: now, or when the `timeTogether` span around it ends. */
+  private count(label: string, code: string, started: number): void {
+    if (this.spans > 0) {
+      this.untimedLabels.push(label);
+      this.untimedCodes.push(code);
+      this.untimedStarts.push(started);
+    } else {
+      this.stats.record(label, code, (performance.now() - started) / 1_000);
+    }
+  }
+
+  /** Runs `call`; `call.reply` is called exactly once. Returns the running call, or undefined if answered at once. */
+  dispatch(call: IncomingCall): ActiveCall | undefined {
     const { method, params } = call;
     if (method.charCodeAt(0) === 36 /* $ */) {
-      this.builtin(call, answer);
+      this.builtin(call);
       return undefined;
     }
     const started = call.receivedAt ?? performance.now();
     const refused = call.warmup ? undefined : this.hooks.admit?.(method);
-    if (refused) return this.refuse(method, started, refused, answer);
+    if (refused) return this.refuse(method, started, refused, call);
     const route = this.router.route(method);
-    if (!route) return this.refuse(method, started, new RpcError(`Unknown method "${method}"`, "METHOD_NOT_FOUND"), answer);
+    if (!route) return this.refuse(method, started, new RpcError(`Unknown method "${method}"`, "METHOD_NOT_FOUND"), call);
     if (params.length > 1) {
-      return this.refuse(method, started, new RpcError(`Method "${method}" takes one parameter, got ${params.length}`, "INVALID_PARAMS"), answer);
+      return this.refuse(method, started, new RpcError(`Method "${method}" takes one parameter, got ${params.length}`, "INVALID_PARAMS"), call);
     }
     const deadline = call.meta?.deadline;
     if (deadline !== undefined && deadline <= 0) {
-      return this.refuse(method, started, new RpcError(`Deadline passed before "${method}" started`, "DEADLINE_EXCEEDED"), answer);
+      return this.refuse(method, started, new RpcError(`Deadline passed before "${method}" started`, "DEADLINE_EXCEEDED"), call);
     }
     let input = params[0];
     if (route.checksInput) {
       const parsed = route.spec.input.safeParse(input);
       if (!parsed.success) {
         const error = new RpcError(`Invalid input for "${method}": ${summarize(parsed.error.issues)}`, "INVALID_PARAMS", { data: parsed.error.issues });
-        return this.refuse(method, started, error, answer);
+        return this.refuse(method, started, error, call);
       }
       input = parsed.data;
     }
     // The adaptive limit's sample starts here, not when the read arrived: calls queued behind
     // others of the same read would otherwise carry their wait, a figure the peer shapes by batching.
-    const active = new ActiveCall(route, call, answer, this, started, this.hooks.observe ? performance.now() : started);
+    const active = new ActiveCall(route.name, call, this, started, this.hooks.observe ? performance.now() : started);
     this.hooks.enter?.();
     let result: unknown;
     try {
@@ -258,17 +311,22 @@ export class Dispatcher {
   }
 
   /** Answers a call no handler ran for (refused, unknown, invalid): counted in the stats, not a latency sample. */
-  private refuse(method: string, started: number, error: RpcError, answer: Reply): undefined {
-    this.stats.record(statsLabel(method, error), error.code, (performance.now() - started) / 1_000);
-    answer(error);
+  private refuse(method: string, started: number, error: RpcError, call: IncomingCall): undefined {
+    this.count(statsLabel(method, error), error.code, started);
+    call.reply(error);
     return undefined;
   }
 
   /** @internal A call whose handler ran is answered: counted, and a latency sample. */
   answered(call: ActiveCall, error: RpcError | null): void {
+    const label = statsLabel(call.method, error);
+    const code = error === null ? "OK" : error.code;
+    const { observe } = this.hooks;
+    if (!observe) return this.count(label, code, call.started);
+    // The adaptive limit reads the clock for every call anyway (its sample starts at dispatch).
     const now = performance.now();
-    this.stats.record(statsLabel(call.method, error), error === null ? "OK" : error.code, (now - call.started) / 1_000);
-    this.hooks.observe?.(now - call.dispatched);
+    this.stats.record(label, code, (now - call.started) / 1_000);
+    observe(now - call.dispatched);
   }
 
   /** Aborts every running call with `reason`: each caller is answered now, each handler sees its signal. */
@@ -303,7 +361,8 @@ export class Dispatcher {
     return rpcError;
   }
 
-  private builtin(call: IncomingCall, reply: Reply): void {
+  private builtin(call: IncomingCall): void {
+    const reply = (error: RpcError | null, result?: unknown) => call.reply(error, result);
     const fn = this.builtins[call.method];
     if (!fn) {
       reply(new RpcError(`Unknown method "${call.method}"`, "METHOD_NOT_FOUND"));

@@ -2,10 +2,10 @@ import { type Logger, PeerWarnings, WarningWindow } from "../log.ts";
 import type { Listener, Runtime, Socket, SocketHandlers } from "../runtime/types.ts";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS, DEFAULT_TURN_BYTES, EMPTY, FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
-import { type CallHeaders, NOTIFICATION, parseMessage, RESPONSE } from "../wire/messages.ts";
+import { type CallHeaders, NOTIFICATION, parseMessage, type RequestMeta, RESPONSE } from "../wire/messages.ts";
 import { type AuthFailure, AUTH_TIMEOUT_MS, type ClusterKey, ClusterKeyCheck } from "./auth.ts";
 import { AuthGuard } from "./auth-guard.ts";
-import type { ActiveCall, CallerConnection, Dispatcher } from "./dispatch.ts";
+import type { ActiveCall, CallerConnection, Dispatcher, IncomingCall } from "./dispatch.ts";
 import { RpcError } from "./errors.ts";
 import { errorText } from "../error-text.ts";
 
@@ -183,6 +183,29 @@ export class RpcServer {
   /** Closes every connection now. */
   closeAll(): void {
     for (const connection of this.connections) connection.close();
+  }
+}
+
+/** A request as the dispatcher sees it: its answer goes back to its connection. */
+class ServerCall implements IncomingCall {
+  readonly peer: string;
+  readonly connection: CallerConnection | undefined;
+
+  constructor(
+    private readonly from: ServerConnection,
+    readonly msgid: number,
+    readonly method: string,
+    readonly params: unknown[],
+    readonly meta: RequestMeta | undefined,
+    readonly receivedAt: number,
+  ) {
+    this.peer = from.peer;
+    // Only ebb's own `$` methods talk back on the connection.
+    this.connection = method.charCodeAt(0) === 36 /* $ */ ? from : undefined;
+  }
+
+  reply(error: RpcError | null, result?: unknown, headers?: CallHeaders): void {
+    this.from.replied(this, error, result, headers);
   }
 }
 
@@ -367,20 +390,25 @@ export class ServerConnection implements CallerConnection {
     } finally {
       this.account();
     }
-    // One reading of the clock for every call of this read: when they arrived, for their durations.
-    const receivedAt = messages.length > 0 ? performance.now() : 0;
-    try {
-      for (const message of messages) {
-        if (this.closed || this.finished) return;
-        this.handle(message, receivedAt);
+    if (messages.length > 0) {
+      try {
+        // One reading of the clock when the calls of this read arrived, one when they were answered.
+        this.server.options.dispatcher.timeTogether(() => this.handleAll(messages, performance.now()));
+      } catch (error) {
+        // A bug of ours, not the peer's: say so loudly, and keep the process up.
+        this.log.error("failed to handle a message; closing the connection", { peer: this.peer, error });
+        this.socket.close();
+        return;
       }
-    } catch (error) {
-      // A bug of ours, not the peer's: say so loudly, and keep the process up.
-      this.log.error("failed to handle a message; closing the connection", { peer: this.peer, error });
-      this.socket.close();
-      return;
     }
-    if (this.decoder.backlog) this.yieldTurn();
+    if (this.decoder.backlog && !this.closed && !this.finished) this.yieldTurn();
+  }
+
+  private handleAll(messages: unknown[], receivedAt: number): void {
+    for (const message of messages) {
+      if (this.closed || this.finished) return;
+      this.handle(message, receivedAt);
+    }
   }
 
   /** Tracks the bytes held for partial messages, against this connection's read timeout and the server's cap. */
@@ -429,23 +457,8 @@ export class ServerConnection implements CallerConnection {
           return;
         }
         if (parsed.method === KEEPALIVE_METHOD) this.notePeerKeepalive(parsed.params[0]);
-        // Declared first: a call answered at once replies before dispatch returns.
-        let active: ActiveCall | undefined;
-        active = this.server.options.dispatcher.dispatch(
-          {
-            method: parsed.method,
-            params: parsed.params,
-            meta: parsed.meta,
-            peer: this.socket.remote,
-            connection: parsed.method.charCodeAt(0) === 36 /* $ */ ? this : undefined,
-            receivedAt,
-          },
-          (error, result, headers) => {
-            if (this.calls.get(msgid) === active) this.calls.delete(msgid);
-            // Answer headers go only to a caller that sent a meta: a plain msgpack-rpc client reads 4 elements.
-            this.respond(msgid, error, result, parsed.method, parsed.meta && headers);
-          },
-        );
+        const call = new ServerCall(this, msgid, parsed.method, parsed.params, parsed.meta, receivedAt);
+        const active = this.server.options.dispatcher.dispatch(call);
         if (active && !active.answered) this.calls.set(msgid, active);
         return;
       }
@@ -488,6 +501,15 @@ export class ServerConnection implements CallerConnection {
     this.finishedAt = Date.now();
     this.writer.flush();
     this.socket.end();
+  }
+
+  /** @internal The answer to `call`, from the dispatcher. */
+  replied(call: ServerCall, error: RpcError | null, result: unknown, headers: CallHeaders | undefined): void {
+    const { msgid } = call;
+    // A call still running is in `calls` under its msgid, and no other can be (a duplicate is refused); one answered at once never was.
+    if (this.calls.size > 0) this.calls.delete(msgid);
+    // Answer headers go only to a caller that sent a meta: a plain msgpack-rpc client reads 4 elements.
+    this.respond(msgid, error, result, call.method, call.meta && headers);
   }
 
   private respond(msgid: number, error: RpcError | null, result: unknown, method?: string, headers?: CallHeaders): void {

@@ -42,7 +42,7 @@ function fixture() {
   });
   const call = (method: string, params: unknown[], meta?: IncomingCall["meta"]): Promise<{ error: RpcError | null; result: unknown }> =>
     new Promise((resolve) => {
-      dispatcher.dispatch({ method, params, meta, peer: "test" }, (error, result) => resolve({ error, result }));
+      dispatcher.dispatch({ method, params, meta, peer: "test", reply: (error, result) => resolve({ error, result }) });
     });
   return { state, dispatcher, call };
 }
@@ -141,7 +141,7 @@ test("a z.unknown() schema is not parsed, but a refined one is: input and output
   assert.deepEqual(routes.map((r) => [r.checksInput, r.checksOutput]), [[false, false], [true, false], [false, true]]);
   const dispatcher = new Dispatcher({ router, log: silentLogger });
   const call = (method: string, input: unknown) =>
-    new Promise<{ error: RpcError | null; result: unknown }>((resolve) => dispatcher.dispatch({ method, params: [input], meta: undefined, peer: "test" }, (error, result) => resolve({ error, result })));
+    new Promise<{ error: RpcError | null; result: unknown }>((resolve) => dispatcher.dispatch({ method, params: [input], meta: undefined, peer: "test", reply: (error, result) => resolve({ error, result }) }));
   // Not parsed: the very object comes back, not a copy.
   const value = { nested: [1, { deep: true }] };
   assert.equal((await call("loose.any", value)).result, value);
@@ -155,4 +155,30 @@ test("a z.unknown() schema is not parsed, but a refined one is: input and output
   const stats = dispatcher.stats.methods;
   assert.deepEqual([...stats.get("loose.odd")!.codes], [["OK", 1], ["INVALID_PARAMS", 1]]);
   assert.deepEqual([...stats.get("loose.even")!.codes], [["OK", 1], ["INTERNAL", 1]]);
+});
+
+test("calls answered within timeTogether are timed once, when the outermost span ends: the same duration for each", () => {
+  const { dispatcher } = fixture();
+  const replies: (RpcError | null)[] = [];
+  const call = (method: string, params: unknown[], receivedAt: number): IncomingCall => ({ method, params, meta: undefined, peer: "test", receivedAt, reply: (error) => replies.push(error) });
+  const receivedAt = performance.now();
+  const stats = () => dispatcher.stats.methods.get("math.add");
+  dispatcher.timeTogether(() => {
+    dispatcher.dispatch(call("math.add", [{ a: 1, b: 2 }], receivedAt));
+    dispatcher.timeTogether(() => dispatcher.dispatch(call("math.add", [{ a: 3, b: 4 }], receivedAt)));
+    dispatcher.dispatch(call("math.nope", [], receivedAt));
+    // Answered, and not counted until the outermost span ends.
+    assert.deepEqual(replies.map((error) => error?.code ?? null), [null, null, "METHOD_NOT_FOUND"]);
+    assert.equal(stats(), undefined);
+  });
+  const after = performance.now();
+  const add = stats()!;
+  assert.equal(add.count, 2);
+  assert.equal(add.codes.get("OK"), 2);
+  assert.equal(dispatcher.stats.methods.get("unknown")?.codes.get("METHOD_NOT_FOUND"), 1);
+  // Both took the span's time: from the read to its end, never more than the whole test.
+  assert.ok(add.sumSeconds >= 0 && add.sumSeconds <= (2 * (after - receivedAt)) / 1_000);
+  // Outside a span, a call is counted as it is answered.
+  dispatcher.dispatch(call("math.add", [{ a: 5, b: 6 }], performance.now()));
+  assert.equal(stats()!.count, 3);
 });
