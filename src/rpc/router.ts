@@ -51,6 +51,8 @@ export function acceptsAnything(schema: z.ZodType): boolean {
 /** Maps `service.method` names to handlers. */
 export class Router {
   private readonly routes = new Map<string, Route>();
+  /** The route `route` found last. */
+  private lastRoute: Route | undefined;
   private readonly services = new Map<string, ServiceContract>();
   private readonly described: Record<string, MethodInfo[]> = {};
   private readonly interceptors: ServerInterceptor[] = [];
@@ -111,7 +113,13 @@ export class Router {
 
   /** The route for a full method name, if any. */
   route(name: string): Route | undefined {
-    return this.routes.get(name);
+    // A name fresh off the wire has no hash yet, and V8 computes one in a call into the runtime:
+    // the route found last is checked first by comparing characters, which needs none.
+    const last = this.lastRoute;
+    if (last !== undefined && last.name === name) return last;
+    const route = this.routes.get(name);
+    if (route) this.lastRoute = route;
+    return route;
   }
 
   /** Names of the registered services. */

@@ -27,3 +27,17 @@ test("$info's description of a service: each method's idempotency, policy, and i
   assert.deepEqual(blob!.input, { $schema: "https://json-schema.org/draft/2020-12/schema" });
   assert.equal(router.describe(), router.describe(), "computed once, at registration");
 });
+
+test("route finds each method by name, names off the wire (fresh strings) included, whichever it found last", () => {
+  const shop = defineService("shop", { price: { input: z.unknown(), output: z.unknown() }, buy: { input: z.unknown(), output: z.unknown() } });
+  const router = new Router().register(shop, { price: () => 1, buy: () => 2 });
+  // Built from char codes, as the msgpack decoder builds them: equal strings, not the same ones.
+  const fresh = (name: string) => String.fromCharCode(...[...name].map((c) => c.charCodeAt(0)));
+  for (const name of ["shop.price", "shop.price", "shop.buy", "shop.price", "shop.buy", "shop.buy"]) {
+    assert.equal(router.route(fresh(name))?.name, name);
+  }
+  // An unknown name after a hit is not mistaken for it, and does not replace it.
+  assert.equal(router.route(fresh("shop.pric")), undefined);
+  assert.equal(router.route(fresh("shop.buy ")), undefined);
+  assert.equal(router.route(fresh("shop.buy"))?.name, "shop.buy");
+});
