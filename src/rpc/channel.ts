@@ -3,7 +3,8 @@ import type { Runtime, Socket } from "../runtime/types.ts";
 import { FrameError, MessageDecoder } from "../wire/decoder.ts";
 import { BatchWriter } from "./batch-writer.ts";
 import { type CallHeaders, checkHeaders, isResponse, NOTIFICATION, parseMessage, type RequestMeta } from "../wire/messages.ts";
-import { Deadline, deadlines } from "./deadlines.ts";
+import { type Bucket, deadlines, disarm, type WheelEntry } from "./deadlines.ts";
+import type { TimerHandle } from "../runtime/clock.ts";
 import { AUTH_METHOD, AUTH_TIMEOUT_MS, type ClusterKey, proveClusterKey } from "./auth.ts";
 import { RpcError } from "./errors.ts";
 import { DEFAULT_CONNECTION_LIMITS, KEEPALIVE_METHOD, MIN_KEEPALIVE_MS } from "./server.ts";
@@ -102,10 +103,16 @@ const MAX_UNANSWERED_CONNECTS = 3;
 export const DEFAULT_KEEPALIVE_MS = 10_000;
 
 /** A call waiting for its answer; itself the entry of its deadline on the wheel (one object per call). */
-class Pending extends Deadline {
+class Pending implements WheelEntry {
   resolve!: (value: unknown) => void;
   reject!: (error: RpcError) => void;
   onAbort: (() => void) | undefined = undefined;
+  /** Answered, failed or given up: out of the channel's pending map. */
+  settled = false;
+  bucket: Bucket | undefined = undefined;
+  prev: WheelEntry | undefined = undefined;
+  next: WheelEntry | undefined = undefined;
+  timer: TimerHandle | undefined = undefined;
 
   constructor(
     private readonly channel: Channel,
@@ -114,13 +121,15 @@ class Pending extends Deadline {
     readonly timeoutMs: number,
     readonly signal: AbortSignal | undefined,
     readonly onHeaders: ((headers: CallHeaders) => void) | undefined,
-  ) {
-    super();
-  }
+  ) {}
 
   /** The deadline passed with no answer. */
   fire(): void {
     this.channel.expire(this);
+  }
+
+  cancel(): void {
+    disarm(this);
   }
 }
 
@@ -140,6 +149,8 @@ function abortCode(signal: AbortSignal): "DEADLINE_EXCEEDED" | "CANCELLED" {
  */
 export class Channel implements Transport {
   private readonly pending = new Map<number, Pending>();
+  /** Calls queued in this turn's batch: their deadlines are armed when it is written (armWritten). */
+  private unarmed: Pending[] = [];
   private readonly decoder: MessageDecoder;
   private readonly writer: BatchWriter;
   private readonly log: Logger;
@@ -171,7 +182,7 @@ export class Channel implements Transport {
     private readonly options: ChannelOptions,
   ) {
     this.decoder = new MessageDecoder(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-    this.writer = new BatchWriter(socket);
+    this.writer = new BatchWriter(socket, () => this.armWritten());
     this.log = options.log ?? silentLogger;
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -322,7 +333,6 @@ export class Channel implements Transport {
       signal.addEventListener("abort", entry.onAbort, { once: true });
     }
     this.pending.set(msgid, entry);
-    deadlines.arm(entry, timeoutMs);
     this.sent = true;
     try {
       this.writer.sendRequest(msgid, method, params, meta);
@@ -331,8 +341,23 @@ export class Channel implements Transport {
       this.settle(msgid);
       const reason = errorText(error);
       entry.reject(new RpcError(`Input of "${method}" cannot be encoded: ${reason}`, "INVALID_PARAMS", { processed: false, cause: error }));
+      return promise;
     }
+    this.unarmed.push(entry);
     return promise;
+  }
+
+  /**
+   * The batch was written: its calls' deadlines start now, on one reading of the clock. A deadline
+   * runs from when its request leaves, never before; the batch leaves at the end of the turn that
+   * made its calls, and no timer could fire before then anyway.
+   */
+  private armWritten(): void {
+    const calls = this.unarmed;
+    if (calls.length === 0) return;
+    this.unarmed = [];
+    const now = deadlines.now();
+    for (const entry of calls) if (!entry.settled) deadlines.arm(entry, entry.timeoutMs, now);
   }
 
   /** @internal A call's deadline passed with no answer. */
@@ -446,7 +471,8 @@ export class Channel implements Transport {
     const entry = this.pending.get(msgid);
     if (!entry) return undefined;
     this.pending.delete(msgid);
-    entry.cancel();
+    entry.settled = true;
+    disarm(entry);
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];

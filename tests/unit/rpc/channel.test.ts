@@ -130,3 +130,29 @@ test("msgids wrap around at 2^32 and then skip the ones still in flight", async 
     await memory.close();
   }
 });
+
+test("a deadline on the shared wheel (1 s and more) runs from when the call's batch is written, and fails it DEADLINE_EXCEEDED", async () => {
+  const memory = await startMemoryServer();
+  try {
+    // Plain msgpack-rpc: the server is told no deadline, so only the channel's own can end the calls.
+    const channel = await memory.channel({ plain: true });
+    const sent = performance.now();
+    // Three calls of one batch, one of which cannot be encoded: it fails at once and is never armed.
+    const calls = [
+      channel.call("probe.wait", { ms: 60_000, tag: "wheel-a" }, { timeoutMs: 1_000 }),
+      channel.call("probe.echo", 10n ** 30n, { timeoutMs: 1_000 }),
+      channel.call("probe.wait", { ms: 60_000, tag: "wheel-b" }, { timeoutMs: 1_000 }),
+    ];
+    await rejectsWith(calls[1]!, "INVALID_PARAMS");
+    for (const call of [calls[0]!, calls[2]!]) {
+      const error = await rejectsWith(call, "DEADLINE_EXCEEDED");
+      assert.match(error.rawMessage, /^No answer from .* to "probe.wait" within 1000 ms$/);
+    }
+    // Never early; late by at most the wheel's resolution, and a loaded machine.
+    const took = performance.now() - sent;
+    assert.ok(took >= 1_000 && took < 3_000, `${took} ms`);
+    assert.equal(channel.inflight, 0);
+  } finally {
+    await memory.close();
+  }
+});

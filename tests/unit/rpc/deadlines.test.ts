@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Deadline, type DeadlineHandle, DeadlineWheel } from "../../../src/rpc/deadlines.ts";
+import { Deadline, type DeadlineHandle, DeadlineWheel, disarm, type WheelEntry } from "../../../src/rpc/deadlines.ts";
 import { ManualClock } from "../../helpers/clock.ts";
 
 /** Schedules `ms` on the wheel; `elapsed` is the virtual time it took to fire (undefined until it does). */
@@ -144,4 +144,37 @@ test("an object extending Deadline is its own wheel entry", () => {
   calls[3]!.cancel();
   clock.tick(100);
   assert.deepEqual(calls.map((call) => call.firedAt), [30, undefined, 50, undefined]);
+});
+
+test("an object holding the entry's fields is its own entry; entries armed on one clock reading share a bucket, one emptied and dropped is never reused", () => {
+  const clock = new ManualClock();
+  const wheel = new DeadlineWheel(10, 0, clock);
+  class Call implements WheelEntry {
+    bucket: WheelEntry["bucket"] = undefined;
+    prev: WheelEntry | undefined = undefined;
+    next: WheelEntry | undefined = undefined;
+    timer: WheelEntry["timer"] = undefined;
+    firedAt: number | undefined;
+    fire(): void {
+      this.firedAt = clock.now();
+    }
+    cancel(): void {
+      disarm(this);
+    }
+  }
+  const now = wheel.now();
+  const first = [new Call(), new Call()];
+  for (const call of first) wheel.arm(call, 30, now);
+  assert.equal(first[0]!.bucket, first[1]!.bucket);
+  // Both cancelled: their bucket leaves the wheel. The next entry due in the same slot gets a new one, and fires.
+  for (const call of first) call.cancel();
+  const later = new Call();
+  wheel.arm(later, 30, now);
+  assert.notEqual(later.bucket, first[0]!.bucket);
+  disarm(later); // twice is nothing
+  later.cancel();
+  const last = new Call();
+  wheel.arm(last, 30, now);
+  clock.tick(100);
+  assert.deepEqual([...first, later, last].map((call) => call.firedAt), [undefined, undefined, undefined, 30]);
 });
