@@ -19,19 +19,19 @@ export interface MethodStats {
 export class CallStats {
   readonly methods = new Map<string, MethodStats>();
 
-  /** Records one answered call. */
-  record(method: string, code: string, seconds: number): void {
+  /** Records `calls` answered calls (one by default) that each took `seconds`. */
+  record(method: string, code: string, seconds: number, calls = 1): void {
     let stats = this.methods.get(method);
     if (!stats) {
       stats = { codes: new Map(), buckets: new Float64Array(DURATION_BUCKETS_SECONDS.length + 1), sumSeconds: 0, count: 0 };
       this.methods.set(method, stats);
     }
-    stats.codes.set(code, (stats.codes.get(code) ?? 0) + 1);
+    stats.codes.set(code, (stats.codes.get(code) ?? 0) + calls);
     let bucket = 0;
     while (bucket < DURATION_BUCKETS_SECONDS.length && seconds > DURATION_BUCKETS_SECONDS[bucket]!) bucket++;
-    stats.buckets[bucket]!++;
-    stats.sumSeconds += seconds;
-    stats.count++;
+    stats.buckets[bucket]! += calls;
+    stats.sumSeconds += seconds * calls;
+    stats.count += calls;
   }
 
   /** The histogram of `stats` as Prometheus wants it: cumulative counts by `le` bound, `+Inf` last. */

@@ -78,6 +78,8 @@ export class ActiveCall implements CallContext {
   private wallDeadline: number | undefined = undefined;
   /** False once the caller has its answer. */
   private unanswered = true;
+  /** @internal In the dispatcher's set of running calls (its handler went async). */
+  tracked = false;
 
   constructor(
     readonly method: string,
@@ -242,7 +244,15 @@ export class Dispatcher {
   private timeUntimed(): void {
     const now = performance.now();
     const { untimedLabels: labels, untimedCodes: codes, untimedStarts: starts } = this;
-    for (let i = 0; i < labels.length; i++) this.stats.record(labels[i]!, codes[i]!, (now - starts[i]!) / 1_000);
+    // Calls of one read to one method with one outcome come in runs: each run is recorded at once.
+    let run = 0;
+    for (let i = 0; i < labels.length; i++) {
+      run++;
+      const next = i + 1;
+      if (next < labels.length && labels[next] === labels[i] && codes[next] === codes[i] && starts[next] === starts[i]) continue;
+      this.stats.record(labels[i]!, codes[i]!, (now - starts[i]!) / 1_000, run);
+      run = 0;
+    }
     labels.length = codes.length = starts.length = 0;
   }
 
@@ -299,6 +309,7 @@ export class Dispatcher {
     if (isThenable(result)) {
       // Only calls still running can be aborted: they alone are tracked and timed.
       this.active.add(active);
+      active.tracked = true;
       active.watchDeadline();
       result.then(
         (value) => this.finish(route, active, value),
@@ -336,7 +347,7 @@ export class Dispatcher {
 
   /** @internal Called by an ActiveCall whose handler settled. */
   settled(call: ActiveCall): void {
-    this.active.delete(call);
+    if (call.tracked) this.active.delete(call);
     this.hooks.leave?.();
   }
 

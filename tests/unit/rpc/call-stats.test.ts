@@ -21,3 +21,13 @@ test("call stats count answers by code and place each duration in the first buck
   assert.equal(cumulative.get("10"), 3);
   assert.equal(cumulative.get("+Inf"), 4);
 });
+
+test("a run of calls with one duration is recorded at once, as that many single calls would be", () => {
+  const together = new CallStats();
+  const apart = new CallStats();
+  together.record("svc.m", "OK", 0.002, 5);
+  for (let i = 0; i < 5; i++) apart.record("svc.m", "OK", 0.002);
+  const [a, b] = [together.methods.get("svc.m")!, apart.methods.get("svc.m")!];
+  assert.deepEqual([...a.codes], [["OK", 5]]);
+  assert.deepEqual([a.count, a.sumSeconds, [...a.buckets]], [b.count, b.sumSeconds, [...b.buckets]]);
+});

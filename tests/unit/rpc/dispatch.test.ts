@@ -167,18 +167,21 @@ test("calls answered within timeTogether are timed once, when the outermost span
     dispatcher.dispatch(call("math.add", [{ a: 1, b: 2 }], receivedAt));
     dispatcher.timeTogether(() => dispatcher.dispatch(call("math.add", [{ a: 3, b: 4 }], receivedAt)));
     dispatcher.dispatch(call("math.nope", [], receivedAt));
+    // A run of one method and outcome, then another outcome, then the first again.
+    dispatcher.dispatch(call("math.add", [{ a: "x" }], receivedAt));
+    dispatcher.dispatch(call("math.add", [{ a: 0, b: 0 }], receivedAt - 1));
     // Answered, and not counted until the outermost span ends.
-    assert.deepEqual(replies.map((error) => error?.code ?? null), [null, null, "METHOD_NOT_FOUND"]);
+    assert.deepEqual(replies.map((error) => error?.code ?? null), [null, null, "METHOD_NOT_FOUND", "INVALID_PARAMS", null]);
     assert.equal(stats(), undefined);
   });
   const after = performance.now();
   const add = stats()!;
-  assert.equal(add.count, 2);
-  assert.equal(add.codes.get("OK"), 2);
+  assert.equal(add.count, 4);
+  assert.deepEqual([...add.codes], [["OK", 3], ["INVALID_PARAMS", 1]]);
   assert.equal(dispatcher.stats.methods.get("unknown")?.codes.get("METHOD_NOT_FOUND"), 1);
   // Both took the span's time: from the read to its end, never more than the whole test.
-  assert.ok(add.sumSeconds >= 0 && add.sumSeconds <= (2 * (after - receivedAt)) / 1_000);
+  assert.ok(add.sumSeconds >= 0 && add.sumSeconds <= (4 * (after - receivedAt + 1)) / 1_000);
   // Outside a span, a call is counted as it is answered.
   dispatcher.dispatch(call("math.add", [{ a: 5, b: 6 }], performance.now()));
-  assert.equal(stats()!.count, 3);
+  assert.equal(stats()!.count, 5);
 });
