@@ -125,9 +125,12 @@ function startServer(stack: Stack): Promise<Server> {
   });
 }
 
-/** A msgpack-rpc client with nothing but the runtime socket, decoder and batching: the ceiling's client. */
+/**
+ * A msgpack-rpc client with nothing but the runtime socket, decoder and batching: the ceiling's client.
+ * Each call resolves with its result, as any RPC client's must (ebb's, msgpack5rpc's, Moleculer's).
+ */
 async function bareConnection(port: number, payload: unknown): Promise<{ call: Call; socket: Socket }> {
-  const waiting = new Map<number, () => void>();
+  const waiting = new Map<number, (result: unknown) => void>();
   const decoder = new MessageDecoder(8 << 20);
   let writer!: BatchWriter;
   const socket = await runtime.connect({
@@ -137,10 +140,10 @@ async function bareConnection(port: number, payload: unknown): Promise<{ call: C
       writer = new BatchWriter(s);
       return {
         data(chunk) {
-          for (const message of decoder.push(chunk) as [number, number][]) {
+          for (const message of decoder.push(chunk) as [number, number, unknown, unknown][]) {
             const done = waiting.get(message[1]);
             waiting.delete(message[1]);
-            done?.();
+            done?.(message[3]);
           }
         },
         close() {},
@@ -150,7 +153,7 @@ async function bareConnection(port: number, payload: unknown): Promise<{ call: C
   socket.setNoDelay(true);
   let next = 0;
   const call = () =>
-    new Promise<void>((resolve) => {
+    new Promise<unknown>((resolve) => {
       const msgid = next++ >>> 0;
       waiting.set(msgid, resolve);
       writer.send([0, msgid, "demo.echo", [payload]]);
